@@ -1,0 +1,167 @@
+// Package store holds ferry's domain types and all of its SQL. It runs on PostgreSQL (lib/pq)
+// and on an embedded SQLite file (a pure-Go driver), with the same methods on both.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"  // PostgreSQL driver "postgres"
+	_ "modernc.org/sqlite" // SQLite driver "sqlite", pure Go
+)
+
+// Dialect names the SQL database behind a DB.
+type Dialect string
+
+// The dialects ferry runs on.
+const (
+	Postgres Dialect = "postgres"
+	SQLite   Dialect = "sqlite"
+)
+
+// DB is ferry's store: a connection pool plus the cipher for secrets at rest.
+type DB struct {
+	db      *sqlx.DB
+	dialect Dialect
+	cipher  *Cipher
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+	// PasswordCost is the bcrypt cost for new password hashes.
+	PasswordCost int
+}
+
+// Options configure Open.
+type Options struct {
+	// URL is "postgres://…", "sqlite:PATH", or empty for an SQLite file ferry.db in DataDir.
+	URL     string
+	DataDir string
+	// Key is the 32-byte key that encrypts secrets at rest.
+	Key []byte
+}
+
+// Open connects to the database named by opts and checks that it answers. It does not migrate.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	cipher, err := NewCipher(opts.Key)
+	if err != nil {
+		return nil, err
+	}
+	driver, dsn, dialect, err := dataSource(opts)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlx.Open(driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	if dialect == SQLite {
+		// One writer at a time is SQLite's rule; a small pool avoids "database is locked" churn.
+		db.SetMaxOpenConns(4)
+	} else {
+		db.SetMaxOpenConns(32)
+		db.SetMaxIdleConns(16)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
+	}
+	return &DB{db: db, dialect: dialect, cipher: cipher, Now: time.Now, PasswordCost: 10}, nil
+}
+
+func dataSource(opts Options) (driver, dsn string, dialect Dialect, err error) {
+	u := opts.URL
+	switch {
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		return "postgres", u, Postgres, nil
+	case u == "" || strings.HasPrefix(u, "sqlite:"):
+		path := strings.TrimPrefix(u, "sqlite:")
+		if path == "" {
+			path = filepath.Join(opts.DataDir, "ferry.db")
+		}
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return "", "", "", fmt.Errorf("create database directory: %w", err)
+			}
+		}
+		q := url.Values{}
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", "synchronous(NORMAL)")
+		q.Set("_txlock", "immediate")
+		return "sqlite", "file:" + path + "?" + q.Encode(), SQLite, nil
+	default:
+		return "", "", "", fmt.Errorf("database URL %q: want postgres://…, sqlite:PATH or empty", redactURL(u))
+	}
+}
+
+// redactURL hides a password in a database URL so it can be logged.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Close closes the connection pool.
+func (db *DB) Close() error { return db.db.Close() }
+
+// Dialect reports which database this is.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Cipher returns the cipher that seals secrets at rest.
+func (db *DB) Cipher() *Cipher { return db.cipher }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.db.PingContext(ctx) }
+
+// now returns the current time in UTC, truncated to microseconds so that it reads back equal
+// from both databases.
+func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond) }
+
+// Transact runs fn in a transaction and commits if fn returns nil. It rolls back on an error or
+// a panic (which it re-raises).
+func (db *DB) Transact(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
+	tx, err := db.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback()
+			return
+		}
+		if cerr := tx.Commit(); cerr != nil {
+			err = fmt.Errorf("commit: %w", cerr)
+		}
+	}()
+	return fn(tx)
+}
+
+// queryer is what both *sqlx.DB and *sqlx.Tx offer, so read helpers serve in and out of a transaction.
+type queryer interface {
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowxContext(ctx context.Context, query string, args ...any) *sqlx.Row
+	Rebind(query string) string
+}
+
+// q rebinds a query written with ? placeholders for the dialect of db.
+func (db *DB) q(query string) string { return db.db.Rebind(query) }
