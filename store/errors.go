@@ -86,6 +86,9 @@ func formatError(err error, what string) error {
 }
 
 func isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
 		return pqErr.Code == "23505"
@@ -94,6 +97,9 @@ func isUniqueViolation(err error) bool {
 }
 
 func isForeignKeyViolation(err error) bool {
+	if err == nil {
+		return false
+	}
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
 		return pqErr.Code == "23503"

@@ -1,0 +1,236 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// DefaultKeepVersions is how many versions of a project are kept unless it says otherwise.
+const DefaultKeepVersions = 20
+
+// ProjectFilter selects projects.
+type ProjectFilter struct {
+	// MemberID, when not 0, keeps only the projects this user is a member of.
+	MemberID int64
+}
+
+// ProjectUpdate holds the fields of a project to change; nil fields stay as they are.
+type ProjectUpdate struct {
+	Name, GitLabPath, CloneURL, WebhookSecret, GitLabToken, TagTemplate *string
+	Trigger                                                             *Trigger
+	KeepVersions                                                        *int
+}
+
+type projectRow struct {
+	Project
+	WebhookSecretEnc string `db:"webhook_secret_enc"`
+	GitLabTokenEnc   string `db:"gitlab_token_enc"`
+	TriggerRules     string `db:"trigger_rules"`
+}
+
+const projectColumns = `id, name, gitlab_path, clone_url, webhook_secret_enc, gitlab_token_enc, trigger_rules,
+	keep_versions, tag_template, created_at, updated_at`
+
+// CreateProject stores p and fills its ID and times. A zero KeepVersions becomes 20.
+func (db *DB) CreateProject(ctx context.Context, p *Project) error {
+	if p.KeepVersions == 0 {
+		p.KeepVersions = DefaultKeepVersions
+	}
+	normalizeTrigger(&p.Trigger)
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	row, err := db.sealProject(p)
+	if err != nil {
+		return err
+	}
+	return db.Transact(ctx, func(tx *sqlx.Tx) error {
+		p.CreatedAt, p.UpdatedAt = db.now(), db.now()
+		err := tx.GetContext(ctx, &p.ID, db.q(`INSERT INTO projects (name, gitlab_path, clone_url, webhook_secret_enc,
+			gitlab_token_enc, trigger_rules, keep_versions, tag_template, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			p.Name, p.GitLabPath, p.CloneURL, row.WebhookSecretEnc, row.GitLabTokenEnc, row.TriggerRules,
+			p.KeepVersions, p.TagTemplate, p.CreatedAt, p.UpdatedAt)
+		if err != nil {
+			return db.projectConflict(ctx, tx, err, p)
+		}
+		return db.audit(ctx, tx, "project.create", "project/"+p.Name, p.GitLabPath)
+	})
+}
+
+// projectConflict says which unique field of p is taken.
+func (db *DB) projectConflict(ctx context.Context, tx *sqlx.Tx, err error, p *Project) error {
+	if !isUniqueViolation(err) {
+		return formatError(err, "project "+p.Name)
+	}
+	var n int
+	tx.GetContext(ctx, &n, db.q(`SELECT COUNT(*) FROM projects WHERE name = ? AND id <> ?`), p.Name, p.ID)
+	if n > 0 {
+		return Errorf(ECONFLICT, "name: a project named %q already exists", p.Name)
+	}
+	return Errorf(ECONFLICT, "gitlab_path: project %q already uses GitLab path %q", p.Name, p.GitLabPath)
+}
+
+func normalizeTrigger(t *Trigger) {
+	if t.Branches == nil {
+		t.Branches = []string{}
+	}
+	if t.Deploy == nil {
+		t.Deploy = map[string]string{}
+	}
+}
+
+func (db *DB) sealProject(p *Project) (*projectRow, error) {
+	row := &projectRow{Project: *p}
+	var err error
+	if row.WebhookSecretEnc, err = db.cipher.Seal(p.WebhookSecret); err != nil {
+		return nil, err
+	}
+	if row.GitLabTokenEnc, err = db.cipher.Seal(p.GitLabToken); err != nil {
+		return nil, err
+	}
+	rules, err := json.Marshal(p.Trigger)
+	if err != nil {
+		return nil, err
+	}
+	row.TriggerRules = string(rules)
+	return row, nil
+}
+
+func (db *DB) openProject(row *projectRow) (*Project, error) {
+	p := row.Project
+	var err error
+	if p.WebhookSecret, err = db.cipher.Open(row.WebhookSecretEnc); err != nil {
+		return nil, fmt.Errorf("project %s webhook secret: %w", p.Name, err)
+	}
+	if p.GitLabToken, err = db.cipher.Open(row.GitLabTokenEnc); err != nil {
+		return nil, fmt.Errorf("project %s GitLab token: %w", p.Name, err)
+	}
+	if err := json.Unmarshal([]byte(row.TriggerRules), &p.Trigger); err != nil {
+		return nil, fmt.Errorf("project %s trigger rules: %w", p.Name, err)
+	}
+	normalizeTrigger(&p.Trigger)
+	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
+	return &p, nil
+}
+
+// GetProject returns the project called name, with its secrets decrypted, or ENOTFOUND.
+func (db *DB) GetProject(ctx context.Context, name string) (*Project, error) {
+	return db.getProject(ctx, db.db, `name = ?`, name, "project "+name)
+}
+
+// GetProjectByID returns the project with id, or ENOTFOUND.
+func (db *DB) GetProjectByID(ctx context.Context, id int64) (*Project, error) {
+	return db.getProject(ctx, db.db, `id = ?`, id, "project")
+}
+
+// GetProjectByGitLabPath returns the project whose GitLab path is path, or ENOTFOUND.
+func (db *DB) GetProjectByGitLabPath(ctx context.Context, path string) (*Project, error) {
+	return db.getProject(ctx, db.db, `gitlab_path = ?`, path, "project with GitLab path "+path)
+}
+
+func (db *DB) getProject(ctx context.Context, q queryer, where string, arg any, what string) (*Project, error) {
+	var row projectRow
+	if err := q.GetContext(ctx, &row, db.q(`SELECT `+projectColumns+` FROM projects WHERE `+where), arg); err != nil {
+		return nil, formatError(err, what)
+	}
+	return db.openProject(&row)
+}
+
+// ListProjects returns the projects matching f, by name.
+func (db *DB) ListProjects(ctx context.Context, f ProjectFilter) ([]*Project, error) {
+	query := `SELECT ` + projectColumns + ` FROM projects ORDER BY name`
+	var args []any
+	if f.MemberID != 0 {
+		query = `SELECT ` + projectColumns + ` FROM projects WHERE id IN (SELECT project_id FROM project_members WHERE user_id = ?) ORDER BY name`
+		args = append(args, f.MemberID)
+	}
+	var rows []*projectRow
+	if err := db.db.SelectContext(ctx, &rows, db.q(query), args...); err != nil {
+		return nil, err
+	}
+	out := make([]*Project, 0, len(rows))
+	for _, r := range rows {
+		p, err := db.openProject(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// UpdateProject changes the given fields of the project called name and returns it as it is now.
+func (db *DB) UpdateProject(ctx context.Context, name string, upd ProjectUpdate) (*Project, error) {
+	var out *Project
+	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
+		p, err := db.getProject(ctx, tx, `name = ?`, name, "project "+name)
+		if err != nil {
+			return err
+		}
+		applyProjectUpdate(p, upd)
+		normalizeTrigger(&p.Trigger)
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		row, err := db.sealProject(p)
+		if err != nil {
+			return err
+		}
+		p.UpdatedAt = db.now()
+		_, err = tx.ExecContext(ctx, db.q(`UPDATE projects SET name = ?, gitlab_path = ?, clone_url = ?, webhook_secret_enc = ?,
+			gitlab_token_enc = ?, trigger_rules = ?, keep_versions = ?, tag_template = ?, updated_at = ? WHERE id = ?`),
+			p.Name, p.GitLabPath, p.CloneURL, row.WebhookSecretEnc, row.GitLabTokenEnc, row.TriggerRules,
+			p.KeepVersions, p.TagTemplate, p.UpdatedAt, p.ID)
+		if err != nil {
+			return db.projectConflict(ctx, tx, err, p)
+		}
+		out = p
+		return db.audit(ctx, tx, "project.update", "project/"+p.Name, projectChanges(name, upd))
+	})
+	return out, err
+}
+
+func applyProjectUpdate(p *Project, upd ProjectUpdate) {
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(&p.Name, upd.Name)
+	set(&p.GitLabPath, upd.GitLabPath)
+	set(&p.CloneURL, upd.CloneURL)
+	set(&p.WebhookSecret, upd.WebhookSecret)
+	set(&p.GitLabToken, upd.GitLabToken)
+	set(&p.TagTemplate, upd.TagTemplate)
+	if upd.Trigger != nil {
+		p.Trigger = *upd.Trigger
+	}
+	if upd.KeepVersions != nil {
+		p.KeepVersions = *upd.KeepVersions
+	}
+}
+
+func projectChanges(oldName string, upd ProjectUpdate) string {
+	s := changedFields(upd.Name != nil, "name", upd.GitLabPath != nil, "gitlab_path", upd.CloneURL != nil, "clone_url",
+		upd.WebhookSecret != nil, "webhook_secret", upd.GitLabToken != nil, "gitlab_token", upd.TagTemplate != nil, "tag_template",
+		upd.Trigger != nil, "trigger", upd.KeepVersions != nil, "keep_versions")
+	if upd.Name != nil && *upd.Name != oldName {
+		s += " (was " + oldName + ")"
+	}
+	return s
+}
+
+// DeleteProject removes the project called name with its environments and memberships.
+func (db *DB) DeleteProject(ctx context.Context, name string) error {
+	return db.Transact(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, db.q(`DELETE FROM projects WHERE name = ?`), name)
+		if err := mustAffect(res, err, "project "+name); err != nil {
+			return err
+		}
+		return db.audit(ctx, tx, "project.delete", "project/"+name, "")
+	})
+}
