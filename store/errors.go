@@ -96,6 +96,29 @@ func isUniqueViolation(err error) bool {
 	return strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
+// uniqueColumn names the column of a unique violation, as far as the driver tells: PostgreSQL
+// names the constraint (projects_name_key), SQLite the column (projects.name). It returns "" when
+// it cannot tell.
+func uniqueColumn(err error) string {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		c := strings.TrimSuffix(strings.TrimPrefix(pqErr.Constraint, pqErr.Table+"_"), "_key")
+		return c
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, "UNIQUE constraint failed: "); i >= 0 {
+		cols := msg[i+len("UNIQUE constraint failed: "):]
+		if j := strings.IndexAny(cols, " ,)"); j >= 0 {
+			cols = cols[:j]
+		}
+		if k := strings.LastIndex(cols, "."); k >= 0 {
+			cols = cols[k+1:]
+		}
+		return cols
+	}
+	return ""
+}
+
 func isForeignKeyViolation(err error) bool {
 	if err == nil {
 		return false

@@ -61,14 +61,14 @@ func (db *DB) CreateProject(ctx context.Context, p *Project) error {
 	})
 }
 
-// projectConflict says which unique field of p is taken.
+// projectConflict says which unique field of p is taken. It reads the violated constraint from
+// the error itself: on PostgreSQL the transaction is aborted after the violation, so no further
+// query could ask.
 func (db *DB) projectConflict(ctx context.Context, tx *sqlx.Tx, err error, p *Project) error {
 	if !isUniqueViolation(err) {
 		return formatError(err, "project "+p.Name)
 	}
-	var n int
-	tx.GetContext(ctx, &n, db.q(`SELECT COUNT(*) FROM projects WHERE name = ? AND id <> ?`), p.Name, p.ID)
-	if n > 0 {
+	if uniqueColumn(err) == "name" {
 		return Errorf(ECONFLICT, "name: a project named %q already exists", p.Name)
 	}
 	return Errorf(ECONFLICT, "gitlab_path: project %q already uses GitLab path %q", p.Name, p.GitLabPath)
