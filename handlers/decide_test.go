@@ -1,0 +1,92 @@
+package handlers
+
+import (
+	"testing"
+	"time"
+
+	"ferry/store"
+)
+
+// TestDecide covers the rules for every kind of access, including deployments, whose routes
+// come in a later issue.
+func TestDecide(t *testing.T) {
+	admin := &store.User{ID: 1, Admin: true}
+	plain := &store.User{ID: 2}
+	member := &store.Member{}
+	production := &store.Member{Production: true}
+	tests := []struct {
+		name      string
+		a         access
+		u         *store.User
+		m         *store.Member
+		protected bool
+		want      verdict
+	}{
+		{"public anonymous", public, nil, nil, false, allowed},
+		{"logged in anonymous", loggedIn, nil, nil, false, needLogin},
+		{"logged in plain", loggedIn, plain, nil, false, allowed},
+		{"admin only plain", adminOnly, plain, nil, false, forbidden},
+		{"admin only admin", adminOnly, admin, nil, false, allowed},
+		{"read anonymous", projectRead, nil, nil, false, needLogin},
+		{"read outsider", projectRead, plain, nil, false, hidden},
+		{"read member", projectRead, plain, member, false, allowed},
+		{"build outsider", projectBuild, plain, nil, false, hidden},
+		{"build member", projectBuild, plain, member, false, allowed},
+		{"deploy outsider", projectDeploy, plain, nil, false, hidden},
+		{"deploy member unprotected", projectDeploy, plain, member, false, allowed},
+		{"deploy member protected", projectDeploy, plain, member, true, forbidden},
+		{"deploy production protected", projectDeploy, plain, production, true, allowed},
+		{"deploy admin protected", projectDeploy, admin, nil, true, allowed},
+		{"change outsider", projectAdmin, plain, nil, false, hidden},
+		{"change member", projectAdmin, plain, production, false, forbidden},
+		{"change admin", projectAdmin, admin, nil, false, allowed},
+	}
+	for _, tt := range tests {
+		if got := decide(tt.a, tt.u, tt.m, tt.protected); got != tt.want {
+			t.Errorf("%s: decide = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                         "/",
+		"/projects/a?x=1":          "/projects/a?x=1",
+		"//evil.example.com/":      "/",
+		"/\\evil.example.com":      "/",
+		"https://evil.example.com": "/",
+		"javascript:alert(1)":      "/",
+		"projects":                 "/",
+		"/a\r\nSet-Cookie: x=1":    "/",
+	} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestLoginThrottle(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	th := newLoginThrottle(func() time.Time { return now })
+	for range maxLoginFailures {
+		if w := th.wait("1.2.3.4", "ann"); w != 0 {
+			t.Fatalf("throttled before %d failures", maxLoginFailures)
+		}
+		th.fail("1.2.3.4", "ann")
+	}
+	if w := th.wait("1.2.3.4", "ANN"); w != loginFailureWindow {
+		t.Errorf("after %d failures wait = %v, want %v", maxLoginFailures, w, loginFailureWindow)
+	}
+	if w := th.wait("5.6.7.8", "ann"); w != 0 {
+		t.Errorf("another address is throttled too: %v", w)
+	}
+	now = now.Add(loginFailureWindow + time.Second)
+	if w := th.wait("1.2.3.4", "ann"); w != 0 {
+		t.Errorf("still throttled after the window: %v", w)
+	}
+	th.fail("1.2.3.4", "bob")
+	th.succeed("1.2.3.4", "bob")
+	if _, ok := th.failures[throttleKey("1.2.3.4", "bob")]; ok {
+		t.Errorf("a good login does not clear the failures before it")
+	}
+}

@@ -1,0 +1,117 @@
+package handlers
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/crypto/ssh"
+
+	"ferry/store"
+)
+
+func (s *Server) registerHosts(r gin.IRouter) {
+	r.GET("/hosts", s.need(loggedIn), s.listHosts)
+	r.POST("/hosts", s.need(adminOnly), s.createHost)
+	r.GET("/hosts/:host", s.need(loggedIn), s.getHost)
+	r.PATCH("/hosts/:host", s.need(adminOnly), s.updateHost)
+	r.DELETE("/hosts/:host", s.need(adminOnly), s.deleteHost)
+}
+
+// hostInput is the body of a host create or update; absent fields are nil.
+type hostInput struct {
+	Name       *string `json:"name"`
+	Address    *string `json:"address"`
+	Port       *int    `json:"port"`
+	User       *string `json:"user"`
+	PrivateKey *string `json:"private_key"`
+	HostKey    *string `json:"host_key"`
+}
+
+// hostView is a host as the API shows it: never the private key, only whether it is set,
+// and the fingerprint of the pinned host key.
+type hostView struct {
+	*store.Host
+	HasPrivateKey bool   `json:"has_private_key"`
+	Fingerprint   string `json:"fingerprint"`
+}
+
+func newHostView(h *store.Host) hostView {
+	return hostView{Host: h, HasPrivateKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey)}
+}
+
+// fingerprint returns the SHA256 fingerprint of an authorized_keys line, or "" for none.
+func fingerprint(hostKey string) string {
+	if hostKey == "" {
+		return ""
+	}
+	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(hostKey))
+	if err != nil {
+		return ""
+	}
+	return ssh.FingerprintSHA256(key)
+}
+
+func (s *Server) listHosts(c *gin.Context) {
+	hosts, err := s.db.ListHosts(c.Request.Context())
+	if err != nil {
+		s.fail(c, fmt.Errorf("list hosts: %w", err))
+		return
+	}
+	views := make([]hostView, 0, len(hosts))
+	for _, h := range hosts {
+		views = append(views, newHostView(h))
+	}
+	c.JSON(http.StatusOK, views)
+}
+
+func (s *Server) createHost(c *gin.Context) {
+	var in hostInput
+	if !s.bindJSON(c, &in) {
+		return
+	}
+	h := &store.Host{Port: 22}
+	set(&h.Name, in.Name)
+	set(&h.Address, in.Address)
+	set(&h.Port, in.Port)
+	set(&h.User, in.User)
+	set(&h.PrivateKey, in.PrivateKey)
+	set(&h.HostKey, in.HostKey)
+	if err := s.db.CreateHost(c.Request.Context(), h); err != nil {
+		s.fail(c, fmt.Errorf("create host %q: %w", h.Name, err))
+		return
+	}
+	c.JSON(http.StatusCreated, newHostView(h))
+}
+
+func (s *Server) getHost(c *gin.Context) {
+	h, err := s.db.GetHost(c.Request.Context(), c.Param("host"))
+	if err != nil {
+		s.fail(c, fmt.Errorf("get host %q: %w", c.Param("host"), err))
+		return
+	}
+	c.JSON(http.StatusOK, newHostView(h))
+}
+
+func (s *Server) updateHost(c *gin.Context) {
+	var in hostInput
+	if !s.bindJSON(c, &in) {
+		return
+	}
+	upd := store.HostUpdate{Name: in.Name, Address: in.Address, Port: in.Port, User: in.User,
+		PrivateKey: in.PrivateKey, HostKey: in.HostKey}
+	h, err := s.db.UpdateHost(c.Request.Context(), c.Param("host"), upd)
+	if err != nil {
+		s.fail(c, fmt.Errorf("update host %q: %w", c.Param("host"), err))
+		return
+	}
+	c.JSON(http.StatusOK, newHostView(h))
+}
+
+func (s *Server) deleteHost(c *gin.Context) {
+	if err := s.db.DeleteHost(c.Request.Context(), c.Param("host")); err != nil {
+		s.fail(c, fmt.Errorf("delete host %q: %w", c.Param("host"), err))
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

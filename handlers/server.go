@@ -1,0 +1,122 @@
+// Package handlers is ferry's HTTP layer: the JSON API under /api/v1, the HTML pages and the
+// health checks, on gin. Handlers are thin: they parse the request, authorize it with one
+// decision function (see permissions.go), call the store, and render. Errors are mapped to
+// HTTP statuses in one place (see errors.go).
+package handlers
+
+import (
+	"html/template"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"ferry/store"
+)
+
+// DefaultSessionTTL is how long a browser login lasts when Config.SessionTTL is zero.
+const DefaultSessionTTL = 7 * 24 * time.Hour
+
+// Config holds what the HTTP layer needs. DB is required.
+type Config struct {
+	DB *store.DB
+	// BaseURL is the address users and GitLab reach ferry at, such as https://ferry.example.com.
+	BaseURL string
+	// Logger receives request logs at debug level and errors at warn and error; nil discards.
+	Logger *slog.Logger
+	// SecureCookies marks cookies Secure, for ferry behind HTTPS.
+	SecureCookies bool
+	// SessionTTL is how long a browser login lasts; 0 means DefaultSessionTTL.
+	SessionTTL time.Duration
+	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies whose
+	// X-Forwarded-For is believed; empty means the peer address is the client's.
+	TrustedProxies []string
+}
+
+// Server serves ferry's HTTP API and pages.
+type Server struct {
+	db         *store.DB
+	baseURL    string
+	log        *slog.Logger
+	secure     bool
+	sessionTTL time.Duration
+	proxies    []string
+	pages      map[string]*template.Template
+	logins     *loginThrottle
+	engine     *gin.Engine
+}
+
+// New returns a server for cfg. It panics if the embedded templates do not parse, which is a
+// fault in the build, not in the configuration.
+func New(cfg Config) *Server {
+	s := &Server{
+		db:         cfg.DB,
+		baseURL:    strings.TrimRight(cfg.BaseURL, "/"),
+		log:        cfg.Logger,
+		secure:     cfg.SecureCookies,
+		sessionTTL: cfg.SessionTTL,
+		proxies:    cfg.TrustedProxies,
+		logins:     newLoginThrottle(time.Now),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.sessionTTL <= 0 {
+		s.sessionTTL = DefaultSessionTTL
+	}
+	pages, err := parsePages()
+	if err != nil {
+		panic(err)
+	}
+	s.pages = pages
+	s.engine = s.routes()
+	return s
+}
+
+// Handler returns the http.Handler that serves every route.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Routes lists every registered route as "METHOD /path" (with gin's :param and *wildcard
+// syntax), sorted; tests use it to check that each route has a permission rule and docs.
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.engine.Routes() {
+		out = append(out, r.Method+" "+r.Path)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// routes builds the gin engine. Each resource file registers its own routes; add a new
+// resource by writing its registerX and calling it here.
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	if err := r.SetTrustedProxies(s.proxies); err != nil {
+		panic("handlers: trusted proxies: " + err.Error())
+	}
+	r.Use(s.recoverPanic, s.logRequest, securityHeaders, limitBody, s.authenticate)
+	r.NoRoute(s.noRoute)
+
+	s.registerHealth(r)
+	s.registerStatic(r)
+	s.registerLogin(r)
+	s.registerPages(r)
+
+	api := r.Group("/api/v1")
+	s.registerProjects(api)
+	s.registerMembers(api)
+	s.registerEnvironments(api)
+	s.registerHosts(api)
+	s.registerUsers(api)
+	s.registerTokens(api)
+	s.registerAudit(api)
+	return r
+}
+
+func (s *Server) noRoute(c *gin.Context) {
+	s.fail(c, store.Errorf(store.ENOTFOUND, "no such page: %s %s", c.Request.Method, c.Request.URL.Path))
+}
