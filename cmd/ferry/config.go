@@ -1,0 +1,149 @@
+package main
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything ferry is told at start, from FERRY_* environment variables and flags of
+// the same meaning (a flag wins over the variable).
+type Config struct {
+	Addr         string
+	DatabaseURL  string
+	DataDir      string
+	SecretKey    string
+	BaseURL      string
+	LogLevel     string
+	BuildWorkers int
+	GitLabURL    string
+	GitLabToken  string
+	// ShutdownGrace bounds how long in-flight requests may take after SIGINT/SIGTERM.
+	ShutdownGrace time.Duration
+}
+
+// DefaultConfig returns the configuration of a plain `ferry serve`, read from env.
+func DefaultConfig(env func(string) string) Config {
+	get := func(k, def string) string {
+		if v := env(k); v != "" {
+			return v
+		}
+		return def
+	}
+	workers, _ := strconv.Atoi(get("FERRY_BUILD_WORKERS", "2"))
+	return Config{
+		Addr:          get("FERRY_ADDR", "127.0.0.1:8080"),
+		DatabaseURL:   env("FERRY_DATABASE_URL"),
+		DataDir:       get("FERRY_DATA_DIR", "./ferry-data"),
+		SecretKey:     env("FERRY_SECRET_KEY"),
+		BaseURL:       env("FERRY_BASE_URL"),
+		LogLevel:      get("FERRY_LOG_LEVEL", "info"),
+		BuildWorkers:  workers,
+		GitLabURL:     env("FERRY_GITLAB_URL"),
+		GitLabToken:   env("FERRY_GITLAB_TOKEN"),
+		ShutdownGrace: 15 * time.Second,
+	}
+}
+
+// Flags registers the configuration's flags on fs, with the current values as defaults.
+func (c *Config) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", c.Addr, "address to listen on (FERRY_ADDR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "postgres://… or sqlite:PATH; empty: SQLite file in the data dir (FERRY_DATABASE_URL)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the database file, artifacts and workspaces (FERRY_DATA_DIR)")
+	fs.StringVar(&c.BaseURL, "base-url", c.BaseURL, "public URL of ferry, for links (FERRY_BASE_URL)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (FERRY_LOG_LEVEL)")
+	fs.IntVar(&c.BuildWorkers, "build-workers", c.BuildWorkers, "builds run at once by this process (FERRY_BUILD_WORKERS)")
+}
+
+// Validate fills derived values and checks the configuration.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("FERRY_DATA_DIR: must not be empty")
+	}
+	if c.BaseURL == "" {
+		host := c.Addr
+		if strings.HasPrefix(host, ":") {
+			host = "127.0.0.1" + host
+		}
+		c.BaseURL = "http://" + host
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
+		return fmt.Errorf("FERRY_BASE_URL %q: must start with http:// or https://", c.BaseURL)
+	}
+	if c.BuildWorkers < 0 || c.BuildWorkers > 64 {
+		return fmt.Errorf("FERRY_BUILD_WORKERS %d: must be between 0 and 64", c.BuildWorkers)
+	}
+	return nil
+}
+
+// Logger returns the structured logger for the configured level.
+func (c *Config) Logger() *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// secretKeyFile is where a generated key is kept when FERRY_SECRET_KEY is not set.
+const secretKeyFile = "secret.key"
+
+// Key returns the 32-byte key that encrypts secrets at rest: the SHA-256 of FERRY_SECRET_KEY,
+// or of a random key generated once into the data dir (mode 0600) and reused on every start.
+func (c *Config) Key() (key []byte, generated bool, err error) {
+	text := c.SecretKey
+	if text == "" {
+		text, generated, err = loadOrCreateKey(filepath.Join(c.DataDir, secretKeyFile))
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	if len(text) < 16 {
+		return nil, false, errors.New("FERRY_SECRET_KEY: must be at least 16 characters")
+	}
+	sum := sha256.Sum256([]byte(text))
+	return sum[:], generated, nil
+}
+
+func loadOrCreateKey(path string) (string, bool, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, fmt.Errorf("read secret key %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, fmt.Errorf("create data dir: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", false, err
+	}
+	text := hex.EncodeToString(raw)
+	// O_EXCL: when two processes start at once, one writes and the other reads what it wrote.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		time.Sleep(100 * time.Millisecond)
+		return loadOrCreateKey(path)
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("create secret key %s: %w", path, err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text + "\n"); err != nil {
+		return "", false, fmt.Errorf("write secret key %s: %w", path, err)
+	}
+	return text, true, f.Sync()
+}
