@@ -1,0 +1,97 @@
+package deploy_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"ferry/deploy"
+	"ferry/deploy/sshtest"
+	"ferry/store"
+)
+
+// BenchmarkDeploy100MBTo10Hosts compares, in the same run and against the same 10 hosts,
+// ferry deploying a 100 MB artifact with a restart against the system scp in parallel plus an
+// ssh restart, and measures a rollback to a version already on every host.
+// Run it with: go test -run '^$' -bench Deploy100MB -benchtime 1x ./deploy/
+func BenchmarkDeploy100MBTo10Hosts(b *testing.B) {
+	c := sshtest.Start(b, 10, sshtest.Options{})
+	spec := testSpec(store.Strategy{Kind: store.StrategyParallel})
+	targets := targetsOf(c)
+	base := makeRelease(b, "base", artifact{})
+	mustRollout(b, targets, spec, base)
+	big := makeRelease(b, "big", artifact{padding: 100 << 20})
+	knownHosts := c.KnownHostsFile(b)
+
+	var ferry, scp, rollback time.Duration
+	for i := 0; b.Loop(); i++ {
+		rel := big
+		rel.Version = fmt.Sprintf("big-%d", i)
+		start := time.Now()
+		mustRollout(b, targets, spec, rel)
+		ferry += time.Since(start)
+
+		start = time.Now()
+		scpAndRestart(b, c, knownHosts, big.Artifact, fmt.Sprintf("scp-%d", i))
+		scp += time.Since(start)
+
+		start = time.Now()
+		mustRollout(b, targets, spec, base)
+		rollback += time.Since(start)
+	}
+	n := float64(b.N)
+	b.ReportMetric(ferry.Seconds()/n, "ferry-s/op")
+	b.ReportMetric(scp.Seconds()/n, "scp+ssh-s/op")
+	b.ReportMetric(rollback.Seconds()/n, "rollback-s/op")
+}
+
+func mustRollout(b *testing.B, targets []deploy.Target, spec store.DeploySpec, rel deploy.Release) {
+	b.Helper()
+	for _, res := range deploy.Rollout(context.Background(), targets, deploy.RolloutOptions{Spec: spec, Release: rel}) {
+		if res.Status != deploy.HostSucceeded {
+			b.Fatalf("%s: %s: %s", res.Host, res.Status, res.Reason)
+		}
+	}
+}
+
+// scpAndRestart is what a hand-written script does: scp the artifact to every host at once,
+// then over ssh unpack it, stop the old process, switch current, start and wait for health.
+func scpAndRestart(b *testing.B, c *sshtest.Cluster, knownHosts, artifact, version string) {
+	b.Helper()
+	restart := `set -e
+cd ` + sshtest.DefaultDeployPath + `
+mkdir releases/` + version + `
+tar -xzf releases/.scp.tar.gz -C releases/` + version + `
+rm releases/.scp.tar.gz
+pid=$(cat current/run/app.pid)
+kill "$pid"
+while kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' /proc/$pid/status; do sleep 0.1; done
+ln -sfn releases/` + version + ` current.tmp && mv -T current.tmp current
+cd current && setsid nohup bin/app >/dev/null 2>&1 </dev/null &
+for i in $(seq 100); do curl -sf http://127.0.0.1:8080/health >/dev/null && exit 0; sleep 0.1; done
+exit 1`
+	var wg sync.WaitGroup
+	for _, h := range c.Hosts() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			common := []string{"-i", c.ClientKeyFile, "-o", "UserKnownHostsFile=" + knownHosts, "-o", "StrictHostKeyChecking=yes",
+				"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"}
+			port := strconv.Itoa(h.Port())
+			scp := append(append([]string{}, common...), "-q", "-P", port, artifact, "root@127.0.0.1:"+sshtest.DefaultDeployPath+"/releases/.scp.tar.gz")
+			if out, err := exec.Command("scp", scp...).CombinedOutput(); err != nil {
+				b.Errorf("scp to %s: %v: %s", h.Name, err, out)
+				return
+			}
+			ssh := append(append([]string{}, common...), "-p", port, "root@127.0.0.1", restart)
+			if out, err := exec.Command("ssh", ssh...).CombinedOutput(); err != nil {
+				b.Errorf("ssh restart on %s: %v: %s", h.Name, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+}
