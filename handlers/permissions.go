@@ -1,8 +1,10 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -103,7 +105,7 @@ func (s *Server) need(a access) gin.HandlerFunc {
 		case needLogin:
 			s.askLogin(c)
 		case hidden:
-			s.fail(c, projectNotFound(c.Param("project")))
+			s.fail(c, hiddenNotFound(c))
 		default:
 			s.fail(c, store.Errorf(store.EFORBIDDEN, "you may not do this; %s", forbiddenReason(a)))
 		}
@@ -122,14 +124,31 @@ func projectNotFound(name string) error {
 	return store.Errorf(store.ENOTFOUND, "project %q not found", name)
 }
 
-// loadProject loads the route's :project and the user's membership of it (nil for none).
+// ProjectFinder (kept per route parameter, without the colon, in Server.finders: each
+// resource's registerX adds its own, so that need checks rights on /builds/:build as it does on
+// /projects/:project) finds the project (by id) of a route that names something of a project by its
+// numeric id, such as a build or a deployment, and the name of the environment it concerns ("" for
+// none), which decides whether deploy rights on a protected environment are needed.
+type ProjectFinder func(ctx context.Context, db *store.DB, id int64) (projectID int64, env string, err error)
+
+const (
+	finderEnvKey = "ferry.finder-env"
+	missingKey   = "ferry.missing"
+)
+
+// hiddenNotFound is the 404 for something the user may not even know exists.
+func hiddenNotFound(c *gin.Context) error {
+	if what, ok := c.Get(missingKey); ok {
+		return store.Errorf(store.ENOTFOUND, "%s not found", what)
+	}
+	return projectNotFound(c.Param("project"))
+}
+
+// loadProject loads the route's :project (or the project of the thing a finder's parameter
+// names) and the user's membership of it (nil for none).
 func (s *Server) loadProject(c *gin.Context, u *store.User) (*store.Member, error) {
 	ctx := c.Request.Context()
-	name := c.Param("project")
-	p, err := s.db.GetProject(ctx, name)
-	if store.IsNotFound(err) {
-		return nil, projectNotFound(name)
-	}
+	p, err := s.findProject(c)
 	if err != nil {
 		return nil, err
 	}
@@ -144,9 +163,54 @@ func (s *Server) loadProject(c *gin.Context, u *store.User) (*store.Member, erro
 	return m, err
 }
 
-// loadEnvironment loads the route's :env of the loaded project and reports if it is protected.
+func (s *Server) findProject(c *gin.Context) (*store.Project, error) {
+	ctx := c.Request.Context()
+	if name := c.Param("project"); name != "" {
+		p, err := s.db.GetProject(ctx, name)
+		if store.IsNotFound(err) {
+			return nil, projectNotFound(name)
+		}
+		return p, err
+	}
+	for param, find := range s.finders {
+		v := c.Param(param)
+		if v == "" {
+			continue
+		}
+		what := param + " " + v
+		c.Set(missingKey, what)
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			return nil, store.Errorf(store.ENOTFOUND, "%s not found: an id is a positive number", what)
+		}
+		pid, env, err := find(ctx, s.db, id)
+		if store.IsNotFound(err) {
+			return nil, store.Errorf(store.ENOTFOUND, "%s not found", what)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c.Set(finderEnvKey, env)
+		p, err := s.db.GetProjectByID(ctx, pid)
+		if store.IsNotFound(err) {
+			return nil, store.Errorf(store.ENOTFOUND, "%s not found", what)
+		}
+		return p, err
+	}
+	return nil, store.Errorf(store.EINTERNAL, "route %s names no project", c.FullPath())
+}
+
+// loadEnvironment loads the route's :env (or the environment a finder named) of the loaded
+// project and reports if it is protected. With neither, there is nothing protected to check.
 func (s *Server) loadEnvironment(c *gin.Context) (bool, error) {
-	e, err := s.db.GetEnvironment(c.Request.Context(), projectOf(c).ID, c.Param("env"))
+	name := c.Param("env")
+	if name == "" {
+		name = c.GetString(finderEnvKey)
+	}
+	if name == "" {
+		return false, nil
+	}
+	e, err := s.db.GetEnvironment(c.Request.Context(), projectOf(c).ID, name)
 	if err != nil {
 		return false, err
 	}

@@ -34,6 +34,10 @@ type Config struct {
 	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies whose
 	// X-Forwarded-For is believed; empty means the peer address is the client's.
 	TrustedProxies []string
+	// GitLab parses GitLab webhooks and registers ferry's hook on GitLab projects (see hooks.go).
+	GitLab GitLab
+	// Notifier sends a channel's test message (see channels.go).
+	Notifier Notifier
 }
 
 // Server serves ferry's HTTP API and pages.
@@ -47,6 +51,11 @@ type Server struct {
 	pages      map[string]*template.Template
 	logins     *loginThrottle
 	engine     *gin.Engine
+	gitlab     GitLab
+	notifier   Notifier
+	// finders find the project of routes that name a job by id, by route parameter; each
+	// resource's registerX adds its own (see ProjectFinder).
+	finders map[string]ProjectFinder
 }
 
 // New returns a server for cfg. It panics if the embedded templates do not parse, which is a
@@ -60,6 +69,9 @@ func New(cfg Config) *Server {
 		sessionTTL: cfg.SessionTTL,
 		proxies:    cfg.TrustedProxies,
 		logins:     newLoginThrottle(time.Now),
+		gitlab:     cfg.GitLab,
+		notifier:   cfg.Notifier,
+		finders:    map[string]ProjectFinder{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -105,6 +117,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerStatic(r)
 	s.registerLogin(r)
 	s.registerPages(r)
+	s.registerHooks(r)
 
 	api := r.Group("/api/v1")
 	s.registerProjects(api)
@@ -114,6 +127,12 @@ func (s *Server) routes() *gin.Engine {
 	s.registerUsers(api)
 	s.registerTokens(api)
 	s.registerAudit(api)
+	s.registerBuilds(api)
+	s.registerVersions(api)
+	s.registerDeployments(api)
+	s.registerInstances(api)
+	s.registerChannels(api)
+	s.registerStreams(api)
 	return r
 }
 
