@@ -83,12 +83,32 @@ var routeBodies = map[string]string{
 // that may change them.
 type permFixture struct {
 	project, host, spare, target string
+	// params are the values of other route parameters (":build" → "12"), filled in by the
+	// fixtureMakers of the resources that add them.
+	params map[string]string
+}
+
+// Resources whose routes came after the foundation add their permission rows, request bodies
+// and fixture makers from their own test files with addPermRoutes, so that each keeps its part
+// of the table next to its tests.
+var fixtureMakers []func(t *testing.T, db *store.DB, fx *permFixture)
+
+func addPermRoutes(table map[string][5]int, bodies map[string]string, maker func(t *testing.T, db *store.DB, fx *permFixture)) {
+	for k, v := range table {
+		routeTable[k] = v
+	}
+	for k, v := range bodies {
+		routeBodies[k] = v
+	}
+	if maker != nil {
+		fixtureMakers = append(fixtureMakers, maker)
+	}
 }
 
 func newPermFixture(t *testing.T, db *store.DB, users map[string]*store.User, key string) permFixture {
 	t.Helper()
 	ctx := context.Background()
-	f := permFixture{project: storetest.Name("p"), host: storetest.Name("h"), spare: storetest.Name("s"), target: storetest.Name("u")}
+	f := permFixture{project: storetest.Name("p"), host: storetest.Name("h"), spare: storetest.Name("s"), target: storetest.Name("u"), params: map[string]string{}}
 	p := &store.Project{Name: f.project, GitLabPath: "g/" + f.project, CloneURL: "https://x/y.git", Trigger: store.DefaultTrigger()}
 	must(t, db.CreateProject(ctx, p))
 	must(t, db.CreateHost(ctx, &store.Host{Name: f.host, Address: "10.0.0.9", Port: 22, User: "deploy", PrivateKey: key}))
@@ -100,6 +120,9 @@ func newPermFixture(t *testing.T, db *store.DB, users map[string]*store.User, ke
 		if _, err := db.SetMember(ctx, p.ID, name, production); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for _, make := range fixtureMakers {
+		make(t, db, &f)
 	}
 	return f
 }
@@ -168,9 +191,12 @@ func permRequest(t *testing.T, db *store.DB, route string, fx permFixture, u *st
 		must(t, err)
 		tokenID = strconv.FormatInt(tok.ID, 10)
 	}
-	r := strings.NewReplacer(":project", fx.project, ":env", "unprot", ":host", fx.spare,
-		":user", fx.target, ":id", tokenID, "*filepath", "style.css")
-	path = r.Replace(path)
+	pairs := []string{":project", fx.project, ":env", "unprot", ":host", fx.spare,
+		":user", fx.target, ":id", tokenID, "*filepath", "style.css"}
+	for param, v := range fx.params {
+		pairs = append([]string{":" + param, v}, pairs...) // longer names first: :build before :b
+	}
+	path = strings.NewReplacer(pairs...).Replace(path)
 	if route == "POST /login" {
 		form := url.Values{"name": {"mem"}, "password": {"password-mem"}, "csrf_token": {"login-csrf"}}
 		req := httptest.NewRequest(method, path, strings.NewReader(form.Encode()))
