@@ -35,6 +35,8 @@ type DB struct {
 	Now func() time.Time
 	// PasswordCost is the bcrypt cost for new password hashes.
 	PasswordCost int
+	// logs fans stored log lines out to subscribers (loghub.go).
+	logs logHub
 }
 
 // Options configure Open.
@@ -73,7 +75,9 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
-	return &DB{db: db, dialect: dialect, cipher: cipher, Now: time.Now, PasswordCost: 10}, nil
+	store := &DB{db: db, dialect: dialect, cipher: cipher, Now: time.Now, PasswordCost: 10}
+	store.logs.dsn = dsn
+	return store, nil
 }
 
 func dataSource(opts Options) (driver, dsn string, dialect Dialect, err error) {
@@ -115,8 +119,11 @@ func redactURL(s string) string {
 	return u.String()
 }
 
-// Close closes the connection pool.
-func (db *DB) Close() error { return db.db.Close() }
+// Close stops the log listener and closes the connection pool.
+func (db *DB) Close() error {
+	db.logs.close()
+	return db.db.Close()
+}
 
 // Dialect reports which database this is.
 func (db *DB) Dialect() Dialect { return db.dialect }

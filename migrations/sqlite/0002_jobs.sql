@@ -41,6 +41,8 @@ CREATE TABLE builds (
     UNIQUE (project_id, number)
 );
 CREATE INDEX builds_status ON builds(status, id);
+-- The claim looks up the waiting and running builds of one project.
+CREATE INDEX builds_queue ON builds(project_id, status, id);
 -- One running build per project: a second claim for the same project fails on this index.
 CREATE UNIQUE INDEX builds_one_running ON builds(project_id) WHERE status = 'running';
 
@@ -81,6 +83,7 @@ CREATE TABLE deployments (
 );
 CREATE INDEX deployments_status ON deployments(status, id);
 CREATE INDEX deployments_project ON deployments(project_id, id);
+CREATE INDEX deployments_queue ON deployments(environment_id, status, id);
 -- One running deployment per environment.
 CREATE UNIQUE INDEX deployments_one_running ON deployments(environment_id) WHERE status = 'running';
 

@@ -1,0 +1,130 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+)
+
+const eventColumns = `e.id, e.project_id, COALESCE(p.name, '') AS project, e.delivery_key, e.kind, e.ref, e.sha,
+	e.author, e.message, e.decision, e.reason, e.build_id, e.received_at`
+
+const eventFrom = ` FROM events e LEFT JOIN projects p ON p.id = e.project_id`
+
+func (e *Event) validate() error {
+	if e.Kind == "" {
+		return Errorf(EINVALID, "kind: required (push or tag_push)")
+	}
+	if e.DeliveryKey != nil && (*e.DeliveryKey == "" || len(*e.DeliveryKey) > 200) {
+		return Errorf(EINVALID, "delivery key: must be 1 to 200 characters")
+	}
+	e.Kind = truncate(e.Kind, 50)
+	e.Ref = truncate(e.Ref, 255)
+	e.SHA = truncate(e.SHA, 64)
+	e.Author = truncate(e.Author, 200)
+	e.Message = truncate(e.Message, 4000)
+	e.Reason = truncate(e.Reason, 1000)
+	return nil
+}
+
+// RecordEvent stores a webhook delivery and, when nb is not nil, its pending build, in one
+// transaction. When e.DeliveryKey is set and a delivery with that key exists already, it
+// creates nothing and returns the existing event (with its build, if any) and dup = true;
+// this holds also when two deliveries with one key arrive at once. On success e.ID (and
+// e.BuildID) are set. An event of no known project has ProjectID nil.
+func (db *DB) RecordEvent(ctx context.Context, e *Event, nb *NewBuild) (ev *Event, b *Build, dup bool, err error) {
+	if err := e.validate(); err != nil {
+		return nil, nil, false, err
+	}
+	if nb != nil {
+		if err := nb.validate(); err != nil {
+			return nil, nil, false, err
+		}
+		e.ProjectID, e.Decision = &nb.ProjectID, EventBuild
+	}
+	if e.Decision == "" {
+		e.Decision = EventSkip
+	}
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = db.now()
+	}
+	var dupID int64
+	err = db.Transact(ctx, func(tx *sqlx.Tx) error {
+		if dupID, err = db.eventByKey(ctx, tx, e.DeliveryKey); err != nil || dupID != 0 {
+			return err
+		}
+		return db.insertEvent(ctx, tx, e, nb)
+	})
+	if err != nil && isUniqueViolation(err) && uniqueColumn(err) == "delivery_key" {
+		// A delivery with the same key committed after our check; the transaction is void,
+		// so read the winner outside it.
+		dupID, err = db.eventByKey(ctx, db.db, e.DeliveryKey)
+	}
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("record %s event: %w", e.Kind, err)
+	}
+	if dupID != 0 {
+		ev, b, err := db.eventWithBuild(ctx, dupID)
+		return ev, b, true, err
+	}
+	ev, b, err = db.eventWithBuild(ctx, e.ID)
+	return ev, b, false, err
+}
+
+func (db *DB) eventByKey(ctx context.Context, q queryer, key *string) (int64, error) {
+	if key == nil {
+		return 0, nil
+	}
+	var id int64
+	err := q.GetContext(ctx, &id, db.q(`SELECT id FROM events WHERE delivery_key = ?`), *key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return id, err
+}
+
+func (db *DB) insertEvent(ctx context.Context, tx *sqlx.Tx, e *Event, nb *NewBuild) error {
+	if nb != nil {
+		id, _, _, err := db.insertBuild(ctx, tx, *nb)
+		if err != nil {
+			return err
+		}
+		e.BuildID = &id
+	}
+	return tx.GetContext(ctx, &e.ID, db.q(`INSERT INTO events (project_id, delivery_key, kind, ref, sha, author, message,
+		decision, reason, build_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		e.ProjectID, e.DeliveryKey, e.Kind, e.Ref, e.SHA, e.Author, e.Message, e.Decision, e.Reason, e.BuildID, e.ReceivedAt)
+}
+
+func (db *DB) eventWithBuild(ctx context.Context, id int64) (*Event, *Build, error) {
+	var e Event
+	if err := db.db.GetContext(ctx, &e, db.q(`SELECT `+eventColumns+eventFrom+` WHERE e.id = ?`), id); err != nil {
+		return nil, nil, formatError(err, fmt.Sprintf("event %d", id))
+	}
+	e.ReceivedAt = e.ReceivedAt.UTC()
+	if e.BuildID == nil {
+		return &e, nil, nil
+	}
+	b, err := db.GetBuild(ctx, *e.BuildID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &e, b, nil
+}
+
+// ListEvents lists a project's webhook events, newest first; limit 0 means 50.
+func (db *DB) ListEvents(ctx context.Context, projectID int64, limit int) ([]*Event, error) {
+	events := []*Event{}
+	err := db.db.SelectContext(ctx, &events, db.q(`SELECT `+eventColumns+eventFrom+` WHERE e.project_id = ?
+		ORDER BY e.id DESC LIMIT ?`), projectID, listLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	for _, e := range events {
+		e.ReceivedAt = e.ReceivedAt.UTC()
+	}
+	return events, nil
+}
