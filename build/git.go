@@ -369,3 +369,38 @@ func removeTree(dir string) error {
 	})
 	return os.RemoveAll(dir)
 }
+
+var refNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/+-]*$`)
+
+// ResolveRef asks the project's remote (git ls-remote, not the mirror, so it never races a
+// build's fetch) which commit a branch or tag names now. A branch wins over a tag of the same
+// name. It fails with EINVALID for a name git would not accept and ENOTFOUND when the remote
+// has neither.
+func (g *Git) ResolveRef(ctx context.Context, r Repo, ref string) (sha string, isTag bool, err error) {
+	if err := r.validate(); err != nil {
+		return "", false, err
+	}
+	if len(ref) > 255 || !refNameRE.MatchString(ref) || strings.Contains(ref, "..") || strings.HasSuffix(ref, ".lock") || strings.HasSuffix(ref, "/") {
+		return "", false, store.Errorf(store.EINVALID, "ref: %q is not a branch or tag name", truncateText(ref, 80))
+	}
+	out, err := runGit(ctx, "", "ls-remote", "--", r.URL, "refs/heads/"+ref, "refs/tags/"+ref, "refs/tags/"+ref+"^{}")
+	if err != nil {
+		return "", false, unreachable(r.URL, err)
+	}
+	found := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		id, name, ok := strings.Cut(line, "\t")
+		if ok && checkSHA(id) == nil {
+			found[name] = id
+		}
+	}
+	switch {
+	case found["refs/heads/"+ref] != "":
+		return found["refs/heads/"+ref], false, nil
+	case found["refs/tags/"+ref+"^{}"] != "": // an annotated tag: the commit it points at
+		return found["refs/tags/"+ref+"^{}"], true, nil
+	case found["refs/tags/"+ref] != "":
+		return found["refs/tags/"+ref], true, nil
+	}
+	return "", false, store.Errorf(store.ENOTFOUND, "ref: %s has no branch or tag named %q", redactURL(r.URL), ref)
+}

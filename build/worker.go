@@ -1,0 +1,309 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"ferry/store"
+)
+
+// Worker defaults, used where WorkerConfig says nothing.
+const (
+	DefaultLeaseTTL     = 30 * time.Second
+	DefaultPollInterval = 500 * time.Millisecond
+	DefaultMaxAttempts  = 3
+	DefaultKeepVersions = 20
+	// DefaultMaxLogBytes is how much output of one build is kept; the rest is dropped with a
+	// line saying so, so a build printing gigabytes cannot fill the database.
+	DefaultMaxLogBytes = 64 << 20
+)
+
+// Reasons a build's context ends before the build does.
+var (
+	errCancelRequested = errors.New("cancel requested")
+	errLeaseLost       = errors.New("lease lost")
+	errShutdown        = errors.New("worker shutting down")
+)
+
+// WorkerConfig configures a Worker. DB and DataDir are required.
+type WorkerConfig struct {
+	DB *store.DB
+	// DataDir holds the mirrors (repos/), the artifacts (artifacts/) and, unless WorkDir says
+	// otherwise, the workspaces (workspaces/).
+	DataDir string
+	// WorkDir is where builds run, one directory per build, removed after it.
+	WorkDir string
+	// GitLab is the API used for commit statuses and tags; a zero BaseURL means none. A
+	// project's own GitLab token replaces Token for that project.
+	GitLab GitLabConfig
+	// BaseURL is ferry's public address, for the links in GitLab's commit statuses.
+	BaseURL string
+	// Owner names this process in leases; unique per process (default host:pid).
+	Owner string
+	// Workers is how many builds this process runs at once; 0 means 1.
+	Workers int
+	// LeaseTTL is how long a claim holds without renewal; renewed every LeaseTTL/3.
+	LeaseTTL time.Duration
+	// PollInterval is how often an idle worker looks for work; Wake skips the wait.
+	PollInterval time.Duration
+	// MaxAttempts is how often a build whose worker died is tried before it fails.
+	MaxAttempts int
+	// MaxLogBytes bounds the output kept per build; 0 means DefaultMaxLogBytes.
+	MaxLogBytes int64
+	// KillGrace is the time a canceled script gets between SIGTERM and SIGKILL.
+	KillGrace time.Duration
+	Logger    *slog.Logger
+}
+
+// Worker takes builds from the store's queue and runs them: mirror, checkout, script, pack,
+// version, GitLab status and tag, retention.
+type Worker struct {
+	cfg  WorkerConfig
+	db   *store.DB
+	git  *Git
+	log  *slog.Logger
+	wake chan struct{}
+
+	clientsMu sync.Mutex
+	clients   map[string]*GitLab // by token
+}
+
+// NewWorker returns a worker for cfg with defaults filled in. Nothing runs until Run.
+func NewWorker(cfg WorkerConfig) *Worker {
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = filepath.Join(cfg.DataDir, "workspaces")
+	}
+	if cfg.Owner == "" {
+		host, _ := os.Hostname()
+		cfg.Owner = host + ":" + strconv.Itoa(os.Getpid())
+	}
+	cfg.Workers = max(cfg.Workers, 1)
+	cfg.LeaseTTL = orDefault(cfg.LeaseTTL, DefaultLeaseTTL)
+	cfg.PollInterval = orDefault(cfg.PollInterval, DefaultPollInterval)
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.MaxLogBytes <= 0 {
+		cfg.MaxLogBytes = DefaultMaxLogBytes
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	w := &Worker{
+		cfg: cfg, db: cfg.DB, git: &Git{DataDir: cfg.DataDir}, log: cfg.Logger,
+		wake: make(chan struct{}, 1), clients: map[string]*GitLab{},
+	}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	return w
+}
+
+// Wake makes an idle worker look for work now, rather than at its next poll. It never blocks.
+func (w *Worker) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the build loops and the reaper until ctx ends. Builds in flight then are stopped
+// (their scripts killed) without being finished: their leases run out and another worker
+// takes them over. Run returns when every loop has stopped.
+func (w *Worker) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i := range w.cfg.Workers {
+		owner := fmt.Sprintf("%s:%d", w.cfg.Owner, i)
+		wg.Go(func() { w.loop(ctx, owner) })
+	}
+	wg.Go(func() { w.reapLoop(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// loop claims and runs builds one after another.
+func (w *Worker) loop(ctx context.Context, owner string) {
+	for ctx.Err() == nil {
+		b, err := w.db.ClaimBuild(ctx, owner, w.cfg.LeaseTTL)
+		if err != nil && ctx.Err() == nil {
+			w.log.Error("claim build", "err", err)
+		}
+		if b == nil {
+			w.idle(ctx)
+			continue
+		}
+		w.Wake() // there may be more work for another idle loop
+		w.work(ctx, b, owner)
+	}
+}
+
+func (w *Worker) idle(ctx context.Context) {
+	t := time.NewTimer(w.cfg.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-w.wake:
+	case <-t.C:
+	}
+}
+
+// reapLoop requeues or fails builds whose worker died, every half lease.
+func (w *Worker) reapLoop(ctx context.Context) {
+	t := time.NewTicker(w.cfg.LeaseTTL / 2)
+	defer t.Stop()
+	for {
+		requeued, failed, err := w.db.ReapBuilds(ctx, w.cfg.MaxAttempts)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			w.log.Error("reap builds", "err", err)
+		case requeued+failed > 0:
+			w.log.Warn("took over builds of a lost worker", "requeued", requeued, "failed", failed)
+			w.Wake()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// work runs one claimed build under its lease and records how it ended.
+func (w *Worker) work(ctx context.Context, b *store.Build, owner string) {
+	jobCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	stopWatch := context.AfterFunc(ctx, func() { cancel(errShutdown) })
+	defer stopWatch()
+	leaseDone := make(chan struct{})
+	go func() {
+		defer close(leaseDone)
+		w.keepLease(jobCtx, cancel, b.ID, owner)
+	}()
+
+	logw, err := w.db.OpenLog(jobCtx, store.JobBuild, b.ID)
+	if err != nil {
+		w.log.Error("open build log", "build", b.ID, "err", err)
+		w.finish(b, owner, store.BuildResult{Status: store.BuildFailed, Error: "could not open the build log: " + err.Error()})
+		cancel(nil)
+		<-leaseDone
+		return
+	}
+	out := newBuildLog(logw, w.cfg.MaxLogBytes)
+	w.newRun(jobCtx, b, owner, out).execute()
+	cancel(nil)
+	<-leaseDone
+	if err := logw.Close(); err != nil {
+		w.log.Error("store the last lines of a build log", "build", b.ID, "err", err)
+	}
+}
+
+// keepLease renews the lease every LeaseTTL/3 until ctx ends. A cancel request or a lost
+// lease cancels the build's context with the reason.
+func (w *Worker) keepLease(ctx context.Context, cancel context.CancelCauseFunc, id int64, owner string) {
+	t := time.NewTicker(w.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		stop, err := w.db.RenewBuild(ctx, id, owner, w.cfg.LeaseTTL)
+		switch {
+		case store.ErrorCode(err) == store.ECONFLICT:
+			cancel(errLeaseLost)
+			return
+		case err != nil && ctx.Err() == nil:
+			w.log.Warn("renew build lease", "build", id, "err", err)
+		case stop:
+			cancel(errCancelRequested)
+			return
+		}
+	}
+}
+
+// finish records a build's end, retrying while the database is unreachable. It reports
+// whether the result was stored; false when another worker holds the build now.
+func (w *Worker) finish(b *store.Build, owner string, res store.BuildResult) (*store.Build, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*w.cfg.LeaseTTL)
+	defer cancel()
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		done, err := w.db.FinishBuild(ctx, b.ID, owner, res)
+		if err == nil {
+			return done, true
+		}
+		if store.ErrorCode(err) == store.ECONFLICT && res.Status == store.BuildSuccess {
+			// Either the lease is gone or the version name is taken; only the latter is ours to end.
+			if _, lerr := w.db.RenewBuild(ctx, b.ID, owner, w.cfg.LeaseTTL); lerr == nil {
+				res = store.BuildResult{Status: store.BuildFailed, Error: "keep version: " + store.ErrorMessage(err)}
+				continue
+			}
+		}
+		if store.ErrorCode(err) == store.ECONFLICT || ctx.Err() != nil {
+			w.log.Error("finish build", "build", b.ID, "status", res.Status, "err", err)
+			return nil, false
+		}
+		w.log.Warn("finish build, retrying", "build", b.ID, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// buildLog sends a build's lines to its log writer, keeping at most max bytes of output.
+type buildLog struct {
+	w         *store.LogWriter
+	mu        sync.Mutex
+	bytes     int64
+	max       int64
+	truncated bool
+}
+
+func newBuildLog(w *store.LogWriter, max int64) *buildLog { return &buildLog{w: w, max: max} }
+
+// ferry writes a line of ferry's own.
+func (l *buildLog) ferry(format string, args ...any) {
+	l.w.Write("ferry", "", fmt.Sprintf(format, args...))
+}
+
+// line writes a line of the script's output, or drops it past the limit.
+func (l *buildLog) line(stream, text string) {
+	l.mu.Lock()
+	l.bytes += int64(len(text)) + 1
+	over := l.bytes > l.max
+	first := over && !l.truncated
+	l.truncated = l.truncated || over
+	l.mu.Unlock()
+	switch {
+	case first:
+		l.ferry("output beyond %s is not kept; the build goes on", byteSize(l.max))
+	case !over:
+		l.w.Write(stream, "", text)
+	}
+}
+
+// flush stores the lines written so far, waiting a few seconds at most.
+func (l *buildLog) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l.w.Flush(ctx)
+}
+
+// byteSize writes n bytes as people read them: 512 B, 3 KiB, 64 MiB.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	default:
+		return fmt.Sprintf("%d B", n)
+	}
+}

@@ -1,0 +1,176 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"ferry/store"
+)
+
+// gitlabCallTimeout bounds one GitLab call with its retries.
+const gitlabCallTimeout = time.Minute
+
+// gitlabFor returns the GitLab client for a project: with its own token when it has one, else
+// ferry's; nil when no GitLab address is configured.
+func (w *Worker) gitlabFor(p *store.Project) (*GitLab, error) {
+	if w.cfg.GitLab.BaseURL == "" {
+		return nil, nil
+	}
+	token := w.cfg.GitLab.Token
+	if p.GitLabToken != "" {
+		token = p.GitLabToken
+	}
+	w.clientsMu.Lock()
+	defer w.clientsMu.Unlock()
+	if c, ok := w.clients[token]; ok {
+		return c, nil
+	}
+	cfg := w.cfg.GitLab
+	cfg.Token = token
+	c, err := NewGitLab(cfg)
+	if err != nil {
+		return nil, err
+	}
+	w.clients[token] = c
+	return c, nil
+}
+
+// statusReporter makes a build's GitLab calls one after another, off the build's path: a slow
+// or failing GitLab delays nothing and fails nothing; its failures become log lines.
+type statusReporter struct {
+	api   *GitLab
+	path  string
+	sha   string
+	link  string
+	out   *buildLog
+	calls chan func(context.Context)
+	done  chan struct{}
+}
+
+func (w *Worker) newStatusReporter(p *store.Project, b *store.Build, out *buildLog) *statusReporter {
+	api, err := w.gitlabFor(p)
+	if err != nil {
+		out.ferry("GitLab: %v", err)
+	}
+	if api == nil {
+		return nil
+	}
+	s := &statusReporter{
+		api: api, path: p.GitLabPath, sha: b.SHA, link: w.buildURL(b.ID), out: out,
+		calls: make(chan func(context.Context), 8), done: make(chan struct{}),
+	}
+	go s.loop()
+	return s
+}
+
+func (s *statusReporter) loop() {
+	defer close(s.done)
+	for call := range s.calls {
+		ctx, cancel := context.WithTimeout(context.Background(), gitlabCallTimeout)
+		call(ctx)
+		cancel()
+	}
+}
+
+func (s *statusReporter) enabled() bool { return s != nil }
+
+// set queues a commit status.
+func (s *statusReporter) set(state, description string) {
+	if s == nil {
+		return
+	}
+	s.calls <- func(ctx context.Context) {
+		if err := s.api.SetCommitStatus(ctx, s.path, s.sha, state, s.link, description); err != nil {
+			s.out.ferry("GitLab: %v", err)
+		}
+	}
+}
+
+// tag queues the creation of a tag on the commit.
+func (s *statusReporter) tag(name, message string) {
+	if s == nil {
+		return
+	}
+	s.calls <- func(ctx context.Context) {
+		if err := s.api.CreateTag(ctx, s.path, name, s.sha, message); err != nil {
+			s.out.ferry("GitLab: %v", err)
+			return
+		}
+		s.out.ferry("GitLab: tagged commit %s as %s", ShortSHA(s.sha), name)
+	}
+}
+
+// close waits for the queued calls to end.
+func (s *statusReporter) close() {
+	if s == nil {
+		return
+	}
+	close(s.calls)
+	<-s.done
+}
+
+// DefaultTagTemplate names the tag of a good build when the project sets no template.
+const DefaultTagTemplate = "ferry-{version}"
+
+// TagMarker starts the message of every tag ferry creates; a tag push carrying it is ferry's
+// own and does not build.
+const TagMarker = "Tagged by ferry"
+
+// TagVars are what a tag template may use: {version}, {branch}, {sha}, {short_sha},
+// {number} and {project}.
+type TagVars struct {
+	Version, Branch, SHA, Project string
+	Number                        int
+}
+
+var tagNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/-]*$`)
+
+// TagName fills in a tag template ("" means DefaultTagTemplate). It fails, saying why, when
+// the result is not a tag name git accepts.
+func TagName(template string, v TagVars) (string, error) {
+	if template == "" {
+		template = DefaultTagTemplate
+	}
+	name := strings.NewReplacer(
+		"{version}", v.Version, "{branch}", SafeName(v.Branch), "{sha}", v.SHA,
+		"{short_sha}", ShortSHA(v.SHA), "{number}", strconv.Itoa(v.Number), "{project}", v.Project,
+	).Replace(template)
+	if !tagNameRE.MatchString(name) || strings.Contains(name, "..") || strings.HasSuffix(name, ".lock") ||
+		strings.HasSuffix(name, "/") || strings.HasSuffix(name, ".") || strings.Contains(name, "//") || strings.Contains(name, "{") {
+		return "", fmt.Errorf("tag template %q gives %q, which is not a tag name (letters, digits, '.', '_', '-', '/'; placeholders {version} {branch} {sha} {short_sha} {number} {project})", template, name)
+	}
+	return name, nil
+}
+
+// TagMessage is the annotation of the tag ferry creates for a build.
+func TagMessage(project string, number int, version, link string) string {
+	msg := fmt.Sprintf("%s: %s build #%d, version %s", TagMarker, project, number, version)
+	if link != "" {
+		msg += "\n" + link
+	}
+	return msg
+}
+
+// MadeByFerry reports whether a pushed tag is one ferry created: its message starts with
+// TagMarker, or its name fits the project's tag template.
+func MadeByFerry(template, tag, message string) bool {
+	if strings.HasPrefix(strings.TrimSpace(message), TagMarker) {
+		return true
+	}
+	if template == "" {
+		template = DefaultTagTemplate
+	}
+	pattern := regexp.QuoteMeta(template)
+	for _, ph := range []string{"{version}", "{branch}", "{sha}", "{short_sha}", "{number}", "{project}"} {
+		pattern = strings.ReplaceAll(pattern, regexp.QuoteMeta(ph), `[A-Za-z0-9._/-]+`)
+	}
+	if pattern == regexp.QuoteMeta(template) {
+		return tag == template
+	}
+	ok, _ := regexp.MatchString("^"+pattern+"$", tag)
+	return ok
+}
