@@ -1,9 +1,177 @@
 package handlers
 
-import "github.com/gin-gonic/gin"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 
-// registerHooks registers this resource's routes (placeholder until its issue lands).
-func (s *Server) registerHooks(r *gin.Engine) {}
+	"github.com/gin-gonic/gin"
 
-// GitLab is what the webhook needs of the build package (placeholder).
-type GitLab interface{}
+	"ferry/store"
+)
+
+func (s *Server) registerHooks(r *gin.Engine) {
+	r.POST("/hooks/gitlab", s.need(public), s.gitlabHook)
+	r.POST("/api/v1/projects/:project/gitlab-hook", s.need(projectAdmin), s.registerGitLabHook)
+}
+
+// GitLab is what the HTTP layer needs of the build side; cmd/ferry passes build.Frontend.
+type GitLab interface {
+	// Authenticate checks a webhook's X-Gitlab-Token (and signature) for project p; an
+	// EUNAUTHORIZED error says what is wrong.
+	Authenticate(p *store.Project, header http.Header, body []byte) error
+	// ParseHook reads a "Push Hook" or "Tag Push Hook" body for p: what the trigger looks at,
+	// the event to record and the build to queue if the trigger matches. EINVALID for a
+	// malformed body.
+	ParseHook(p *store.Project, event string, body []byte) (store.PushInfo, *store.Event, *store.NewBuild, error)
+	// ResolveRef returns the commit a branch or tag of p names now, and whether it is a tag.
+	ResolveRef(ctx context.Context, p *store.Project, ref string) (sha string, isTag bool, err error)
+	// RegisterHook makes GitLab send p's push and tag push events to hookURL with p's secret.
+	RegisterHook(ctx context.Context, p *store.Project, hookURL string) error
+	// Wake tells the build workers that a build was queued.
+	Wake()
+}
+
+// hookAnswer is the answer to a webhook: what ferry did with it.
+type hookAnswer struct {
+	Event    int64  `json:"event,omitempty"`
+	Decision string `json:"decision"`
+	Reason   string `json:"reason"`
+	Build    *int64 `json:"build,omitempty"`
+	// Duplicate marks a redelivery: nothing new was stored; the answer is the first one's.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// Events ferry builds from; GitLab sends these names in X-Gitlab-Event.
+var buildEvents = map[string]bool{"Push Hook": true, "Tag Push Hook": true}
+
+// gitlabHook takes a GitLab webhook. Once the sender is authenticated, every well-formed
+// event is answered 200 (an event that builds nothing says why), because GitLab disables
+// hooks that keep failing; the event and its build are stored before the answer.
+func (s *Server) gitlabHook(c *gin.Context) {
+	body, err := readBody(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	p, err := s.hookProject(c.Request.Context(), body)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if s.gitlab == nil {
+		s.fail(c, store.Errorf(store.EINTERNAL, "webhooks: no GitLab adapter configured"))
+		return
+	}
+	if err := s.gitlab.Authenticate(p, c.Request.Header, body); err != nil {
+		s.fail(c, err)
+		return
+	}
+	event := c.GetHeader("X-Gitlab-Event")
+	if !buildEvents[event] {
+		c.JSON(http.StatusOK, hookAnswer{Decision: store.EventSkip, Reason: fmt.Sprintf("GitLab event %q does not build; ferry builds from push and tag push events", clip(event, 60))})
+		return
+	}
+	info, ev, nb, err := s.gitlab.ParseHook(p, event, body)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.recordHook(c, p, info, ev, nb)
+}
+
+func (s *Server) recordHook(c *gin.Context, p *store.Project, info store.PushInfo, ev *store.Event, nb *store.NewBuild) {
+	builds, reason := p.Trigger.Match(info)
+	ev.Decision, ev.Reason = store.EventSkip, reason
+	if builds {
+		ev.Decision = store.EventBuild
+	} else {
+		nb = nil
+	}
+	if key := deliveryKey(c); key != "" {
+		key = strconv.FormatInt(p.ID, 10) + ":" + key
+		ev.DeliveryKey = &key
+	}
+	got, b, dup, err := s.db.RecordEvent(c.Request.Context(), ev, nb)
+	if err != nil {
+		s.fail(c, fmt.Errorf("record webhook event of %s: %w", p.Name, err))
+		return
+	}
+	if b != nil && !dup {
+		s.gitlab.Wake()
+	}
+	answer := hookAnswer{Event: got.ID, Decision: got.Decision, Reason: got.Reason, Build: got.BuildID, Duplicate: dup}
+	if answer.Build == nil && b != nil {
+		answer.Build = &b.ID
+	}
+	c.JSON(http.StatusOK, answer)
+}
+
+// deliveryKey is what identifies one delivery across GitLab's retries.
+func deliveryKey(c *gin.Context) string {
+	key := c.GetHeader("Idempotency-Key")
+	if key == "" {
+		key = c.GetHeader("X-Gitlab-Event-UUID")
+	}
+	return clip(key, 200)
+}
+
+// readBody reads the whole request body; over MaxBodyBytes is ETOOLARGE.
+func readBody(c *gin.Context) ([]byte, error) {
+	if c.Request.Body == nil {
+		return nil, store.Errorf(store.EINVALID, "the webhook has no body")
+	}
+	body, err := io.ReadAll(c.Request.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, errBodyTooLarge
+	}
+	if err != nil {
+		return nil, store.Errorf(store.EINVALID, "read webhook body: %v", err)
+	}
+	return body, nil
+}
+
+// hookProject finds the project a webhook is about by project.path_with_namespace. An
+// unknown project is 404: the hook points at the wrong ferry or the project is missing here,
+// which someone must fix.
+func (s *Server) hookProject(ctx context.Context, body []byte) (*store.Project, error) {
+	var head struct {
+		Project struct {
+			Path string `json:"path_with_namespace"`
+		} `json:"project"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		return nil, jsonError(body, err)
+	}
+	if head.Project.Path == "" {
+		return nil, store.Errorf(store.EINVALID, "the webhook names no project (project.path_with_namespace is missing)")
+	}
+	p, err := s.db.GetProjectByGitLabPath(ctx, head.Project.Path)
+	if store.IsNotFound(err) {
+		return nil, store.Errorf(store.ENOTFOUND, "no ferry project has the GitLab path %q; create it in ferry or point the hook elsewhere", clip(head.Project.Path, 255))
+	}
+	return p, err
+}
+
+// registerGitLabHook registers ferry's webhook on the project's GitLab project.
+func (s *Server) registerGitLabHook(c *gin.Context) {
+	p := projectOf(c)
+	if s.gitlab == nil {
+		s.fail(c, store.Errorf(store.EINVALID, "this ferry has no GitLab connection"))
+		return
+	}
+	url := s.baseURL + "/hooks/gitlab"
+	if err := s.gitlab.RegisterHook(c.Request.Context(), p, url); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.db.RecordAudit(c.Request.Context(), "project.gitlab_hook", "project/"+p.Name, url); err != nil {
+		s.log.Warn("audit gitlab hook registration", "project", p.Name, "err", err)
+	}
+	c.JSON(http.StatusOK, gin.H{"url": url, "events": []string{"push", "tag_push"}})
+}

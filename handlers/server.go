@@ -38,6 +38,8 @@ type Config struct {
 	GitLab GitLab
 	// Notifier sends a channel's test message (see channels.go).
 	Notifier Notifier
+	// Deployer is woken when a deployment is queued through the API (deploy.Worker); nil is fine.
+	Deployer DeploymentWaker
 }
 
 // Server serves ferry's HTTP API and pages.
@@ -53,6 +55,7 @@ type Server struct {
 	engine     *gin.Engine
 	gitlab     GitLab
 	notifier   Notifier
+	deployer   DeploymentWaker
 	// finders find the project of routes that name a job by id, by route parameter; each
 	// resource's registerX adds its own (see ProjectFinder).
 	finders map[string]ProjectFinder
@@ -71,6 +74,7 @@ func New(cfg Config) *Server {
 		logins:     newLoginThrottle(time.Now),
 		gitlab:     cfg.GitLab,
 		notifier:   cfg.Notifier,
+		deployer:   cfg.Deployer,
 		finders:    map[string]ProjectFinder{},
 	}
 	if s.log == nil {

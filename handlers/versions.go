@@ -1,6 +1,78 @@
 package handlers
 
-import "github.com/gin-gonic/gin"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
 
-// registerVersions registers this resource's routes (placeholder until its issue lands).
-func (s *Server) registerVersions(r *gin.RouterGroup) {}
+	"github.com/gin-gonic/gin"
+
+	"ferry/store"
+)
+
+func (s *Server) registerVersions(r *gin.RouterGroup) {
+	s.finders["version"] = func(ctx context.Context, db *store.DB, id int64) (int64, string, error) {
+		v, err := db.GetVersion(ctx, id)
+		if err != nil {
+			return 0, "", err
+		}
+		return v.ProjectID, "", nil
+	}
+	r.GET("/projects/:project/versions", s.need(projectRead), s.listVersions)
+	r.GET("/versions/:version/artifact", s.need(projectRead), s.downloadArtifact)
+}
+
+// listVersions lists the project's kept versions newest first; ?deleted=true adds the ones
+// retention removed.
+func (s *Server) listVersions(c *gin.Context) {
+	withDeleted := c.Query("deleted") == "true"
+	versions, err := s.db.ListVersions(c.Request.Context(), projectOf(c).ID, withDeleted)
+	if err != nil {
+		s.fail(c, fmt.Errorf("list versions: %w", err))
+		return
+	}
+	c.JSON(http.StatusOK, emptyIfNil(versions))
+}
+
+// downloadArtifact streams a version's tar.gz with its length and sha256. A version removed
+// by retention is 410 Gone.
+func (s *Server) downloadArtifact(c *gin.Context) {
+	id, _ := parseID("version", c.Param("version"))
+	v, err := s.db.GetVersion(c.Request.Context(), id)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if v.DeletedAt != nil {
+		s.gone(c, fmt.Sprintf("version %s was removed by retention on %s (the project keeps its newest %d versions)", v.Name, v.DeletedAt.UTC().Format("2006-01-02 15:04 MST"), projectOf(c).KeepVersions))
+		return
+	}
+	f, err := os.Open(v.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		s.gone(c, fmt.Sprintf("the artifact of version %s is missing from this ferry's artifact store", v.Name))
+		return
+	}
+	if err != nil {
+		s.fail(c, fmt.Errorf("open artifact of version %s: %w", v.Name, err))
+		return
+	}
+	defer f.Close()
+	h := c.Writer.Header()
+	h.Set("Content-Type", "application/gzip")
+	h.Set("Content-Length", strconv.FormatInt(v.Size, 10))
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.tar.gz"`, v.Project, v.Name))
+	h.Set("X-Checksum-Sha256", v.SHA256)
+	c.Status(http.StatusOK)
+	if _, err := io.CopyN(c.Writer, f, v.Size); err != nil {
+		s.log.Warn("send artifact", "version", v.Name, "err", err)
+	}
+}
+
+// gone answers 410 with the reason in words: the thing existed and will not come back.
+func (s *Server) gone(c *gin.Context, msg string) {
+	c.AbortWithStatusJSON(http.StatusGone, gin.H{"error": msg})
+}

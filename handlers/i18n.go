@@ -1,0 +1,333 @@
+package handlers
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// The languages of the pages: English and Simplified Chinese.
+const (
+	langEN = "en"
+	langZH = "zh"
+)
+
+// langCookie keeps the language a user chose with the switch in the layout.
+const langCookie = "ferry_lang"
+
+// statusWords are the job and host statuses the pages show, in the order scripts may need them.
+var statusWords = []string{
+	"pending", "running", "success", "failed", "timeout", "canceled", "duplicate",
+	"queued", "waiting", "succeeded", "skipped",
+}
+
+// registerLanguage registers the language switch: GET /lang/zh?next=/projects/orders.
+func (s *Server) registerLanguage(r gin.IRouter) {
+	r.GET("/lang/:lang", s.need(public), s.switchLanguage)
+}
+
+// switchLanguage remembers the chosen language for a year and goes back to the page.
+func (s *Server) switchLanguage(c *gin.Context) {
+	lang := c.Param("lang")
+	if lang != langEN && lang != langZH {
+		lang = langEN
+	}
+	s.setCookie(c, langCookie, lang, 365*24*3600)
+	c.Redirect(http.StatusSeeOther, safeNext(c.Query("next")))
+}
+
+// pickLang returns the language of a request: the switch's cookie, else the first language of
+// Accept-Language that ferry speaks, else English.
+func pickLang(c *gin.Context) string {
+	if v, err := c.Cookie(langCookie); err == nil && (v == langEN || v == langZH) {
+		return v
+	}
+	return langFromAccept(c.GetHeader("Accept-Language"))
+}
+
+// langFromAccept picks en or zh from an Accept-Language header by quality.
+func langFromAccept(header string) string {
+	type choice struct {
+		lang string
+		q    float64
+		pos  int
+	}
+	var choices []choice
+	for i, part := range strings.Split(header, ",") {
+		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		primary, _, _ := strings.Cut(strings.ToLower(tag), "-")
+		if (primary == langEN || primary == langZH) && q > 0 {
+			choices = append(choices, choice{primary, q, i})
+		}
+	}
+	sort.SliceStable(choices, func(i, j int) bool { return choices[i].q > choices[j].q })
+	if len(choices) == 0 {
+		return langEN
+	}
+	return choices[0].lang
+}
+
+// hasMessage reports whether key is in the table.
+func hasMessage(key string) bool {
+	_, ok := messages[key]
+	return ok
+}
+
+// translate returns key's text in lang, formatted with args. A key missing from the table
+// shows as itself in brackets, so that a mistake is visible rather than blank.
+func translate(lang, key string, args ...any) string {
+	m, ok := messages[key]
+	if !ok {
+		return "[" + key + "]"
+	}
+	text := m[0]
+	if lang == langZH {
+		text = m[1]
+	}
+	if len(args) > 0 {
+		return fmt.Sprintf(text, args...)
+	}
+	return text
+}
+
+// MessageKeys returns every key of the translation table, sorted; tests use it with Message.
+func MessageKeys() []string {
+	keys := make([]string, 0, len(messages))
+	for k := range messages {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Message returns the English and Chinese texts of key, "" for a missing key or language.
+func Message(key string) (en, zh string) {
+	m := messages[key]
+	return m[0], m[1]
+}
+
+// messages is the translation table: key → {English, Simplified Chinese}. Every string a page
+// shows goes through it (see page.T); TestEveryMessageHasBothLanguages checks both are there.
+var messages = map[string][2]string{
+	// layout and navigation
+	"nav.dashboard": {"Projects", "项目"},
+	"nav.hosts":     {"Hosts", "主机"},
+	"nav.tokens":    {"API tokens", "API 令牌"},
+	"nav.users":     {"Users", "用户"},
+	"nav.audit":     {"Audit log", "审计日志"},
+	"nav.logout":    {"Log out", "退出登录"},
+	"lang.switch":   {"中文", "English"},
+	"user.admin":    {"admin", "管理员"},
+	"error.back":    {"Back to the projects", "返回项目列表"},
+	"word.yes":      {"yes", "是"},
+	"word.no":       {"no", "否"},
+
+	// actions
+	"action.add":    {"Add", "添加"},
+	"action.back":   {"Back", "返回"},
+	"action.cancel": {"Cancel", "取消"},
+	"action.copy":   {"Copy", "复制"},
+	"action.create": {"Create", "创建"},
+	"action.done":   {"Done", "完成"},
+	"action.remove": {"Remove", "删除"},
+	"action.show":   {"Show", "显示"},
+
+	// words the scripts use
+	"js.failed":       {"Failed", "失败"},
+	"js.confirm":      {"Are you sure?", "确定吗？"},
+	"js.copied":       {"Copied", "已复制"},
+	"js.reconnecting": {"Connection lost; reconnecting…", "连接已断开，正在重连…"},
+
+	// login
+	"login.title":    {"Log in", "登录"},
+	"login.heading":  {"Log in to ferry", "登录 ferry"},
+	"login.name":     {"User name", "用户名"},
+	"login.password": {"Password", "密码"},
+	"login.submit":   {"Log in", "登录"},
+
+	// table columns
+	"col.author":       {"Author", "作者"},
+	"col.branches":     {"Branches", "分支"},
+	"col.build":        {"Build", "构建"},
+	"col.commit":       {"Commit", "提交"},
+	"col.created":      {"Created", "创建时间"},
+	"col.decision":     {"Outcome", "结果"},
+	"col.deployment":   {"Deployment", "部署"},
+	"col.duration":     {"Duration", "耗时"},
+	"col.environment":  {"Environment", "环境"},
+	"col.error":        {"Error", "错误"},
+	"col.gitlab_path":  {"GitLab path", "GitLab 路径"},
+	"col.host":         {"Host", "主机"},
+	"col.kind":         {"Kind", "类型"},
+	"col.message":      {"Message", "提交说明"},
+	"col.name":         {"Name", "名称"},
+	"col.progress":     {"Upload", "上传进度"},
+	"col.project":      {"Project", "项目"},
+	"col.queued":       {"Queued", "排队时间"},
+	"col.received":     {"Received", "接收时间"},
+	"col.size":         {"Size", "大小"},
+	"col.started":      {"Started", "开始时间"},
+	"col.status":       {"Status", "状态"},
+	"col.step":         {"Step", "步骤"},
+	"col.strategy":     {"Strategy", "发布策略"},
+	"col.triggered_by": {"Triggered by", "触发者"},
+	"col.user":         {"User", "用户"},
+	"col.version":      {"Version", "版本"},
+
+	// statuses
+	"status.pending":   {"pending", "等待中"},
+	"status.running":   {"running", "运行中"},
+	"status.success":   {"success", "成功"},
+	"status.failed":    {"failed", "失败"},
+	"status.timeout":   {"timed out", "超时"},
+	"status.canceled":  {"canceled", "已取消"},
+	"status.duplicate": {"duplicate", "重复"},
+	"status.queued":    {"queued", "排队中"},
+	"status.waiting":   {"waiting", "等待中"},
+	"status.succeeded": {"succeeded", "成功"},
+	"status.skipped":   {"skipped", "已跳过"},
+
+	// dashboard
+	"dash.title":              {"Projects", "项目"},
+	"dash.projects":           {"Projects", "项目"},
+	"dash.all_branches":       {"all", "全部"},
+	"dash.no_projects_admin":  {"No projects yet. Create one with", "还没有项目。可用以下接口创建："},
+	"dash.no_projects":        {"You are not a member of any project yet. Ask an administrator to add you.", "你还不是任何项目的成员，请联系管理员添加。"},
+	"dash.recent_builds":      {"Recent builds", "最近的构建"},
+	"dash.recent_deployments": {"Recent deployments", "最近的部署"},
+	"builds.none":             {"No builds yet.", "还没有构建。"},
+	"deployments.none":        {"No deployments yet.", "还没有部署。"},
+	"versions.none":           {"No versions yet: a successful build makes one.", "还没有版本：构建成功后会生成版本。"},
+	"events.none":             {"No webhook events yet.", "还没有收到 Webhook 事件。"},
+
+	// project page
+	"project.deploy":          {"Deploy…", "部署…"},
+	"project.settings":        {"Settings", "设置"},
+	"project.clone_url":       {"Clone URL", "克隆地址"},
+	"project.trigger":         {"Build trigger", "构建触发"},
+	"project.trigger_keyword": {"commit messages with “%s”", "提交说明包含“%s”"},
+	"project.trigger_every":   {"every push", "每次推送"},
+	"project.trigger_tags":    {", and tags", "，以及标签"},
+	"project.keep":            {"Versions kept", "保留版本数"},
+	"project.environments":    {"Environments", "环境"},
+	"project.builds":          {"Builds", "构建"},
+	"project.versions":        {"Versions", "版本"},
+	"project.deployments":     {"Deployments", "部署"},
+	"project.events":          {"Webhook events", "Webhook 事件"},
+	"estimate.usually":        {"usually takes about %s", "通常需要约 %s"},
+	"env.protected":           {"protected", "受保护"},
+	"env.batch":               {"batches of %s", "每批 %s"},
+	"env.in_progress":         {"deploying %s: %s", "正在部署 %s：%s"},
+	"env.queued":              {"%d waiting", "%d 个排队中"},
+	"env.nothing":             {"nothing deployed", "未部署"},
+	"env.previous":            {"before: %s", "上一版本：%s"},
+	"env.since":               {"since %s", "自 %s"},
+	"env.no_hosts":            {"No hosts in this environment.", "此环境没有主机。"},
+	"env.none":                {"No environments yet.", "还没有环境。"},
+	"event.built":             {"built", "已构建"},
+	"event.skipped":           {"not built", "未构建"},
+	"build.ref":               {"branch or tag", "分支或标签"},
+	"build.start":             {"Build now", "立即构建"},
+
+	// build and deployment pages
+	"build.title":               {"Build #%d", "构建 #%d"},
+	"build.cancel_confirm":      {"Cancel this build?", "确定取消此构建吗？"},
+	"deployment.title":          {"Deployment #%d", "部署 #%d"},
+	"deployment.cancel_confirm": {"Cancel this deployment?", "确定取消此部署吗？"},
+	"deployment.retry":          {"Retry failed hosts", "重试失败的主机"},
+	"deployment.waiting":        {"Waiting for", "正在等待"},
+	"deployment.hosts":          {"Hosts", "主机"},
+	"deployment.host_log":       {"log", "日志"},
+	"deployment.all_hosts":      {"Show the log of all hosts", "显示所有主机的日志"},
+	"log.title":                 {"Log", "日志"},
+	"log.follow":                {"Follow", "自动滚动"},
+	"log.raw":                   {"Raw log", "原始日志"},
+	"log.more":                  {"The page shows the first lines; the rest arrive below with JavaScript, or see the raw log.", "页面只显示前面的日志；其余部分会通过 JavaScript 继续加载，也可查看原始日志。"},
+	"log.empty":                 {"No log lines yet.", "还没有日志。"},
+
+	// deploy dialog
+	"deploy.title":            {"Deploy", "部署"},
+	"deploy.heading":          {"Deploy %s", "部署 %s"},
+	"deploy.hosts":            {"Hosts", "主机"},
+	"deploy.all_hosts":        {"All hosts", "全部主机"},
+	"deploy.batch":            {"Batch size", "每批数量"},
+	"deploy.strategy_default": {"as in .ferry.yml", "按 .ferry.yml"},
+	"deploy.protected_ok":     {"This environment is protected; you have the production right.", "此环境受保护；你有生产环境发布权限。"},
+	"deploy.protected_needs":  {"This environment is protected: deploying to it needs the production right on the project.", "此环境受保护：部署需要项目的生产环境发布权限。"},
+	"deploy.runs_on":          {"runs on %s", "运行于 %s"},
+	"deploy.no_hosts":         {"Choose at least one host.", "请至少选择一台主机。"},
+	"deploy.submit":           {"Deploy", "开始部署"},
+
+	// project settings
+	"settings.title":          {"Settings", "设置"},
+	"settings.heading":        {"Settings of %s", "%s 的设置"},
+	"settings.webhook":        {"GitLab webhook", "GitLab Webhook"},
+	"settings.webhook_help":   {"Paste the URL and the secret token into the project's Settings › Webhooks in GitLab, with push and tag events, or let ferry register the hook.", "将地址和密钥填入 GitLab 项目的“设置 › Webhooks”，勾选推送和标签事件；或由 ferry 自动注册。"},
+	"settings.webhook_url":    {"URL", "地址"},
+	"settings.webhook_secret": {"Secret token", "密钥"},
+	"settings.no_secret":      {"not set", "未设置"},
+	"settings.gitlab_token":   {"GitLab API token", "GitLab API 令牌"},
+	"settings.token_set":      {"this project's own", "项目专用令牌"},
+	"settings.token_global":   {"ferry's global token", "使用全局令牌"},
+	"settings.register":       {"Register webhook in GitLab", "在 GitLab 中注册 Webhook"},
+	"settings.registered":     {"Webhook registered in GitLab.", "已在 GitLab 中注册 Webhook。"},
+	"settings.members":        {"Members", "成员"},
+	"settings.no_members":     {"No members yet.", "还没有成员。"},
+	"settings.production":     {"production right", "生产发布权限"},
+	"settings.remove_confirm": {"Remove %s?", "确定删除 %s 吗？"},
+	"settings.new_env":        {"New environment", "新建环境"},
+	"settings.channels":       {"Notification channels", "通知渠道"},
+	"channels.none":           {"No channels yet.", "还没有通知渠道。"},
+	"channels.test":           {"Send a test message", "发送测试消息"},
+	"channels.sent":           {"Test message sent.", "测试消息已发送。"},
+	"channels.events":         {"Events", "事件"},
+	"channels.target":         {"Sends to", "发送到"},
+	"channels.failed":         {"Failed deliveries", "发送失败的通知"},
+	"channels.failed_none":    {"No failed deliveries.", "没有发送失败的通知。"},
+	"channels.disabled":       {"off", "已停用"},
+	"channels.event":          {"Event", "事件"},
+	"channels.attempts":       {"Tries", "尝试次数"},
+
+	// hosts
+	"hosts.address":       {"Address", "地址"},
+	"hosts.port":          {"SSH port", "SSH 端口"},
+	"hosts.user":          {"User", "登录用户"},
+	"hosts.key":           {"Private key set", "已设私钥"},
+	"hosts.fingerprint":   {"Host key", "主机密钥"},
+	"hosts.tofu":          {"recorded on first connection", "首次连接时记录"},
+	"hosts.none":          {"No hosts yet.", "还没有主机。"},
+	"hosts.new":           {"New host", "新建主机"},
+	"hosts.private_key":   {"Private key (PEM)", "私钥（PEM）"},
+	"hosts.host_key":      {"Host key (optional)", "主机公钥（可选）"},
+	"hosts.host_key_help": {"An authorized_keys line such as the output of ssh-keyscan. Left empty, ferry records the key on its first connection and refuses a changed one after that.", "authorized_keys 格式，例如 ssh-keyscan 的输出。留空则 ferry 在首次连接时记录，之后拒绝变化的密钥。"},
+
+	// users, tokens, audit
+	"users.email":      {"Mail", "邮箱"},
+	"users.new":        {"New user", "新建用户"},
+	"tokens.heading":   {"Your API tokens", "你的 API 令牌"},
+	"tokens.help":      {"Scripts and other systems use a token as “Authorization: Bearer <token>”.", "脚本和其他系统以“Authorization: Bearer <令牌>”使用令牌。"},
+	"tokens.prefix":    {"Starts with", "开头"},
+	"tokens.last_used": {"Last used", "最近使用"},
+	"tokens.never":     {"never", "从未"},
+	"tokens.none":      {"No tokens yet.", "还没有令牌。"},
+	"tokens.name":      {"what it is for", "用途"},
+	"tokens.create":    {"Create token", "创建令牌"},
+	"tokens.once":      {"Copy the token now: it is shown only once.", "请立即复制令牌：它只显示这一次。"},
+	"audit.when":       {"When", "时间"},
+	"audit.action":     {"Action", "操作"},
+	"audit.target":     {"Target", "对象"},
+	"audit.detail":     {"Detail", "详情"},
+	"audit.from":       {"From", "来源"},
+	"audit.none":       {"No entries.", "没有记录。"},
+	"audit.older":      {"Older entries", "更早的记录"},
+}

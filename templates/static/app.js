@@ -1,0 +1,334 @@
+// ferry: the small script behind the pages. The pages work without it for reading; it adds
+// the actions (through the JSON API, with the session's CSRF token), live logs over the
+// WebSocket, and refreshing of parts that change while one looks at them. No build step.
+(function () {
+  'use strict';
+
+  const body = document.body;
+  const csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  const csrf = csrfMeta ? csrfMeta.content : '';
+  const labels = parseJSON(body.dataset.statusLabels) || {};
+
+  function parseJSON(text) {
+    try { return JSON.parse(text); } catch (e) { return null; }
+  }
+
+  // api calls the JSON API and returns the decoded answer, or throws an Error with the
+  // server's own words.
+  async function api(method, url, data) {
+    const opts = { method: method, credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf, 'Accept': 'application/json' } };
+    if (data !== undefined) {
+      opts.headers['Content-Type'] = 'application/json';
+      opts.body = JSON.stringify(data);
+    }
+    const res = await fetch(url, opts);
+    const text = await res.text();
+    const answer = text ? parseJSON(text) : null;
+    if (!res.ok) {
+      throw new Error((answer && answer.error) || (body.dataset.msgFailed + ': ' + res.status));
+    }
+    return answer;
+  }
+
+  // then does what an element's data-then says after a good answer: reload, goto:/x/{id},
+  // message, show-token.
+  function then(el, answer) {
+    const what = el.dataset.then || 'reload';
+    if (what === 'reload') {
+      location.reload();
+    } else if (what.startsWith('goto:')) {
+      const id = answer && answer.id !== undefined ? answer.id : '';
+      location.assign(what.slice(5).replace('{id}', encodeURIComponent(id)));
+    } else if (what === 'message') {
+      const out = document.getElementById('action-message');
+      if (out) out.textContent = el.dataset.done || '';
+    } else if (what === 'show-token') {
+      const box = document.getElementById('new-token');
+      document.getElementById('new-token-value').textContent = answer.token;
+      box.hidden = false;
+    }
+  }
+
+  function showError(el, err) {
+    const scope = el.closest('form');
+    const out = (scope && scope.querySelector('.form-error')) || document.getElementById('action-error');
+    if (out) out.textContent = err.message; else alert(err.message);
+  }
+
+  // Buttons with data-method and data-url call the API.
+  document.addEventListener('click', async function (ev) {
+    const el = ev.target.closest('button[data-url]');
+    if (!el) return;
+    ev.preventDefault();
+    if (el.dataset.confirm && !confirm(el.dataset.confirm)) return;
+    el.disabled = true;
+    try {
+      then(el, await api(el.dataset.method || 'POST', el.dataset.url));
+    } catch (err) {
+      showError(el, err);
+    } finally {
+      el.disabled = false;
+    }
+  });
+
+  // formData turns a form into a JSON object: "a.b" names nest, data-int fields are numbers,
+  // data-bool checkboxes are booleans, data-list checkboxes gather into an array; empty values
+  // and the csrf_token field are left out.
+  function formData(form) {
+    const out = {};
+    for (const el of form.elements) {
+      if (!el.name || el.name === 'csrf_token' || el.disabled) continue;
+      let value;
+      if (el.type === 'checkbox') {
+        if ('bool' in el.dataset) value = el.checked;
+        else if ('list' in el.dataset) { if (!el.checked) { ensureList(out, el.name); continue; } value = el.value; }
+        else if (!el.checked) continue;
+        else value = el.value;
+      } else {
+        value = el.value.trim();
+        if (value === '') continue;
+        if ('int' in el.dataset) value = parseInt(value, 10);
+      }
+      put(out, el.name, value, 'list' in el.dataset);
+    }
+    return out;
+  }
+  function ensureList(obj, name) { if (!(name in obj)) obj[name] = []; }
+  function put(obj, name, value, list) {
+    const parts = name.split('.');
+    let at = obj;
+    for (const p of parts.slice(0, -1)) { at = at[p] = at[p] || {}; }
+    const last = parts[parts.length - 1];
+    if (list) { (at[last] = at[last] || []).push(value); } else { at[last] = value; }
+  }
+
+  // Forms with class "api" post their fields as JSON.
+  document.addEventListener('submit', async function (ev) {
+    const form = ev.target;
+    if (!form.classList.contains('api')) return;
+    ev.preventDefault();
+    const err = form.querySelector('.form-error');
+    if (err) err.textContent = '';
+    const button = form.querySelector('button[type=submit]');
+    if (button) button.disabled = true;
+    try {
+      let data = formData(form);
+      if (form.classList.contains('deploy-form')) data = deployBody(form, data);
+      then(form, await api(form.dataset.method || 'POST', form.dataset.url, data));
+    } catch (e) {
+      showError(form, e);
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+
+  // ---- the deploy dialog ----
+
+  // deployBody leaves out hosts when all are chosen (all hosts, in the environment's order).
+  function deployBody(form, data) {
+    const set = form.querySelector('fieldset.hosts-choice:not([hidden])');
+    if (set) {
+      const boxes = set.querySelectorAll('input[name=hosts]');
+      const chosen = Array.from(boxes).filter(b => b.checked).length;
+      if (chosen === 0) throw new Error(form.dataset.msgNoHosts);
+      if (chosen === boxes.length) delete data.hosts;
+    }
+    if (data.strategy && !data.strategy.kind) delete data.strategy;
+    return data;
+  }
+
+  function setupDeployForm(form) {
+    const envSelect = form.querySelector('#deploy-env');
+    const show = function () {
+      const env = envSelect.value;
+      form.querySelectorAll('[data-for-env]').forEach(function (el) {
+        const mine = el.dataset.forEnv === env;
+        el.hidden = !mine;
+        el.querySelectorAll('input').forEach(i => { i.disabled = !mine; });
+      });
+      const opt = envSelect.selectedOptions[0];
+      form.querySelector('#deploy-submit').disabled = opt && opt.dataset.allowed === 'false';
+    };
+    envSelect.addEventListener('change', show);
+    form.addEventListener('change', function (ev) {
+      const box = ev.target;
+      const set = box.closest('fieldset.hosts-choice');
+      if (!set) return;
+      const hosts = set.querySelectorAll('input[name=hosts]');
+      const all = set.querySelector('.all-hosts');
+      if (box === all) hosts.forEach(h => { h.checked = all.checked; });
+      else if (all) all.checked = Array.from(hosts).every(h => h.checked);
+    });
+    show();
+  }
+
+  // ---- copy and reveal ----
+
+  document.addEventListener('click', function (ev) {
+    const copy = ev.target.closest('[data-copy]');
+    if (copy) {
+      const src = document.querySelector(copy.dataset.copy);
+      const text = src.value !== undefined ? src.value : src.textContent;
+      navigator.clipboard.writeText(text).then(function () {
+        const was = copy.textContent;
+        copy.textContent = body.dataset.msgCopied;
+        setTimeout(function () { copy.textContent = was; }, 1500);
+      });
+    }
+    const reveal = ev.target.closest('[data-reveal]');
+    if (reveal) {
+      const input = document.querySelector(reveal.dataset.reveal);
+      input.type = input.type === 'password' ? 'text' : 'password';
+    }
+  });
+
+  // ---- status words ----
+
+  function setStatus(el, status) {
+    if (!el) return;
+    el.className = el.className.replace(/\bst-\S+/g, '').trim() + ' st-' + status;
+    el.textContent = labels[status] || status;
+    el.dataset.status = status;
+  }
+
+  // ---- live log ----
+
+  // LiveLog shows a job's log as it is written: it reads the stream from the last line the
+  // page has, follows the end unless the reader scrolled up (scroll lock), and reconnects
+  // from its last seq when the connection drops or the server dropped it for being slow.
+  function LiveLog(el) {
+    let after = parseInt(el.dataset.after || '0', 10);
+    let ended = false;
+    let retry = 500;
+    const follow = document.getElementById('follow');
+    const state = document.getElementById('logstate');
+    const empty = document.getElementById('log-empty');
+
+    function atBottom() { return el.scrollHeight - el.scrollTop - el.clientHeight < 24; }
+    el.addEventListener('scroll', function () { if (follow) follow.checked = atBottom(); });
+    if (follow) follow.addEventListener('change', function () { if (follow.checked) el.scrollTop = el.scrollHeight; });
+    if (follow && follow.checked) el.scrollTop = el.scrollHeight;
+
+    function append(lines) {
+      const frag = document.createDocumentFragment();
+      for (const l of lines) {
+        if (l.seq <= after) continue;
+        after = l.seq;
+        const div = document.createElement('div');
+        div.className = 'line s-' + l.stream;
+        div.dataset.seq = l.seq;
+        if (l.host) {
+          const h = document.createElement('span');
+          h.className = 'host';
+          h.textContent = l.host;
+          div.append(h, ' ');
+        }
+        const t = document.createElement('span');
+        t.className = 'text';
+        t.textContent = l.text;
+        div.append(t);
+        frag.append(div);
+      }
+      if (!frag.childNodes.length) return;
+      if (empty) empty.hidden = true;
+      el.append(frag);
+      if (follow && follow.checked) el.scrollTop = el.scrollHeight;
+    }
+
+    function connect() {
+      const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+      let url = scheme + location.host + el.dataset.stream + '?after=' + after;
+      if (el.dataset.host) url += '&host=' + encodeURIComponent(el.dataset.host);
+      const ws = new WebSocket(url);
+      ws.onopen = function () { retry = 500; if (state) state.textContent = ''; };
+      ws.onmessage = function (ev) {
+        const m = parseJSON(ev.data);
+        if (!m) return;
+        if (m.type === 'lines') append(m.lines || []);
+        else if (m.type === 'end') { ended = true; setStatus(document.getElementById('job-status'), m.status); jobEnded(m.status); ws.close(); }
+        else if (m.type === 'dropped' && m.last_seq > after) after = m.last_seq;
+      };
+      ws.onclose = function () {
+        if (ended) return;
+        if (state) state.textContent = body.dataset.msgReconnecting;
+        setTimeout(connect, retry);
+        retry = Math.min(retry * 2, 10000);
+      };
+    }
+    connect();
+  }
+
+  // jobEnded hides the cancel button and, for a deployment, offers a retry.
+  function jobEnded(status) {
+    const cancel = document.getElementById('cancel');
+    if (cancel) cancel.hidden = true;
+    const retry = document.getElementById('retry');
+    if (retry && (status === 'failed' || status === 'canceled')) retry.hidden = false;
+  }
+
+  // ---- deployment progress ----
+
+  function sizeText(n) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return i === 0 ? n + ' B' : n.toFixed(1) + ' ' + units[i];
+  }
+
+  // pollDeployment refreshes the host rows every second while the deployment runs.
+  function pollDeployment(el) {
+    const url = el.dataset.poll;
+    async function tick() {
+      let d;
+      try { d = await api('GET', url); } catch (e) { setTimeout(tick, 3000); return; }
+      for (const h of d.hosts || []) {
+        const row = document.querySelector('tr[data-host="' + CSS.escape(h.host) + '"]');
+        if (!row) continue;
+        setStatus(row.querySelector('[data-field=status]'), h.status);
+        row.querySelector('[data-field=step]').textContent = h.step || '';
+        row.querySelector('[data-field=error]').textContent = h.error || '';
+        const pct = h.bytes_total > 0 ? Math.min(100, Math.floor(h.bytes_sent * 100 / h.bytes_total)) : 0;
+        const bar = row.querySelector('[data-field=progress]');
+        bar.value = pct;
+        bar.textContent = pct + '%';
+        row.querySelector('[data-field=bytes]').textContent = h.bytes_total > 0 ? sizeText(h.bytes_sent) + ' / ' + sizeText(h.bytes_total) : '';
+      }
+      setStatus(document.getElementById('job-status'), d.status);
+      const waiting = document.getElementById('waiting');
+      if (waiting) waiting.textContent = d.waiting_for || '';
+      if (d.status === 'queued' || d.status === 'running') setTimeout(tick, 1000);
+      else jobEnded(d.status);
+    }
+    setTimeout(tick, 1000);
+  }
+
+  // ---- refreshing parts of a page ----
+
+  // Elements with an id and data-refresh="ms" are replaced with the same element of a fresh
+  // copy of the page, so a grid of versions or a list of jobs stays current without a reload.
+  function refresh(el) {
+    const every = parseInt(el.dataset.refresh, 10);
+    async function tick() {
+      if (document.hidden) { setTimeout(tick, every); return; }
+      try {
+        const res = await fetch(location.href, { credentials: 'same-origin' });
+        if (res.ok) {
+          const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+          const fresh = doc.getElementById(el.id);
+          if (fresh && fresh.innerHTML !== el.innerHTML) el.innerHTML = fresh.innerHTML;
+        }
+      } catch (e) { /* try again on the next tick */ }
+      setTimeout(tick, every);
+    }
+    setTimeout(tick, every);
+  }
+
+  // ---- start ----
+
+  document.querySelectorAll('#log[data-stream]').forEach(function (el) {
+    if (el.dataset.live === 'true') LiveLog(el);
+  });
+  document.querySelectorAll('[data-poll]').forEach(function (el) { if (el.dataset.poll) pollDeployment(el); });
+  document.querySelectorAll('[data-refresh][id]').forEach(refresh);
+  document.querySelectorAll('form.deploy-form').forEach(setupDeployForm);
+})();
