@@ -7,10 +7,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"ferry/build"
+	"ferry/deploy"
 	"ferry/handlers"
+	"ferry/notify"
 	"ferry/store"
 )
 
@@ -23,9 +29,14 @@ type Main struct {
 
 	listener net.Listener
 	server   *http.Server
-	// cancel stops the workers.
-	cancel context.CancelFunc
-	done   chan struct{}
+	// cancel stops the workers; workers waits for them.
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+	done    chan struct{}
+
+	builder  *build.Worker
+	deployer *deploy.Worker
+	notifier *notify.Worker
 }
 
 // NewMain returns a Main for cfg; nothing runs until Run.
@@ -39,6 +50,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Config.Validate(); err != nil {
 		return err
 	}
+	// Listen first: a port that is taken must fail the start before the database is touched,
+	// or the first admin's one-time password would be spent on a start that never served.
+	ln, err := net.Listen("tcp", m.Config.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
+	}
+	m.listener = ln
+	m.Config.BaseURL = baseURLOf(m.Config.BaseURL, ln.Addr())
 	db, err := openStore(ctx, m.Config, m.Logger)
 	if err != nil {
 		return err
@@ -50,16 +69,29 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.ensureAdmin(ctx); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", m.Config.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", m.Config.Addr, err)
-	}
-	m.listener = ln
+	m.builder = build.NewWorker(build.WorkerConfig{
+		DB:      db,
+		DataDir: m.Config.DataDir,
+		WorkDir: filepath.Join(m.Config.DataDir, "workspaces"),
+		GitLab:  build.GitLabConfig{BaseURL: m.Config.GitLabURL, Token: m.Config.GitLabToken},
+		BaseURL: m.Config.BaseURL,
+		Workers: max(m.Config.BuildWorkers, 1),
+		Logger:  m.Logger.With("part", "build"),
+	})
+	m.deployer = deploy.NewWorker(deploy.WorkerConfig{
+		DB:      db,
+		Workers: max(m.Config.DeployWorkers, 1),
+		Logger:  m.Logger.With("part", "deploy"),
+	})
+	m.notifier = &notify.Worker{DB: db, BaseURL: m.Config.BaseURL, Logger: m.Logger.With("part", "notify")}
 	srv := handlers.New(handlers.Config{
 		DB:            db,
 		BaseURL:       m.Config.BaseURL,
 		Logger:        m.Logger,
 		SecureCookies: strings.HasPrefix(m.Config.BaseURL, "https://"),
+		GitLab:        build.NewFrontend(m.builder),
+		Notifier:      m.notifier,
+		Deployer:      m.deployer,
 	})
 	m.server = &http.Server{
 		Handler:           srv.Handler(),
@@ -83,8 +115,51 @@ func (m *Main) serve() {
 	}
 }
 
-// startWorkers starts the background work of this process; later parts add theirs here.
-func (m *Main) startWorkers(ctx context.Context) {}
+// startWorkers starts the background work of this process: builds, deployments, notices and
+// retention. Close waits for them.
+func (m *Main) startWorkers(ctx context.Context) {
+	run := func(name string, f func(context.Context) error) {
+		m.workers.Add(1)
+		go func() {
+			defer m.workers.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				m.Logger.Error("worker stopped", "part", name, "err", err)
+			}
+		}()
+	}
+	if m.Config.BuildWorkers > 0 {
+		run("build", m.builder.Run)
+	}
+	if m.Config.DeployWorkers > 0 {
+		run("deploy", m.deployer.Run)
+	}
+	run("notify", m.notifier.Run)
+	run("retention", func(ctx context.Context) error {
+		m.DB.PurgeEvery(ctx, m.Config.LogRetention, time.Hour, func(st store.PurgeStats, err error) {
+			if err != nil {
+				m.Logger.Warn("retention failed", "err", err)
+				return
+			}
+			m.Logger.Info("retention", "log_lines", st.LogLines, "events", st.Events, "audit_entries", st.AuditEntries)
+		})
+		return nil
+	})
+}
+
+// baseURLOf puts the port the listener got into a base URL with port 0 (derived from
+// FERRY_ADDR=…:0), so links name a port that answers.
+func baseURLOf(base string, addr net.Addr) string {
+	u, err := url.Parse(base)
+	if err != nil || u.Port() != "0" {
+		return base
+	}
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return base
+	}
+	u.Host = net.JoinHostPort(u.Hostname(), port)
+	return u.String()
+}
 
 // Addr returns the address ferry listens on, useful with port 0.
 func (m *Main) Addr() string { return m.listener.Addr().String() }
@@ -112,9 +187,12 @@ func (m *Main) Close() error {
 			errs = append(errs, fmt.Errorf("shut down http server: %w", err))
 		}
 		<-m.done
+	} else if m.listener != nil {
+		m.listener.Close()
 	}
 	if m.cancel != nil {
 		m.cancel()
+		m.workers.Wait()
 	}
 	if m.DB != nil {
 		errs = append(errs, m.DB.Close())

@@ -26,6 +26,11 @@ type Config struct {
 	BaseURL      string
 	LogLevel     string
 	BuildWorkers int
+	// DeployWorkers is how many deployments this process runs at once (each fans out to its
+	// hosts); 0 makes a process that only serves and builds.
+	DeployWorkers int
+	// LogRetention is how long log lines, webhook events and audit entries are kept.
+	LogRetention time.Duration
 	GitLabURL    string
 	GitLabToken  string
 	// ShutdownGrace bounds how long in-flight requests may take after SIGINT/SIGTERM.
@@ -41,6 +46,11 @@ func DefaultConfig(env func(string) string) Config {
 		return def
 	}
 	workers, _ := strconv.Atoi(get("FERRY_BUILD_WORKERS", "2"))
+	deployers, _ := strconv.Atoi(get("FERRY_DEPLOY_WORKERS", "4"))
+	retention, err := time.ParseDuration(get("FERRY_LOG_RETENTION", "720h"))
+	if err != nil {
+		retention = -1 // Validate names the variable
+	}
 	return Config{
 		Addr:          get("FERRY_ADDR", "127.0.0.1:8080"),
 		DatabaseURL:   env("FERRY_DATABASE_URL"),
@@ -49,6 +59,8 @@ func DefaultConfig(env func(string) string) Config {
 		BaseURL:       env("FERRY_BASE_URL"),
 		LogLevel:      get("FERRY_LOG_LEVEL", "info"),
 		BuildWorkers:  workers,
+		DeployWorkers: deployers,
+		LogRetention:  retention,
 		GitLabURL:     env("FERRY_GITLAB_URL"),
 		GitLabToken:   env("FERRY_GITLAB_TOKEN"),
 		ShutdownGrace: 15 * time.Second,
@@ -63,12 +75,18 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BaseURL, "base-url", c.BaseURL, "public URL of ferry, for links (FERRY_BASE_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (FERRY_LOG_LEVEL)")
 	fs.IntVar(&c.BuildWorkers, "build-workers", c.BuildWorkers, "builds run at once by this process (FERRY_BUILD_WORKERS)")
+	fs.IntVar(&c.DeployWorkers, "deploy-workers", c.DeployWorkers, "deployments run at once by this process (FERRY_DEPLOY_WORKERS)")
+	fs.DurationVar(&c.LogRetention, "log-retention", c.LogRetention, "how long logs, webhook events and audit entries are kept (FERRY_LOG_RETENTION)")
 }
 
 // Validate fills derived values and checks the configuration.
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("FERRY_DATA_DIR: must not be empty")
+	}
+	// Checked before anything touches the data dir, so a typo changes nothing on disk.
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		return err
 	}
 	if c.BaseURL == "" {
 		host := c.Addr
@@ -84,7 +102,32 @@ func (c *Config) Validate() error {
 	if c.BuildWorkers < 0 || c.BuildWorkers > 64 {
 		return fmt.Errorf("FERRY_BUILD_WORKERS %d: must be between 0 and 64", c.BuildWorkers)
 	}
+	if c.DeployWorkers < 0 || c.DeployWorkers > 64 {
+		return fmt.Errorf("FERRY_DEPLOY_WORKERS %d: must be between 0 and 64", c.DeployWorkers)
+	}
+	if c.LogRetention < time.Hour {
+		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")
+	}
 	return nil
+}
+
+// checkDatabaseURL accepts what store.Open understands: postgres://…, postgresql://…, sqlite:PATH
+// or empty. The message names the variable and never shows a password.
+func checkDatabaseURL(u string) error {
+	for _, prefix := range []string{"postgres://", "postgresql://", "sqlite:"} {
+		if strings.HasPrefix(u, prefix) {
+			return nil
+		}
+	}
+	if u == "" {
+		return nil
+	}
+	const want = "want postgres://user:pass@host/db, sqlite:PATH, or empty for SQLite in the data dir"
+	scheme, _, found := strings.Cut(u, ":")
+	if !found || scheme == "" || strings.ContainsAny(scheme, "/@?# ") {
+		return fmt.Errorf("FERRY_DATABASE_URL: not a database URL; %s", want)
+	}
+	return fmt.Errorf("FERRY_DATABASE_URL: %q databases are not supported; %s", scheme, want)
 }
 
 // Logger returns the structured logger for the configured level.
