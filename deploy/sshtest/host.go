@@ -84,7 +84,9 @@ func (h *Host) startHolder(opts Options) error {
 	if opts.DiskLimit != "" {
 		mount = `mount -t tmpfs -o size="$3" ferry-test "$2"`
 	}
-	script := "set -e; " + mount + "; ip link set lo up; echo ready; exec sleep infinity"
+	// The host's root gets a home of its own, empty as on a new machine: the test machine's
+	// /root/.bashrc (which bash reads for every ssh command) is no part of the host.
+	script := "set -e; " + mount + "; mount -t tmpfs -o size=16m,mode=0700 ferry-home /root; ip link set lo up; echo ready; exec sleep infinity"
 	cmd := exec.Command("unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
 		"--propagation", "private", "--", "/bin/sh", "-c", script, "sh",
 		filepath.Join(h.dir, "root"), opts.DeployPath, opts.DiskLimit)
