@@ -125,6 +125,25 @@ func TestDiskFullLeavesTheOldReleaseServing(t *testing.T) {
 	}
 }
 
+// TestAChangedArtifactIsRefusedOnTheHost: the sha256 the host computes of what arrived must be
+// the version's; a file that differs (changed on ferry's disk, or in transit) never becomes a
+// release, and what ran before keeps running.
+func TestAChangedArtifactIsRefusedOnTheHost(t *testing.T) {
+	c := sshtest.Start(t, 1, sshtest.Options{})
+	h := c.Hosts()[0]
+	spec := testSpec(store.Strategy{})
+	rollout(t, c, spec, makeRelease(t, "v1", artifact{}), nil, deploy.HostSucceeded)
+	v2 := makeRelease(t, "v2", artifact{})
+	recorded := v2.SHA256
+	v2.SHA256 = strings.Repeat("0", 64)
+	results := rollout(t, c, spec, v2, nil, deploy.HostFailed)
+	wantError(t, errorOf(results[0].Reason), "sha256 mismatch for v2 on host-1", "the uploaded file has "+recorded)
+	assertServing(t, h, "v1")
+	if got := releaseEntries(t, h); !slices.Equal(got, []string{"v1"}) {
+		t.Errorf("releases %v after the refused upload, want only [v1] without temp files", got)
+	}
+}
+
 func TestConnectionCutMidUpload(t *testing.T) {
 	c := sshtest.Start(t, 1, sshtest.Options{})
 	h := c.Hosts()[0]

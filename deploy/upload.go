@@ -32,10 +32,7 @@ func (c *Conn) Upload(ctx context.Context, root string, rel Release, progress fu
 	if sent, err = c.send(ctx, l, rel, progress); err != nil {
 		return sent, err
 	}
-	if err := c.verify(ctx, l, rel); err != nil {
-		return sent, err
-	}
-	return sent, c.unpack(ctx, l, rel)
+	return sent, c.verifyAndUnpack(ctx, l, rel)
 }
 
 // releasePresent reports whether the release is on the host with the same sha256. A release
@@ -137,38 +134,43 @@ func (c *Conn) closed() bool {
 	return err != nil
 }
 
-// verify checks the uploaded file's sha256 on the host.
-func (c *Conn) verify(ctx context.Context, l layout, rel Release) error {
-	out, err := c.Output(ctx, "sha256sum -- "+ShellQuote(l.uploading(rel.Version)), nil)
-	if err != nil {
-		return fmt.Errorf("check the sha256 of %s on %s: %w", rel.Version, c.target.label(), err)
-	}
-	got, _, _ := strings.Cut(strings.TrimSpace(out), " ")
-	if !strings.EqualFold(got, rel.SHA256) {
-		return fmt.Errorf("sha256 mismatch for %s on %s: the uploaded file has %s, the artifact %s", rel.Version, c.target.label(), got, rel.SHA256)
-	}
-	return nil
-}
+// Exit statuses of verifyAndUnpack's script that name what went wrong.
+const (
+	exitSHAMismatch = 65
+	exitUnpack      = 66
+)
 
-// unpack extracts the uploaded artifact into a temp directory, records its sha256 there and
-// renames the directory to the release's final name.
-func (c *Conn) unpack(ctx context.Context, l layout, rel Release) error {
+// verifyAndUnpack checks the uploaded file's sha256 on the host and, at the same time, extracts
+// it into a temp directory: one round trip, and checksum and unpacking use two cores of the
+// host instead of one after the other. Only when the sha256 matches is the sha256 recorded in
+// the directory and the directory renamed to the release's final name.
+func (c *Conn) verifyAndUnpack(ctx context.Context, l layout, rel Release) error {
 	tmp, tarball := ShellQuote(l.unpacking(rel.Version)), ShellQuote(l.uploading(rel.Version))
-	script := strings.Join([]string{
-		"set -e",
-		"mkdir -- " + tmp,
-		fmt.Sprintf("tar -xzf %s -C %s --no-same-owner", tarball, tmp),
-		fmt.Sprintf("printf '%%s\\n' %s > %s/%s", ShellQuote(strings.ToLower(rel.SHA256)), tmp, shaFileName),
-		fmt.Sprintf("mv -T -- %s %s", tmp, ShellQuote(l.release(rel.Version))),
-		"rm -f -- " + tarball,
-	}, "\n")
-	if _, err := c.Output(ctx, script, nil); err != nil {
-		if strings.Contains(err.Error(), "No space left") {
-			return fmt.Errorf("no space left on %s while unpacking %s into %s: %w", c.target.label(), rel.Version, l.releases(), err)
-		}
-		return fmt.Errorf("unpack %s on %s: %w", rel.Version, c.target.label(), err)
+	want := strings.ToLower(rel.SHA256)
+	script := fmt.Sprintf(`set -e
+want=%[3]s
+mkdir -- %[1]s
+sha256sum -- %[2]s > %[1]s/%[6]s &
+summer=$!
+untar=0
+tar -xzf %[2]s -C %[1]s --no-same-owner || untar=$?
+wait "$summer" || { echo "sha256sum failed" >&2; exit %[5]d; }
+got=$(cut -d ' ' -f 1 < %[1]s/%[6]s)
+if [ "$got" != "$want" ]; then echo "$got"; exit %[4]d; fi
+if [ "$untar" -ne 0 ]; then exit %[5]d; fi
+printf '%%s\n' "$want" > %[1]s/%[6]s
+mv -T -- %[1]s %[7]s
+rm -f -- %[2]s`, tmp, tarball, ShellQuote(want), exitSHAMismatch, exitUnpack, shaFileName, ShellQuote(l.release(rel.Version)))
+	out, err := c.Output(ctx, script, nil)
+	switch {
+	case err == nil:
+		return nil
+	case strings.Contains(err.Error(), fmt.Sprintf("exit status %d", exitSHAMismatch)):
+		return fmt.Errorf("sha256 mismatch for %s on %s: the uploaded file has %s, the artifact %s", rel.Version, c.target.label(), strings.TrimSpace(out), rel.SHA256)
+	case strings.Contains(err.Error(), "No space left"):
+		return fmt.Errorf("no space left on %s while unpacking %s into %s: %w", c.target.label(), rel.Version, l.releases(), err)
 	}
-	return nil
+	return fmt.Errorf("check and unpack %s on %s: %w", rel.Version, c.target.label(), err)
 }
 
 // removeTemps deletes the temp files of an upload that failed, even after ctx ended.
