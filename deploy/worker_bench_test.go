@@ -59,7 +59,7 @@ func peakRSS(tb testing.TB) int64 {
 	return 0
 }
 
-// BenchmarkFerryOnly100MBTo10Hosts is ferry's half of BenchmarkDeploy100MBTo10Hosts, with the
+// BenchmarkFerryOnly100MBTo10Hosts is ferry's half of BenchmarkDeploy100MB with 10 hosts, with the
 // rollback to a version already on every host, for when the scp baseline cannot run.
 // Run it with: go test -run '^$' -bench FerryOnly -benchtime 1x ./deploy/
 func BenchmarkFerryOnly100MBTo10Hosts(b *testing.B) {
