@@ -60,19 +60,6 @@ func normalTrigger(t store.Trigger) store.Trigger {
 	return t
 }
 
-func (s *Server) listProjects(c *gin.Context) {
-	projects, err := s.visibleProjects(c)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	views := make([]projectView, 0, len(projects))
-	for _, p := range projects {
-		views = append(views, s.projectView(p))
-	}
-	c.JSON(http.StatusOK, views)
-}
-
 // createProject creates a project; without a webhook_secret it generates one and shows it in
 // this answer only.
 func (s *Server) createProject(c *gin.Context) {

@@ -59,6 +59,8 @@ type Server struct {
 	// finders find the project of routes that name a job by id, by route parameter; each
 	// resource's registerX adds its own (see ProjectFinder).
 	finders map[string]ProjectFinder
+	// projectLists keeps encoded project lists while nothing changes (projectlists.go).
+	projectLists *projectLists
 }
 
 // New returns a server for cfg. It panics if the embedded templates do not parse, which is a
@@ -76,6 +78,8 @@ func New(cfg Config) *Server {
 		notifier:   cfg.Notifier,
 		deployer:   cfg.Deployer,
 		finders:    map[string]ProjectFinder{},
+
+		projectLists: &projectLists{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

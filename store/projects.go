@@ -234,3 +234,14 @@ func (db *DB) DeleteProject(ctx context.Context, name string) error {
 		return db.audit(ctx, tx, "project.delete", "project/"+name, "")
 	})
 }
+
+// ProjectsGeneration returns a number that changes whenever a project or a project membership
+// changes, in any process (database triggers bump it in the changing transaction). A list of
+// projects read at one generation is current for as long as the generation stays the same.
+func (db *DB) ProjectsGeneration(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.db.GetContext(ctx, &n, `SELECT n FROM generations WHERE name = 'projects'`); err != nil {
+		return 0, fmt.Errorf("read the projects generation: %w", err)
+	}
+	return n, nil
+}
