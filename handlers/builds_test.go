@@ -83,7 +83,7 @@ func claimNew(t *testing.T, db *store.DB, projectID int64, owner, sha string) *s
 // buildEnv is ferry's web side and a running build worker on a real git repository, with a
 // fake GitLab.
 type buildEnv struct {
-	t      *testing.T
+	t      testing.TB
 	db     *store.DB
 	h      http.Handler
 	admin  *client
@@ -92,7 +92,7 @@ type buildEnv struct {
 	p      *store.Project
 }
 
-func newBuildEnv(t *testing.T, db *store.DB) *buildEnv {
+func newBuildEnv(t testing.TB, db *store.DB) *buildEnv {
 	e := &buildEnv{t: t, db: db, gitlab: gitlabtest.New(t, "api-token"), repo: filepath.Join(t.TempDir(), "origin")}
 	e.gitlab.AddProject("group/app")
 	e.git("init", "--quiet", "--initial-branch=main", e.repo)
