@@ -9,8 +9,9 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"strings"
 	"time"
+
+	"ferry/store"
 )
 
 // SendError is a failed delivery: which platform, why in its own words, and whether trying
@@ -100,43 +101,8 @@ func isTimeout(err error) bool {
 // RedactURL returns raw fit for error messages and logs: the password of the user info, every
 // query value (access_token, key, …) and every path segment that looks like a token (20 or
 // more letters, digits, '-' or '_', as in Feishu's /hook/<token>) are replaced by "****".
-// Text that is not a URL is replaced whole.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return Masked
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), Masked)
-		}
-	}
-	q := u.Query()
-	for k := range q {
-		q[k] = []string{Masked}
-	}
-	u.RawQuery = strings.ReplaceAll(q.Encode(), url.QueryEscape(Masked), Masked)
-	segments := strings.Split(u.Path, "/")
-	for i, s := range segments {
-		if looksLikeToken(s) {
-			segments[i] = Masked
-		}
-	}
-	u.Path, u.RawPath = strings.Join(segments, "/"), ""
-	return strings.Replace(u.String(), url.PathEscape(Masked), Masked, -1)
-}
-
-func looksLikeToken(s string) bool {
-	if len(s) < 20 {
-		return false
-	}
-	for _, r := range s {
-		if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
+// Text that is not a URL is replaced whole. It is the masking the API shows channel URLs with.
+func RedactURL(raw string) string { return store.ShownURL(raw) }
 
 // redactURLError rewrites the URL inside an *url.Error (what net/http returns) so that the
 // error text holds no token.
