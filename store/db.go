@@ -76,7 +76,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
 	store := &DB{db: db, dialect: dialect, cipher: cipher, Now: time.Now, PasswordCost: 10}
-	store.logs.dsn = dsn
+	store.logs.dsn, store.logs.origin = dsn, RandomSecret(8)
 	return store, nil
 }
 

@@ -13,7 +13,10 @@ import (
 )
 
 // logChannel is the PostgreSQL NOTIFY channel of stored log batches. A payload is
-// "<kind>:<job id>:<last seq>"; subscribers re-read the table, so the payload stays small.
+// "<kind>:<job id>:<last seq>:<origin>"; subscribers re-read the table, so the payload stays
+// small. The origin names the hub that stored the lines: a hub ignores its own notices, since
+// it has already handed those lines to its subscribers (without this, every viewer in the
+// writing process would re-read the table for every batch).
 const logChannel = "ferry_logs"
 
 // How subscriptions buffer. A subscriber that falls this many lines behind forgets them and
@@ -28,7 +31,8 @@ const (
 // and on PostgreSQL from other processes through LISTEN/NOTIFY. The zero value is ready; the
 // listener starts with the first subscription.
 type logHub struct {
-	dsn string // set by Open; the listener's own connection
+	dsn    string // set by Open; the listener's own connection
+	origin string // set by Open; tells this hub's notices from other processes'
 
 	mu       sync.Mutex
 	subs     map[logKey]map[*LogSubscription]struct{}
@@ -50,7 +54,7 @@ func (h *logHub) notify(ctx context.Context, db *DB, tx *sqlx.Tx, kind string, j
 	if db.dialect != Postgres {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, logChannel, fmt.Sprintf("%s:%d:%d", kind, jobID, last))
+	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, logChannel, fmt.Sprintf("%s:%d:%d:%s", kind, jobID, last, h.origin))
 	return err
 }
 
@@ -64,10 +68,14 @@ func (h *logHub) publish(kind string, jobID int64, lines []LogLine) {
 	}
 }
 
-// dispatch handles a NOTIFY payload from any process.
+// dispatch handles a NOTIFY payload from any process but its own.
 func (h *logHub) dispatch(payload string) {
 	kind, rest, ok := strings.Cut(payload, ":")
-	idText, lastText, ok2 := strings.Cut(rest, ":")
+	idText, rest, ok2 := strings.Cut(rest, ":")
+	lastText, origin, _ := strings.Cut(rest, ":")
+	if h.origin != "" && origin == h.origin {
+		return
+	}
 	id, err := strconv.ParseInt(idText, 10, 64)
 	last, err2 := strconv.ParseInt(lastText, 10, 64)
 	if !ok || !ok2 || err != nil || err2 != nil {

@@ -11,11 +11,13 @@ import (
 	"github.com/jmoiron/sqlx"
 )
 
-// How the log writer batches. A line waits at most logFlushEvery before it is stored; a full
-// batch is stored at once. When the database falls behind by logBufferMax lines, Write waits
-// for the flusher (backpressure) instead of dropping lines or growing without bound.
+// How the log writer batches. The first line after a quiet spell is stored at once, so a
+// viewer sees it within milliseconds; while lines keep coming they are stored at most every
+// logFlushEvery, or as soon as a batch is full. When the database falls behind by
+// logBufferMax lines, Write waits for the flusher (backpressure) instead of dropping lines or
+// growing without bound.
 const (
-	logFlushEvery = 100 * time.Millisecond
+	logFlushEvery = 50 * time.Millisecond
 	logBatchLines = 1000
 	logBufferMax  = 100_000
 	// logInsertRows is the rows per SQLite INSERT statement.
@@ -27,7 +29,8 @@ const (
 )
 
 // LogWriter appends lines to one job's log in batches. Write never blocks on the database for
-// long: lines are buffered and flushed every 100 ms or every 1,000 lines, and by Close.
+// long: lines are buffered and flushed at once after a quiet spell, then at most every 50 ms
+// or every 1,000 lines, and by Close.
 // Seq numbers continue after the last stored line, so a job taken over keeps one log.
 //
 // When the database cannot keep up and 100,000 lines wait, Write blocks until the flusher has
@@ -99,9 +102,9 @@ func (w *LogWriter) Write(stream, host, text string) {
 	}
 	w.seq++
 	w.buf = append(w.buf, LogLine{Seq: w.seq, At: at, Stream: stream, Host: host, Text: text})
-	full := len(w.buf) >= logBatchLines
+	first, full := len(w.buf) == 1, len(w.buf) >= logBatchLines
 	w.mu.Unlock()
-	if full {
+	if first || full {
 		w.kickFlusher()
 	}
 }
@@ -131,25 +134,45 @@ func cleanLogText(text string) string {
 	return text
 }
 
-// run stores the buffer every logFlushEvery, or sooner when a batch is full, until Close.
+// run stores the buffer until Close: every logFlushEvery, and when Write kicks it, at once if
+// the batch is full or the last store is logFlushEvery ago (a line after a quiet spell);
+// otherwise the next tick stores it.
 func (w *LogWriter) run() {
 	defer close(w.done)
 	t := time.NewTicker(logFlushEvery)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-w.stop:
 			return
 		case <-t.C:
 		case <-w.kick:
+			if time.Since(last) < logFlushEvery && !w.full() {
+				continue
+			}
 		}
-		w.Flush(context.Background())
+		if n, _ := w.flush(context.Background()); n > 0 {
+			last = time.Now()
+		}
 	}
+}
+
+func (w *LogWriter) full() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buf) >= logBatchLines
 }
 
 // Flush stores buffered lines now and publishes them to subscribers. On failure the lines
 // stay buffered for the next try and the error is returned.
 func (w *LogWriter) Flush(ctx context.Context) error {
+	_, err := w.flush(ctx)
+	return err
+}
+
+// flush is Flush that also says how many lines it stored.
+func (w *LogWriter) flush(ctx context.Context) (int, error) {
 	w.flushMu.Lock()
 	defer w.flushMu.Unlock()
 	w.mu.Lock()
@@ -158,7 +181,7 @@ func (w *LogWriter) Flush(ctx context.Context) error {
 	w.room.Broadcast()
 	w.mu.Unlock()
 	if len(batch) == 0 {
-		return nil
+		return 0, nil
 	}
 	err := w.store(ctx, batch)
 	if err != nil && isUniqueViolation(err) {
@@ -173,10 +196,10 @@ func (w *LogWriter) Flush(ctx context.Context) error {
 	if err != nil {
 		w.buf = append(batch, w.buf...)
 		w.err = err
-		return err
+		return 0, err
 	}
 	w.err = nil
-	return nil
+	return len(batch), nil
 }
 
 // store inserts batch in one transaction and publishes it once committed.
