@@ -98,42 +98,6 @@ func addChannel(t testing.TB, db *store.DB, ch store.Channel) *store.Channel {
 	return &ch
 }
 
-// buildWith runs a build of p through the job queue to status with the given log, so that
-// the store writes its outbox entry as it does in production.
-func buildWith(t testing.TB, db *store.DB, p *store.Project, status string, lines ...string) *store.Build {
-	t.Helper()
-	ctx := context.Background()
-	b, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "main", Branch: "main", SHA: "3f2a9c1e5b7d9f00112233445566778899aabbcc",
-		CommitTitle: "Fix checkout rounding\n\nThe body of the commit message.", CommitAuthor: "Alice", TriggeredBy: "push by alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ClaimBuild(ctx, "builder", time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	w, err := db.OpenLog(ctx, store.JobBuild, b.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range lines {
-		w.Write("stdout", "", l)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	r := store.BuildResult{Status: status}
-	if status == store.BuildFailed {
-		r.Error = "script exited with status 1"
-	} else {
-		r.Version = &store.NewVersion{Name: fmt.Sprintf("20240501120000-main-3f2a9c1e-%d", b.ID), SHA: b.SHA, Ref: "main",
-			SHA256: strings.Repeat("a", 64), Size: 10, Path: "/tmp/x.tar.gz"}
-	}
-	if b, err = db.FinishBuild(ctx, b.ID, "builder", r); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // failingLog is a build log of 50 lines with secrets in the last 20.
 func failingLog() []string {
 	var lines []string
@@ -164,7 +128,7 @@ func TestWorkerMailsMembersAndExtraAddresses(t *testing.T) {
 		addMember(t, db, p, "") // a member without a mail address gets none
 		ch := addChannel(t, db, store.Channel{ProjectID: &p.ID, Kind: store.ChannelEmail,
 			URL: mailURL("smtp", srv.addr, "starttls=required"), Recipients: []string{"Ops <ops@example.com>"}})
-		b := buildWith(t, db, p, store.BuildFailed, failingLog()...)
+		b := storetest.FinishedBuild(t, db, p, store.BuildFailed, failingLog()...)
 
 		if n := runOnce(t, newWorker(db, clientTLS)); n != 1 {
 			t.Fatalf("RunOnce made %d sends, want 1", n)
@@ -226,8 +190,8 @@ func TestWorkerWebhookMessage(t *testing.T) {
 		p := testProject(t, db)
 		addChannel(t, db, store.Channel{ProjectID: &p.ID, Kind: store.ChannelWebhook, URL: hook.URL + "/ferry", Secret: "whsec-123",
 			Events: []string{store.OutboxBuildFailed, store.OutboxBuildSucceeded}})
-		failed := buildWith(t, db, p, store.BuildFailed, failingLog()...)
-		good := buildWith(t, db, p, store.BuildSuccess, "all good")
+		failed := storetest.FinishedBuild(t, db, p, store.BuildFailed, failingLog()...)
+		good := storetest.FinishedBuild(t, db, p, store.BuildSuccess, "all good")
 		if n := runOnce(t, newWorker(db, nil)); n != 2 {
 			t.Fatalf("RunOnce made %d sends, want 2", n)
 		}
@@ -287,7 +251,7 @@ func TestWorkerRecordsFailuresWithReasons(t *testing.T) {
 			tt.ch.ProjectID = &p.ID
 			channels[tt.name] = addChannel(t, db, tt.ch)
 		}
-		b := buildWith(t, db, p, store.BuildFailed, "boom")
+		b := storetest.FinishedBuild(t, db, p, store.BuildFailed, "boom")
 		if n := runOnce(t, newWorker(db, clientTLS)); n != len(tests) {
 			t.Errorf("RunOnce made %d sends, want %d", n, len(tests))
 		}
@@ -362,7 +326,7 @@ func TestWorkerKeepsDingTalkRateLimitByMerging(t *testing.T) {
 		ch := addChannel(t, db, store.Channel{ProjectID: &p.ID, Kind: store.ChannelDingTalk,
 			URL: robot.URL + "/robot/send?access_token=" + robotToken, Secret: robotSecret})
 		for range 30 {
-			buildWith(t, db, p, store.BuildFailed, "boom")
+			storetest.FinishedBuild(t, db, p, store.BuildFailed, "boom")
 		}
 		runOnce(t, newWorker(db, nil))
 		got := received()
@@ -380,7 +344,7 @@ func TestWorkerKeepsDingTalkRateLimitByMerging(t *testing.T) {
 		// Five more within the minute wait for the window instead of going over the limit.
 		clock.Add(10 * time.Second)
 		for range 5 {
-			buildWith(t, db, p, store.BuildFailed, "boom")
+			storetest.FinishedBuild(t, db, p, store.BuildFailed, "boom")
 		}
 		runOnce(t, newWorker(db, nil))
 		if n := len(received()); n != 20 {
@@ -407,7 +371,7 @@ func TestWorkerPausesWhenThePlatformSaysTooFast(t *testing.T) {
 		ch := addChannel(t, db, store.Channel{ProjectID: &p.ID, Kind: store.ChannelDingTalk,
 			URL: fast.URL + "/robot/send?access_token=" + robotToken, Secret: robotSecret, Keyword: "ferry"})
 		for range 3 {
-			buildWith(t, db, p, store.BuildFailed, "boom")
+			storetest.FinishedBuild(t, db, p, store.BuildFailed, "boom")
 		}
 		if n := runOnce(t, newWorker(db, nil)); n != 1 {
 			t.Errorf("sent %d after DingTalk said too fast, want 1 try and a pause", n)
@@ -468,7 +432,7 @@ func BenchmarkWorkerDeliveries(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()
-				buildWith(b, db, p, store.BuildFailed, "boom")
+				storetest.FinishedBuild(b, db, p, store.BuildFailed, "boom")
 				b.StartTimer()
 				if _, err := w.RunOnce(context.Background()); err != nil {
 					b.Fatal(err)

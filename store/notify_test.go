@@ -38,35 +38,6 @@ func notifyChannel(t *testing.T, db *store.DB, ch *store.Channel) *store.Channel
 	return ch
 }
 
-// failBuild runs a build of p to failure through the job queue, with the given log lines, so
-// that the store writes its build.failed outbox entry.
-func notifyFailBuild(t *testing.T, db *store.DB, p *store.Project, lines ...string) *store.Build {
-	t.Helper()
-	ctx := context.Background()
-	b, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "main", Branch: "main", SHA: "3f2a9c1e5b7d9f00112233445566778899aabbcc",
-		CommitTitle: "Fix the checkout\n\nlong body", CommitAuthor: "Alice", TriggeredBy: "push by alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ClaimBuild(ctx, "w1", time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	w, err := db.OpenLog(ctx, store.JobBuild, b.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range lines {
-		w.Write("stdout", "", l)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = db.FinishBuild(ctx, b.ID, "w1", store.BuildResult{Status: store.BuildFailed, Error: "script exited with 1"}); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestChannelsKeepURLAndSecretEncrypted(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(string(d), func(t *testing.T) {
@@ -227,7 +198,7 @@ func TestQueueDeliveriesPerMatchingChannel(t *testing.T) {
 		if _, err := db.UpdateChannel(ctx, disabled.ID, store.ChannelUpdate{Enabled: &off}); err != nil {
 			t.Fatal(err)
 		}
-		build := notifyFailBuild(t, db, a, "compiling")
+		build := storetest.FinishedBuild(t, db, a, store.BuildFailed, "compiling")
 		n, err := db.QueueDeliveries(ctx, 0)
 		if err != nil || n != 1 {
 			t.Fatalf("QueueDeliveries = %d, %v; want 1 entry", n, err)
@@ -256,7 +227,7 @@ func TestQueueDeliveriesConcurrently(t *testing.T) {
 		p := notifyProject(t, db)
 		notifyChannel(t, db, &store.Channel{ProjectID: &p.ID, Kind: store.ChannelWebhook, URL: "https://hooks.example.com/x", Events: []string{"build.failed"}})
 		for range 12 {
-			notifyFailBuild(t, db, p)
+			storetest.FinishedBuild(t, db, p, store.BuildFailed)
 		}
 		var wg sync.WaitGroup
 		errs := make(chan error, 4)
@@ -289,8 +260,8 @@ func TestClaimChannelHasOneSenderAtATime(t *testing.T) {
 		ctx := context.Background()
 		p := notifyProject(t, db)
 		ch := notifyChannel(t, db, &store.Channel{ProjectID: &p.ID, Kind: store.ChannelWebhook, URL: "https://hooks.example.com/x", Events: []string{"build.failed"}})
-		notifyFailBuild(t, db, p)
-		notifyFailBuild(t, db, p)
+		storetest.FinishedBuild(t, db, p, store.BuildFailed)
+		storetest.FinishedBuild(t, db, p, store.BuildFailed)
 		if _, err := db.QueueDeliveries(ctx, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +298,7 @@ func TestRecordDigestAndPause(t *testing.T) {
 		p := notifyProject(t, db)
 		ch := notifyChannel(t, db, &store.Channel{ProjectID: &p.ID, Kind: store.ChannelWebhook, URL: "https://hooks.example.com/x", Events: []string{"build.failed"}})
 		for range 3 {
-			notifyFailBuild(t, db, p)
+			storetest.FinishedBuild(t, db, p, store.BuildFailed)
 		}
 		notifyMust2(db.QueueDeliveries(ctx, 0))
 		_, due, _ := db.ClaimChannel(ctx, "one", time.Minute, 0)
@@ -345,7 +316,7 @@ func TestRecordDigestAndPause(t *testing.T) {
 		if sent, _ := db.SentSince(ctx, ch.ID, db.Now().Add(-time.Minute)); len(sent) != 1 {
 			t.Errorf("a digest counts %d sends, want 1", len(sent))
 		}
-		notifyFailBuild(t, db, p)
+		storetest.FinishedBuild(t, db, p, store.BuildFailed)
 		notifyMust2(db.QueueDeliveries(ctx, 0))
 		if c, _, _ := db.ClaimChannel(ctx, "two", time.Minute, 0); c != nil {
 			t.Errorf("claimed a paused channel")
@@ -360,7 +331,7 @@ func TestLogTail(t *testing.T) {
 		for i := 1; i <= 50; i++ {
 			lines = append(lines, fmt.Sprintf("line %d", i))
 		}
-		b := notifyFailBuild(t, db, p, lines...)
+		b := storetest.FinishedBuild(t, db, p, store.BuildFailed, lines...)
 		tail, err := db.LogTail(context.Background(), store.JobBuild, b.ID, "", 20)
 		if err != nil || len(tail) != 20 || tail[0].Text != "line 31" || tail[19].Text != "line 50" {
 			t.Errorf("LogTail = %v, %v", tail, err)
