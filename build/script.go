@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +51,7 @@ func (w Workspace) Reset() error {
 		return fmt.Errorf("clean workspace %s: %w", w.Root, err)
 	}
 	for _, d := range []string{w.Home(), w.Tmp()} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create workspace: %w", err)
 		}
 	}
@@ -80,6 +81,16 @@ type Script struct {
 	Timeout time.Duration
 	// KillGrace is the time between SIGTERM and SIGKILL; 0 means DefaultKillGrace.
 	KillGrace time.Duration
+	// Cache is the project's cache directory, kept between its builds: $FERRY_CACHE_DIR and
+	// $XDG_CACHE_HOME. Empty means none.
+	Cache string
+	// Objects is the mirror's object store the checkout borrows from; a sandbox shows it
+	// read-only so git works in the checkout.
+	Objects string
+	// Sandbox isolates the script; nil runs it as ferry's own user, seeing what ferry sees.
+	Sandbox *Sandbox
+	// Cookie marks every process of the run (FERRY_BUILD_COOKIE); empty means a random one.
+	Cookie string
 }
 
 // LineFunc receives the script's output one line at a time, without the newline; stream is
@@ -147,11 +158,13 @@ func (s *Script) Run(ctx context.Context, out LineFunc) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTimeout)
 	defer cancel()
 
-	cookie := newCookie()
-	cmd := exec.Command("/bin/sh", "-e", "-c", ScriptText(s.Lines))
-	cmd.Dir = s.Dir
-	cmd.Env = append(env, cookieVar+"="+cookie)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cookie := cmp.Or(s.Cookie, newCookie())
+	cmd, err := s.command(append(env, cookieVar+"="+cookie))
+	if err != nil {
+		return err
+	}
+	// Pdeathsig: the script (or bwrap, which takes the sandbox down with it) dies with ferry.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	output, err := startOutput(cmd, out)
 	if err != nil {
 		return err
@@ -161,12 +174,24 @@ func (s *Script) Run(ctx context.Context, out LineFunc) error {
 		return fmt.Errorf("start build script in %s: %w", s.Dir, err)
 	}
 	output.started()
-	tree := processTree{pgid: cmd.Process.Pid, cookie: cookie}
+	tree := processTree{pgid: cmd.Process.Pid, cookie: cookie, sandboxed: s.Sandbox != nil}
 
 	waitErr := waitOrStop(ctx, cmd, tree, grace)
 	tree.stop(grace) // daemons the script left behind
 	output.finish(grace)
 	return s.result(ctx, waitErr, timeout)
+}
+
+// command returns the script's shell, in a sandbox unless there is none.
+func (s *Script) command(env []string) (*exec.Cmd, error) {
+	argv := []string{"/bin/sh", "-e", "-c", ScriptText(s.Lines)}
+	if s.Sandbox != nil {
+		return s.Sandbox.command(sandboxDirs{src: s.Dir, home: s.Home, tmp: s.Tmp, cache: s.Cache, objects: s.Objects}, env, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = s.Dir
+	cmd.Env = env
+	return cmd, nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -209,13 +234,24 @@ func (s *Script) result(ctx context.Context, waitErr error, timeout time.Duratio
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // environ builds the script's environment: a small clean base, build.env, then FERRY_*.
+// Directories are named as the script sees them: in a sandbox, at its fixed paths.
 func (s *Script) environ() ([]string, error) {
+	home, tmp, cache := s.Home, s.Tmp, s.Cache
+	if s.Sandbox != nil {
+		home, tmp = sandboxHome, sandboxTmp
+		if cache != "" {
+			cache = sandboxCache
+		}
+	}
 	vars := map[string]string{
 		"PATH":   orDefaultString(os.Getenv("PATH"), "/usr/local/bin:/usr/bin:/bin"),
-		"HOME":   s.Home,
-		"TMPDIR": s.Tmp,
+		"HOME":   home,
+		"TMPDIR": tmp,
 		"LANG":   "C.UTF-8",
 		"CI":     "true",
+	}
+	if cache != "" {
+		vars["XDG_CACHE_HOME"] = cache
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		if !envNameRE.MatchString(k) || strings.HasPrefix(k, "FERRY_") {
@@ -231,6 +267,9 @@ func (s *Script) environ() ([]string, error) {
 	vars["FERRY_COMMIT"] = s.Vars.Commit
 	vars["FERRY_BRANCH"] = s.Vars.Branch
 	vars["FERRY_TAG"] = s.Vars.Tag
+	if cache != "" {
+		vars["FERRY_CACHE_DIR"] = cache
+	}
 	env := make([]string, 0, len(vars)+1)
 	for _, k := range slices.Sorted(maps.Keys(vars)) {
 		if strings.ContainsRune(vars[k], 0) {

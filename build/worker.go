@@ -39,8 +39,14 @@ type WorkerConfig struct {
 	// DataDir holds the mirrors (repos/), the artifacts (artifacts/) and, unless WorkDir says
 	// otherwise, the workspaces (workspaces/).
 	DataDir string
-	// WorkDir is where builds run, one directory per build, removed after it.
+	// WorkDir is where builds run, one directory per attempt of a build, removed after it.
 	WorkDir string
+	// NoSandbox runs build scripts as ferry's own user, seeing everything ferry sees (its data
+	// dir, its secret key, its environment in /proc). Only for machines where everyone who can
+	// push is trusted with ferry's secrets. The default runs them in bubblewrap (Sandbox).
+	NoSandbox bool
+	// Bwrap is the bubblewrap program for the sandbox; "" finds bwrap in PATH.
+	Bwrap string
 	// GitLab is the API used for commit statuses and tags; a zero BaseURL means none. A
 	// project's own GitLab token replaces Token for that project.
 	GitLab GitLabConfig
@@ -74,6 +80,11 @@ type Worker struct {
 
 	clientsMu sync.Mutex
 	clients   map[string]*GitLab // by token
+
+	// sandbox isolates build scripts; nil with sandboxErr set when it cannot (every build then
+	// fails saying why), nil without an error when NoSandbox turned it off. Set by Run.
+	sandbox    *Sandbox
+	sandboxErr error
 }
 
 // NewWorker returns a worker for cfg with defaults filled in. Nothing runs until Run.
@@ -117,6 +128,8 @@ func (w *Worker) Wake() {
 // (their scripts killed) without being finished: their leases run out and another worker
 // takes them over. Run returns when every loop has stopped.
 func (w *Worker) Run(ctx context.Context) error {
+	w.setUpSandbox()
+	w.sweep()
 	var wg sync.WaitGroup
 	for i := range w.cfg.Workers {
 		owner := fmt.Sprintf("%s:%d", w.cfg.Owner, i)
@@ -125,6 +138,37 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Go(func() { w.reapLoop(ctx) })
 	wg.Wait()
 	return nil
+}
+
+// setUpSandbox finds bwrap and says loudly when builds run without the sandbox. A missing
+// bwrap does not stop the worker (ferry must start on a fresh machine): each build fails with
+// the reason instead.
+func (w *Worker) setUpSandbox() {
+	if w.cfg.NoSandbox {
+		w.log.Warn("BUILD SANDBOX OFF (FERRY_BUILD_SANDBOX=off): build scripts run as ferry's own user and can read ferry's secret key, database and environment; anyone who can push to a project can take over every host")
+		return
+	}
+	w.sandbox, w.sandboxErr = NewSandbox(w.cfg.Bwrap)
+	if w.sandboxErr != nil {
+		w.log.Warn("builds will fail until the build sandbox works", "err", w.sandboxErr)
+		return
+	}
+	w.log.Info("build scripts run in the sandbox", "bwrap", w.sandbox.Path())
+}
+
+// runRecords is where each running script is recorded, for the sweep after a crash.
+func (w *Worker) runRecords() string { return filepath.Join(w.cfg.DataDir, "running") }
+
+// sweep ends what a killed ferry on this machine left behind: script processes that outlived
+// it and their workspaces.
+func (w *Worker) sweep() {
+	swept, err := sweepRunRecords(w.runRecords(), w.cfg.WorkDir, orDefault(w.cfg.KillGrace, DefaultKillGrace))
+	if err != nil {
+		w.log.Warn("clean up after a stopped ferry", "err", err)
+	}
+	for _, rec := range swept {
+		w.log.Warn("ended the build processes and removed the workspace a stopped ferry left", "workspace", rec.Workspace, "ferry_pid", rec.FerryPID)
+	}
 }
 
 // loop claims and runs builds one after another.
@@ -158,6 +202,7 @@ func (w *Worker) reapLoop(ctx context.Context) {
 	t := time.NewTicker(w.cfg.LeaseTTL / 2)
 	defer t.Stop()
 	for {
+		w.sweep() // another ferry sharing this data dir may have died
 		requeued, failed, err := w.db.ReapBuilds(ctx, w.cfg.MaxAttempts)
 		switch {
 		case err != nil && ctx.Err() == nil:

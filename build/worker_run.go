@@ -24,6 +24,9 @@ type run struct {
 	repo    Repo
 	ws      Workspace
 	gitlab  *statusReporter
+	// cookie marks the script's processes; unrecord removes the record of them.
+	cookie   string
+	unrecord func()
 	// made is the artifact packed by this run, removed again if no version keeps it.
 	made *Artifact
 }
@@ -144,14 +147,37 @@ func (r *run) prepare() (*store.Pipeline, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("commit %s: %w", ShortSHA(r.b.SHA), err)
 	}
-	r.ws = Workspace{Root: filepath.Join(r.w.cfg.WorkDir, r.project.Name, strconv.FormatInt(r.b.ID, 10))}
-	if err := r.ws.Reset(); err != nil {
+	if err := r.openWorkspace(); err != nil {
 		return nil, "", err
 	}
 	if err := r.w.git.Checkout(r.ctx, r.repo, r.b.SHA, r.ws.Src()); err != nil {
 		return nil, "", err
 	}
 	return pipeline, string(data), nil
+}
+
+// openWorkspace makes this attempt's own workspace, recorded first so that a ferry starting
+// after this one was killed removes it and ends the script's processes. An attempt never
+// reuses another's workspace, where a script of a dead worker might still write.
+func (r *run) openWorkspace() error {
+	name := fmt.Sprintf("%d-%d", r.b.ID, r.b.Attempts)
+	r.ws = Workspace{Root: filepath.Join(r.w.cfg.WorkDir, r.project.Name, name)}
+	r.cookie = newCookie()
+	unrecord, err := writeRunRecord(r.w.runRecords(), name, runRecord{Cookie: r.cookie, Workspace: r.ws.Root})
+	if err != nil {
+		return err
+	}
+	r.unrecord = unrecord
+	return r.ws.Reset()
+}
+
+// cacheDir returns the project's cache, kept between its builds, creating it if needed.
+func (r *run) cacheDir() (string, error) {
+	dir := filepath.Join(r.w.cfg.DataDir, "caches", r.project.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create the build cache: %w", err)
+	}
+	return dir, nil
 }
 
 // versionName names the version; a name taken already (a tag moved to another commit and
@@ -170,12 +196,25 @@ func (r *run) versionName() (string, error) {
 }
 
 func (r *run) runScript(p *store.Pipeline, version string) error {
+	if r.w.sandboxErr != nil {
+		return r.w.sandboxErr
+	}
+	cache, err := r.cacheDir()
+	if err != nil {
+		return err
+	}
 	s := &Script{
 		Lines: p.Build.Script, Dir: r.ws.Src(), Home: r.ws.Home(), Tmp: r.ws.Tmp(), Env: p.Build.Env,
 		Timeout: p.Build.Timeout.D(), KillGrace: r.w.cfg.KillGrace,
-		Vars: Vars{Project: r.project.Name, Version: version, Commit: r.b.SHA, Branch: r.b.Branch, Tag: r.b.Tag},
+		Vars:  Vars{Project: r.project.Name, Version: version, Commit: r.b.SHA, Branch: r.b.Branch, Tag: r.b.Tag},
+		Cache: cache, Objects: filepath.Join(r.w.git.MirrorDir(r.repo.Project), "objects"),
+		Sandbox: r.w.sandbox, Cookie: r.cookie,
 	}
-	r.out.ferry("running the build script as version %s (timeout %s)", version, shortDuration(orDefault(s.Timeout, store.DefaultBuildTimeout)))
+	how := "in the build sandbox"
+	if s.Sandbox == nil {
+		how = "WITHOUT the build sandbox (FERRY_BUILD_SANDBOX=off): it runs as ferry's own user and can read ferry's secrets"
+	}
+	r.out.ferry("running the build script as version %s (timeout %s) %s", version, shortDuration(orDefault(s.Timeout, store.DefaultBuildTimeout)), how)
 	return s.Run(r.ctx, r.out.line)
 }
 
@@ -313,7 +352,11 @@ func (r *run) cleanup() {
 	if r.ws.Root != "" {
 		if err := removeTree(r.ws.Root); err != nil {
 			r.w.log.Warn("remove workspace", "dir", r.ws.Root, "err", err)
+			return // the record stays, so a later sweep tries again
 		}
+	}
+	if r.unrecord != nil {
+		r.unrecord()
 	}
 }
 
