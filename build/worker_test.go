@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -254,7 +255,9 @@ func TestWorkerPassesBranchAsDataAndKillsDaemons(t *testing.T) {
 			"    - 'setsid sleep 300 > /dev/null 2>&1 & echo $! > " + pidFile + "'\n" +
 			"    - mkdir out && echo ok > out/ok\n  artifact: out\n"
 		sha := e.origin.commit("daemon", map[string]string{".ferry.yml": pipeline})
-		e.start(e.config("w1"))
+		cfg := e.config("w1")
+		cfg.NoSandbox = true // the pid file is outside the checkout; TestSandboxDaemonEndsWithScript is the sandboxed case
+		e.start(cfg)
 
 		b := e.waitEnd(e.queue(sha, "$(id)").ID)
 		log := e.log(b.ID)
@@ -336,14 +339,20 @@ func TestWorkerCancelEndsRunningBuild(t *testing.T) {
 func TestWorkerLostBuildIsTakenOver(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		e := newWorkerEnv(t, db)
-		marker := filepath.Join(t.TempDir(), "first-attempt")
-		script := "if [ -e " + marker + " ]; then mkdir out && echo second > out/x; else touch " + marker + "; sleep 600; fi"
+		// The project's cache is the one place both attempts' sandboxes share.
+		marker := filepath.Join(e.dataDir, "caches", "app", "first-attempt")
+		script := `if [ -e "$FERRY_CACHE_DIR/first-attempt" ]; then mkdir out && echo second > out/x; else touch "$FERRY_CACHE_DIR/first-attempt"; sleep 600; fi`
 		sha := e.origin.commit("flaky", map[string]string{".ferry.yml": "build:\n  script:\n    - '" + script + "'\n  artifact: out\n"})
 		_, stopA := e.start(e.config("dies"))
 		b := e.queue(sha, "main")
 		e.waitLog(b.ID, "$ if")
-		for _, err := os.Stat(marker); err != nil; _, err = os.Stat(marker) {
-			time.Sleep(20 * time.Millisecond)
+		eventually(func() bool { _, err := os.Stat(marker); return err == nil })
+		if _, err := os.Stat(marker); err != nil {
+			t.Fatalf("the first attempt never wrote its marker; log:\n%s", e.log(b.ID))
+		}
+		first := filepath.Join(e.dataDir, "workspaces", "app", fmt.Sprintf("%d-1", b.ID))
+		if _, err := os.Stat(first); err != nil {
+			t.Errorf("the first attempt does not run in its own workspace %s: %v", first, err)
 		}
 		stopA() // the process dies: its build is left running under a lease nobody renews
 		if got := e.wait(b.ID, store.BuildRunning); got.Attempts != 1 {
