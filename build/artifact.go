@@ -40,7 +40,7 @@ func Pack(workspace, artifact, dest string) (*Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
 		return nil, fmt.Errorf("create artifact directory: %w", err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(dest), ".packing-*.tar.gz")

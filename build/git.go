@@ -92,7 +92,7 @@ func (g *Git) clone(ctx context.Context, r Repo, dir string) error {
 			return fmt.Errorf("remove broken mirror %s: %w", d, err)
 		}
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return fmt.Errorf("create mirror directory: %w", err)
 	}
 	if _, err := runGit(ctx, "", "clone", "--mirror", "--quiet", "--", r.URL, tmp); err != nil {
@@ -248,7 +248,7 @@ func (g *Git) Checkout(ctx context.Context, r Repo, sha, dir string) error {
 	if err := removeTree(dir); err != nil {
 		return fmt.Errorf("clean workspace %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return fmt.Errorf("create workspace: %w", err)
 	}
 	// Faster than git clone --shared, which does the same and more we do not need.

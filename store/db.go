@@ -95,6 +95,15 @@ func dataSource(opts Options) (driver, dsn string, dialect Dialect, err error) {
 				return "", "", "", fmt.Errorf("create database directory: %w", err)
 			}
 		}
+		// Created here with 0600, not by SQLite with 0644; SQLite gives -wal and -shm the
+		// database file's mode.
+		if path != ":memory:" {
+			f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+			if err != nil {
+				return "", "", "", fmt.Errorf("create database file: %w", err)
+			}
+			f.Close()
+		}
 		q := url.Values{}
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "journal_mode(WAL)")

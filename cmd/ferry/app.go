@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -58,6 +60,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.listener = ln
 	m.Config.BaseURL = baseURLOf(m.Config.BaseURL, ln.Addr())
+	if err := securePrivateDir(m.Config.DataDir); err != nil {
+		return err
+	}
 	db, err := openStore(ctx, m.Config, m.Logger)
 	if err != nil {
 		return err
@@ -77,6 +82,9 @@ func (m *Main) Run(ctx context.Context) error {
 		BaseURL: m.Config.BaseURL,
 		Workers: max(m.Config.BuildWorkers, 1),
 		Logger:  m.Logger.With("part", "build"),
+		// Off only when asked for by name; the worker says so loudly at start and in each build.
+		NoSandbox: m.Config.BuildSandbox == "off",
+		Bwrap:     m.Config.Bwrap,
 	})
 	m.deployer = deploy.NewWorker(deploy.WorkerConfig{
 		DB:      db,
@@ -210,4 +218,58 @@ func openStore(ctx context.Context, cfg Config, logger *slog.Logger) (*store.DB,
 			"file", cfg.DataDir+"/"+secretKeyFile)
 	}
 	return store.Open(ctx, store.Options{URL: cfg.DatabaseURL, DataDir: cfg.DataDir, Key: key})
+}
+
+// dirsOfBuilds are the data dir's directories whose contents belong to build scripts: only the
+// directories themselves are made private, their files keep the modes a build gave them.
+var dirsOfBuilds = map[string]bool{"workspaces": true, "caches": true}
+
+// securePrivateDir makes dir, ferry's data dir, private to ferry's user, creating it if
+// needed: the dir and the directories in it 0700, files without any group or other rights
+// (0600, 0700 for executables). It also fixes a data dir made by an older ferry or by hand.
+// Symlinks are left alone, never followed.
+func securePrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	fail := func(err error) error { return fmt.Errorf("make data dir %s private: %w", dir, err) }
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fail(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fail(err)
+	}
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		if dirsOfBuilds[e.Name()] && e.IsDir() {
+			if err := os.Chmod(path, 0o700); err != nil {
+				return fail(err)
+			}
+			continue
+		}
+		if err := filepath.WalkDir(path, makePrivate); err != nil {
+			return fail(err)
+		}
+	}
+	return nil
+}
+
+func makePrivate(path string, d fs.DirEntry, err error) error {
+	if err != nil || d.Type()&fs.ModeSymlink != 0 {
+		return err
+	}
+	info, err := d.Info()
+	if err != nil {
+		return err
+	}
+	mode := info.Mode().Perm()
+	want := mode &^ 0o077
+	if d.IsDir() {
+		want = 0o700
+	}
+	if want == mode {
+		return nil
+	}
+	return os.Chmod(path, want)
 }

@@ -35,6 +35,11 @@ type Config struct {
 	GitLabToken  string
 	// ShutdownGrace bounds how long in-flight requests may take after SIGINT/SIGTERM.
 	ShutdownGrace time.Duration
+	// BuildSandbox is "bwrap" (build scripts run isolated in bubblewrap) or "off" (they run as
+	// ferry's own user and can read its secrets).
+	BuildSandbox string
+	// Bwrap is the bubblewrap program the sandbox runs; a name is looked up in PATH.
+	Bwrap string
 }
 
 // DefaultConfig returns the configuration of a plain `ferry serve`, read from env.
@@ -64,6 +69,8 @@ func DefaultConfig(env func(string) string) Config {
 		GitLabURL:     env("FERRY_GITLAB_URL"),
 		GitLabToken:   env("FERRY_GITLAB_TOKEN"),
 		ShutdownGrace: 15 * time.Second,
+		BuildSandbox:  get("FERRY_BUILD_SANDBOX", "bwrap"),
+		Bwrap:         get("FERRY_BWRAP", "bwrap"),
 	}
 }
 
@@ -77,6 +84,8 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BuildWorkers, "build-workers", c.BuildWorkers, "builds run at once by this process (FERRY_BUILD_WORKERS)")
 	fs.IntVar(&c.DeployWorkers, "deploy-workers", c.DeployWorkers, "deployments run at once by this process (FERRY_DEPLOY_WORKERS)")
 	fs.DurationVar(&c.LogRetention, "log-retention", c.LogRetention, "how long logs, webhook events and audit entries are kept (FERRY_LOG_RETENTION)")
+	fs.StringVar(&c.BuildSandbox, "build-sandbox", c.BuildSandbox, "bwrap: build scripts run isolated in bubblewrap; off: they run as ferry's user and can read its secrets (FERRY_BUILD_SANDBOX)")
+	fs.StringVar(&c.Bwrap, "bwrap", c.Bwrap, "the bubblewrap program for the build sandbox (FERRY_BWRAP)")
 }
 
 // Validate fills derived values and checks the configuration.
@@ -104,6 +113,14 @@ func (c *Config) Validate() error {
 	}
 	if c.DeployWorkers < 0 || c.DeployWorkers > 64 {
 		return fmt.Errorf("FERRY_DEPLOY_WORKERS %d: must be between 0 and 64", c.DeployWorkers)
+	}
+	switch strings.ToLower(c.BuildSandbox) {
+	case "bwrap", "on", "":
+		c.BuildSandbox = "bwrap"
+	case "off":
+		c.BuildSandbox = "off"
+	default:
+		return fmt.Errorf("FERRY_BUILD_SANDBOX %q: want bwrap (the default: builds run isolated) or off (builds can read ferry's secrets)", c.BuildSandbox)
 	}
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")
