@@ -99,6 +99,9 @@ func (g *Git) clone(ctx context.Context, r Repo, dir string) error {
 		removeTree(tmp)
 		return unreachable(r.URL, err)
 	}
+	if err := os.Chmod(tmp, 0o700); err != nil { // git makes it 0755; it is ferry's alone
+		return fmt.Errorf("make mirror private: %w", err)
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return fmt.Errorf("move new mirror of %s into place: %w", redactURL(r.URL), err)
 	}
