@@ -52,13 +52,13 @@ func TestSandboxKeepsFerrysSecretsFromBuilds(t *testing.T) {
 			"FERRY_GITLAB_TOKEN":      "envtoken-" + store.RandomSecret(12),
 		}
 		writeFiles(t, e.dataDir, map[string]string{
-			"secret.key":                           secrets["secret key file"] + "\n",
-			"ferry.db":                             "SQLite format 3\x00" + secrets["database file"],
-			"workspaces/other/7-1/src/deploy.key":  secrets["other project workspace"],
-			"workspaces/other/7-1/home/.netrc":     secrets["other project workspace"],
-			"repos/other.git/config":               "[remote] url = https://oauth2:" + secrets["other project workspace"] + "@x/y.git",
-			"artifacts/other/v1.tar.gz":            secrets["other project workspace"],
-			"caches/other/token":                   secrets["other project workspace"],
+			"secret.key":                          secrets["secret key file"] + "\n",
+			"ferry.db":                            "SQLite format 3\x00" + secrets["database file"],
+			"workspaces/other/7-1/src/deploy.key": secrets["other project workspace"],
+			"workspaces/other/7-1/home/.netrc":    secrets["other project workspace"],
+			"repos/other.git/config":              "[remote] url = https://oauth2:" + secrets["other project workspace"] + "@x/y.git",
+			"artifacts/other/v1.tar.gz":           secrets["other project workspace"],
+			"caches/other/token":                  secrets["other project workspace"],
 		})
 		ferryPID := fakeFerry(t, "FERRY_SECRET_KEY="+secrets["FERRY_SECRET_KEY"], "FERRY_GITLAB_TOKEN="+secrets["FERRY_GITLAB_TOKEN"])
 		t.Setenv("FERRY_SECRET_KEY", secrets["FERRY_SECRET_KEY"])
@@ -248,5 +248,48 @@ func TestSandboxDaemonEndsWithScript(t *testing.T) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		t.Errorf("the daemon %v outlived its sandboxed script", left)
+	}
+}
+
+// TestSweepEndsWhatADeadFerryLeft: an unsandboxed script's children are not reached by
+// Pdeathsig; the record of the run lets the next ferry end them and remove the workspace,
+// while a record of a live ferry is left alone.
+func TestSweepEndsWhatADeadFerryLeft(t *testing.T) {
+	root := t.TempDir()
+	records, work := filepath.Join(root, "running"), filepath.Join(root, "workspaces")
+	dead := exec.Command("true")
+	must(t, dead.Run())
+	deadStat, _ := readProcStat(os.Getpid()) // any start time: the dead pid no longer runs
+
+	cookie := newCookie()
+	orphan := exec.Command("setsid", "sleep", "600")
+	orphan.Env = []string{cookieVar + "=" + cookie}
+	must(t, orphan.Start())
+	t.Cleanup(func() { orphan.Process.Kill(); orphan.Wait() })
+	leftWS := filepath.Join(work, "app", "9-1")
+	liveWS := filepath.Join(work, "app", "10-1")
+	writeFiles(t, leftWS, map[string]string{"src/x": "x"})
+	writeFiles(t, liveWS, map[string]string{"src/x": "x"})
+
+	_, err := writeRunRecord(records, "10-1", runRecord{Workspace: liveWS}) // this process: alive
+	must(t, err)
+	data := `{"ferry_pid":` + strconv.Itoa(dead.Process.Pid) + `,"ferry_start":` + strconv.FormatUint(deadStat.startTime, 10) +
+		`,"cookie":"` + cookie + `","workspace":"` + leftWS + `"}`
+	must(t, os.WriteFile(filepath.Join(records, "9-1.json"), []byte(data), 0o600))
+
+	swept, err := sweepRunRecords(records, work, time.Second)
+	must(t, err)
+	if len(swept) != 1 || swept[0].Workspace != leftWS {
+		t.Errorf("swept %+v, want the dead ferry's record alone", swept)
+	}
+	eventually(func() bool { return !running(orphan.Process.Pid) })
+	if running(orphan.Process.Pid) {
+		t.Errorf("the dead ferry's orphan %d still runs", orphan.Process.Pid)
+	}
+	if _, err := os.Stat(leftWS); !os.IsNotExist(err) {
+		t.Errorf("the dead ferry's workspace is still there (%v)", err)
+	}
+	if _, err := os.Stat(liveWS); err != nil {
+		t.Errorf("the workspace of a live ferry was removed: %v", err)
 	}
 }
