@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -53,11 +54,16 @@ type Sandbox struct {
 	hidden []string // directories no unprivileged user may enter, covered by an empty tmpfs
 }
 
+// ferryConfig are where ferry's own settings (an environment file with FERRY_SECRET_KEY) are
+// usually kept; they are hidden whatever their modes.
+var ferryConfig = []string{"/etc/ferry", "/etc/default/ferry", "/etc/sysconfig/ferry", "/opt/ferry"}
+
 // NewSandbox finds bwrap (a name is looked up in PATH; "" means DefaultBwrap), checks that it
-// can start a sandbox here, and notes what in the read-only trees must stay out of sight. It
-// fails with a message that says what to install or set when bwrap is missing or cannot create
-// namespaces on this machine.
-func NewSandbox(bwrap string) (*Sandbox, error) {
+// can start a sandbox here, and notes what in the read-only trees must stay out of sight:
+// what no unprivileged user may read, ferry's usual config places, and hide (ferry's data
+// dir, should it lie in /etc or /opt). It fails with a message that says what to install or
+// set when bwrap is missing or cannot create namespaces on this machine.
+func NewSandbox(bwrap string, hide ...string) (*Sandbox, error) {
 	if bwrap == "" {
 		bwrap = DefaultBwrap
 	}
@@ -68,6 +74,9 @@ func NewSandbox(bwrap string) (*Sandbox, error) {
 	s := &Sandbox{bwrap: path}
 	for _, root := range privateTrees {
 		s.findPrivate(root)
+	}
+	for _, p := range append(hide, ferryConfig...) {
+		s.hide(p)
 	}
 	if err := s.probe(); err != nil {
 		return nil, err
@@ -117,6 +126,36 @@ func (s *Sandbox) findPrivate(root string) {
 		}
 		return nil
 	})
+}
+
+// hide keeps p out of the sandbox when it lies in one of the trees the sandbox shows.
+func (s *Sandbox) hide(p string) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	info, err := os.Stat(abs)
+	if err != nil || slices.Contains(s.masked, abs) {
+		return
+	}
+	for _, h := range s.hidden {
+		if abs == h || strings.HasPrefix(abs, h+"/") {
+			return // hidden already with a directory above it
+		}
+	}
+	for _, root := range readOnlyTrees {
+		if abs == root || strings.HasPrefix(abs, root+"/") {
+			if info.IsDir() {
+				s.hidden = append(s.hidden, abs)
+			} else {
+				s.masked = append(s.masked, abs)
+			}
+			return
+		}
+	}
 }
 
 // baseArgs are the bwrap arguments of every sandbox: namespaces and the read-only machine.

@@ -148,7 +148,7 @@ func (w *Worker) setUpSandbox() {
 		w.log.Warn("BUILD SANDBOX OFF (FERRY_BUILD_SANDBOX=off): build scripts run as ferry's own user and can read ferry's secret key, database and environment; anyone who can push to a project can take over every host")
 		return
 	}
-	w.sandbox, w.sandboxErr = NewSandbox(w.cfg.Bwrap)
+	w.sandbox, w.sandboxErr = NewSandbox(w.cfg.Bwrap, w.cfg.DataDir, w.cfg.WorkDir)
 	if w.sandboxErr != nil {
 		w.log.Warn("builds will fail until the build sandbox works", "err", w.sandboxErr)
 		return
