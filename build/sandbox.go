@@ -207,7 +207,7 @@ type sandboxDirs struct {
 func (s *Sandbox) command(dirs sandboxDirs, env []string, argv ...string) (*exec.Cmd, error) {
 	args := s.baseArgs()
 	for _, b := range []struct{ host, inside string }{
-		{dirs.src, sandboxSrc}, {dirs.home, sandboxHome}, {dirs.tmp, sandboxTmp}, {dirs.cache, sandboxCache},
+		{dirs.src, sandboxSrc}, {dirs.home, sandboxHome}, {dirs.tmp, sandboxTmp}, {dirs.tmp, "/var/tmp"}, {dirs.cache, sandboxCache},
 	} {
 		if b.host != "" {
 			args = append(args, "--bind", b.host, b.inside)

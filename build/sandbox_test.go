@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,20 @@ func TestSandboxKeepsFerrysSecretsFromBuilds(t *testing.T) {
 		t.Setenv("FERRY_SECRET_KEY", secrets["FERRY_SECRET_KEY"])
 		t.Setenv("FERRY_GITLAB_TOKEN", secrets["FERRY_GITLAB_TOKEN"])
 		data := e.dataDir
+		netToken := "net-ok-" + store.RandomSecret(8)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte(netToken + "\n"))
+				c.Close()
+			}
+		}()
 		tries := []string{
 			"cat " + data + "/secret.key || true",
 			"cat " + data + "/ferry.db || true",
@@ -85,6 +100,8 @@ func TestSandboxKeepsFerrysSecretsFromBuilds(t *testing.T) {
 			`echo temp > "$TMPDIR/t" && echo "tmp=$(cat "$TMPDIR/t")"`,
 			"git --version && git log -1 --format=commit=%H",
 			"ls /usr/bin/git /usr/bin/sh > /dev/null && echo toolchain-ok",
+			"socat -u TCP:" + ln.Addr().String() + " -",
+			`echo vartmp > /var/tmp/v && cat /var/tmp/v`,
 		}
 		sha := e.origin.commit("attack", map[string]string{".ferry.yml": yamlScript("out", append(tries, does...)...)})
 		e.start(e.config("w1"))
@@ -99,7 +116,7 @@ func TestSandboxKeepsFerrysSecretsFromBuilds(t *testing.T) {
 		if b.Status != store.BuildSuccess {
 			t.Fatalf("build = %s %q, want success; log:\n%s", b.Status, b.Error, log)
 		}
-		for _, want := range []string{"at-home", "cache=x", "tmp=temp", "commit=" + sha, "toolchain-ok", "in the build sandbox"} {
+		for _, want := range []string{"at-home", "cache=x", "tmp=temp", "vartmp", "commit=" + sha, "toolchain-ok", netToken, "in the build sandbox"} {
 			if !strings.Contains(log, want) {
 				t.Errorf("the build log lacks %q; log:\n%s", want, log)
 			}
