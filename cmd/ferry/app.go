@@ -112,7 +112,7 @@ func (m *Main) Run(ctx context.Context) error {
 	go m.serve()
 	m.startWorkers(workCtx)
 	m.Logger.Info("ferry is ready", "url", m.Config.BaseURL, "listen", ln.Addr().String(),
-		"database", string(db.Dialect()), "data_dir", m.Config.DataDir, "version", Version)
+		"database", string(db.Dialect()), "data_dir", m.Config.DataDir, "build_sandbox", m.Config.BuildSandbox, "version", Version)
 	return nil
 }
 

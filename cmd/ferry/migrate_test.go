@@ -108,6 +108,7 @@ func TestBadConfig(t *testing.T) {
 		{"short secret key", []string{"serve"}, []string{"FERRY_SECRET_KEY=short"}, "FERRY_SECRET_KEY: must be at least 16 characters"},
 		{"base URL", []string{"serve"}, []string{"FERRY_BASE_URL=ftp://ferry.example.com"}, "FERRY_BASE_URL"},
 		{"workers", []string{"serve"}, []string{"FERRY_BUILD_WORKERS=1000"}, "FERRY_BUILD_WORKERS"},
+		{"build sandbox", []string{"serve"}, []string{"FERRY_BUILD_SANDBOX=maybe"}, `FERRY_BUILD_SANDBOX "maybe": want bwrap`},
 		{"address", []string{"serve"}, []string{"FERRY_ADDR=127.0.0.1:99999"}, "listen on 127.0.0.1:99999"},
 		{"token for nobody", []string{"token", "add", "nobody"}, []string{"FERRY_SECRET_KEY=a-key-of-enough-length"}, "token for nobody"},
 	}
