@@ -210,14 +210,22 @@ func (s *Sandbox) command(dirs sandboxDirs, env []string, argv ...string) (*exec
 		{dirs.src, sandboxSrc}, {dirs.home, sandboxHome}, {dirs.tmp, sandboxTmp}, {dirs.tmp, "/var/tmp"}, {dirs.cache, sandboxCache},
 	} {
 		if b.host != "" {
-			args = append(args, "--bind", b.host, b.inside)
+			host, err := filepath.Abs(b.host) // the data dir may be given relative, ./ferry-data
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, "--bind", host, b.inside)
 		}
 	}
 	if dirs.objects != "" {
 		if err := pointAlternates(dirs.src, sandboxObjects); err != nil {
 			return nil, err
 		}
-		args = append(args, "--ro-bind", dirs.objects, sandboxObjects)
+		objects, err := filepath.Abs(dirs.objects)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--ro-bind", objects, sandboxObjects)
 	}
 	args = append(args, "--remount-ro", "/", "--chdir", sandboxSrc, "--")
 	cmd := exec.Command(s.bwrap, append(args, argv...)...)

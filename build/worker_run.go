@@ -352,7 +352,7 @@ func (r *run) cleanup() {
 	if r.ws.Root != "" {
 		if err := removeTree(r.ws.Root); err != nil {
 			r.w.log.Warn("remove workspace", "dir", r.ws.Root, "err", err)
-			return // the record stays, so a later sweep tries again
+			return // the record stays: the sweep after ferry's next start tries again
 		}
 	}
 	if r.unrecord != nil {
