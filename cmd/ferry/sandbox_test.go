@@ -63,7 +63,8 @@ func modeOf(t *testing.T, path string) fs.FileMode {
 // rights for group or others, also when an older ferry made it world-readable.
 func TestDataDirIsPrivate(t *testing.T) {
 	in := newInstance(t, store.SQLite)
-	for name, content := range map[string]string{"artifacts/old/v1.tar.gz": "old artifact", "repos/old.git/config": "[core]"} {
+	old := map[string]string{"artifacts/old/v1.tar.gz": "old artifact", "repos/old.git/config": "[core]", "secret.key": "an-older-ferrys-key-0123456789\n"}
+	for name, content := range old {
 		file := filepath.Join(in.dataDir, name)
 		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 			t.Fatal(err)
