@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,9 @@ type Config struct {
 	LogRetention time.Duration
 	GitLabURL    string
 	GitLabToken  string
+	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the
+	// client, from FERRY_TRUSTED_PROXIES (comma-separated); empty trusts none.
+	TrustedProxies []string
 	// ShutdownGrace bounds how long in-flight requests may take after SIGINT/SIGTERM.
 	ShutdownGrace time.Duration
 }
@@ -64,7 +68,20 @@ func DefaultConfig(env func(string) string) Config {
 		GitLabURL:     env("FERRY_GITLAB_URL"),
 		GitLabToken:   env("FERRY_GITLAB_TOKEN"),
 		ShutdownGrace: 15 * time.Second,
+
+		TrustedProxies: splitList(env("FERRY_TRUSTED_PROXIES")),
 	}
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Flags registers the configuration's flags on fs, with the current values as defaults.
@@ -76,6 +93,10 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (FERRY_LOG_LEVEL)")
 	fs.IntVar(&c.BuildWorkers, "build-workers", c.BuildWorkers, "builds run at once by this process (FERRY_BUILD_WORKERS)")
 	fs.IntVar(&c.DeployWorkers, "deploy-workers", c.DeployWorkers, "deployments run at once by this process (FERRY_DEPLOY_WORKERS)")
+	fs.Func("trusted-proxies", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed (FERRY_TRUSTED_PROXIES)", func(v string) error {
+		c.TrustedProxies = splitList(v)
+		return nil
+	})
 	fs.DurationVar(&c.LogRetention, "log-retention", c.LogRetention, "how long logs, webhook events and audit entries are kept (FERRY_LOG_RETENTION)")
 }
 
@@ -105,8 +126,22 @@ func (c *Config) Validate() error {
 	if c.DeployWorkers < 0 || c.DeployWorkers > 64 {
 		return fmt.Errorf("FERRY_DEPLOY_WORKERS %d: must be between 0 and 64", c.DeployWorkers)
 	}
+	if err := checkProxies(c.TrustedProxies); err != nil {
+		return err
+	}
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")
+	}
+	return nil
+}
+
+// checkProxies accepts IP addresses and CIDR networks.
+func checkProxies(proxies []string) error {
+	for _, p := range proxies {
+		if _, _, err := net.ParseCIDR(p); err == nil || net.ParseIP(p) != nil {
+			continue
+		}
+		return fmt.Errorf("FERRY_TRUSTED_PROXIES: %q is not an IP address or a CIDR network such as 10.0.0.0/8", p)
 	}
 	return nil
 }
