@@ -48,6 +48,7 @@ func TestMirrorOverAuthenticatedHTTP(t *testing.T) {
 	srv := gitHTTPServer(t, origin, "oauth2", cloneToken)
 	url := srv.URL + "/git/origin"
 	ctx := context.Background()
+	argv := recordGitArgs(t)
 
 	g := &Git{DataDir: t.TempDir()}
 	r := Repo{Project: "demo", URL: url, Credentials: "oauth2:" + cloneToken}
@@ -73,6 +74,33 @@ func TestMirrorOverAuthenticatedHTTP(t *testing.T) {
 		t.Fatalf("clone with the token in the URL: %v", err)
 	}
 	assertMirrorHasNoSecret(t, g, "legacy")
+
+	// Command lines are readable by every local user (ps); the token was on none of them.
+	args, err := os.ReadFile(argv)
+	if err != nil || !strings.Contains(string(args), "clone --mirror") {
+		t.Fatalf("the git wrapper recorded no clone: %v\n%s", err, args)
+	}
+	if strings.Contains(string(args), cloneToken) {
+		t.Errorf("a git command line holds the token:\n%s", args)
+	}
+}
+
+// recordGitArgs puts a git on PATH that appends its arguments to a file, whose path it
+// returns, and runs the real git.
+func recordGitArgs(t *testing.T) string {
+	t.Helper()
+	real, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	log := filepath.Join(dir, "argv.log")
+	script := "#!/bin/sh\necho \"$*\" >> '" + log + "'\nexec '" + real + "' \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "git"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return log
 }
 
 func assertMirrorHasNoSecret(t *testing.T, g *Git, project string) {
