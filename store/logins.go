@@ -98,35 +98,34 @@ func (db *DB) ReserveLogin(ctx context.Context, name, addr string, lim LoginLimi
 // loginWait returns how long until an attempt for name from addr is within every limit; 0 if
 // it is now.
 func (db *DB) loginWait(ctx context.Context, tx *sqlx.Tx, name, addr string, lim LoginLimits) (time.Duration, error) {
-	checks := []struct {
-		limit  int
-		window time.Duration
-		where  string
-		args   []any
-	}{
-		{lim.PerUserAddress, lim.Window, `name = ? AND addr = ?`, []any{name, addr}},
-		{lim.PerAddress, lim.Window, `addr = ?`, []any{addr}},
-		{lim.PerUser, lim.UserWindow, `name = ?`, []any{name}},
+	pair, err := db.limitWait(ctx, tx, lim.PerUserAddress, lim.Window, `name = ? AND addr = ?`, name, addr)
+	if err != nil {
+		return 0, err
 	}
-	var wait time.Duration
-	for i, c := range checks {
-		w, err := db.limitWait(ctx, tx, c.limit, c.window, c.where, c.args)
+	spray, err := db.limitWait(ctx, tx, lim.PerAddress, lim.Window, `addr = ?`, addr)
+	if err != nil {
+		return 0, err
+	}
+	user, err := db.limitWait(ctx, tx, lim.PerUser, lim.UserWindow, `name = ?`, name)
+	if err != nil {
+		return 0, err
+	}
+	if user > 0 {
+		// Attackers elsewhere must not lock the user out of where they log in from.
+		known, err := db.knownLoginAddress(ctx, tx, name, addr, lim.KnownFor)
 		if err != nil {
 			return 0, err
 		}
-		if w > 0 && i == 2 {
-			if known, err := db.knownLoginAddress(ctx, tx, name, addr, lim.KnownFor); err != nil || known {
-				return wait, err
-			}
+		if known {
+			user = 0
 		}
-		wait = max(wait, w)
 	}
-	return wait, nil
+	return max(pair, spray, user), nil
 }
 
 // limitWait returns how long until fewer than limit failed attempts matching where fall in
 // the window: until the limit-th newest of them leaves it.
-func (db *DB) limitWait(ctx context.Context, tx *sqlx.Tx, limit int, window time.Duration, where string, args []any) (time.Duration, error) {
+func (db *DB) limitWait(ctx context.Context, tx *sqlx.Tx, limit int, window time.Duration, where string, args ...any) (time.Duration, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
