@@ -75,7 +75,7 @@ func (f *Frontend) ParseHook(p *store.Project, event string, body []byte) (store
 
 // ResolveRef returns the commit a branch or tag of the project names now, asking the remote.
 func (f *Frontend) ResolveRef(ctx context.Context, p *store.Project, ref string) (sha string, isTag bool, err error) {
-	return f.w.git.ResolveRef(ctx, Repo{Project: p.Name, URL: p.CloneURL}, ref)
+	return f.w.git.ResolveRef(ctx, RepoOf(p, f.w.cfg.GitLab.BaseURL), ref)
 }
 
 // RegisterHook makes GitLab send the project's push and tag push events to hookURL with the

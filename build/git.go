@@ -7,6 +7,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -32,6 +33,59 @@ type Git struct {
 type Repo struct {
 	Project string
 	URL     string
+	// Credentials is the user info ("oauth2:TOKEN") for an http(s) URL, if it needs any. Git
+	// gets it in its environment, never on its command line or in the mirror's config.
+	Credentials string
+}
+
+// RepoOf returns the repository of project p. Its credentials are the project's clone
+// credentials, or else, for an http(s) clone URL on the GitLab server at gitlabURL, the
+// project's own GitLab token (as GitLab's user "oauth2"). ferry's global GitLab token is never
+// used: whoever edits a project's clone URL could otherwise read any repository it reaches.
+func RepoOf(p *store.Project, gitlabURL string) Repo {
+	r := Repo{Project: p.Name, URL: p.CloneURL, Credentials: p.CloneCredentials}
+	if r.Credentials == "" && p.GitLabToken != "" && gitlabURL != "" && sameHost(p.CloneURL, gitlabURL) {
+		r.Credentials = url.UserPassword("oauth2", p.GitLabToken).String()
+	}
+	return r
+}
+
+// sameHost reports whether an http(s) clone URL is on the server of base.
+func sameHost(clone, base string) bool {
+	c, errC := url.Parse(clone)
+	b, errB := url.Parse(base)
+	return errC == nil && errB == nil && (c.Scheme == "https" || c.Scheme == "http") &&
+		c.Host != "" && strings.EqualFold(c.Host, b.Host)
+}
+
+// authEnv returns the environment that hands r's credentials to git: an Authorization header
+// through GIT_CONFIG_COUNT/KEY/VALUE, which no other user can read (unlike a command line)
+// and which git writes nowhere.
+func (r Repo) authEnv() []string {
+	if r.Credentials == "" {
+		return nil
+	}
+	user, password := store.CloneUser(r.Credentials)
+	basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic " + basic}
+}
+
+// redact removes r's credentials from text git printed, in every form git might print them.
+func (r Repo) redact(text string) string {
+	if r.Credentials == "" {
+		return text
+	}
+	user, password := store.CloneUser(r.Credentials)
+	secrets := []string{r.Credentials, base64.StdEncoding.EncodeToString([]byte(user + ":" + password)), password}
+	if len(user) >= 8 { // a token given as the user name, as GitHub takes it
+		secrets = append(secrets, user)
+	}
+	for _, s := range secrets {
+		if s != "" {
+			text = strings.ReplaceAll(text, s, "xxxxx")
+		}
+	}
+	return text
 }
 
 // Commit is what git says about one commit.
@@ -54,7 +108,7 @@ func (g *Git) MirrorDir(project string) string {
 // again; a good one is never re-cloned. cloned reports whether a clone was made. An
 // unreachable remote fails with "git remote <url> unreachable: <git's reason>".
 func (g *Git) Mirror(ctx context.Context, r Repo) (cloned bool, err error) {
-	if err := r.validate(); err != nil {
+	if r, err = r.validate(); err != nil {
 		return false, err
 	}
 	dir := g.MirrorDir(r.Project)
@@ -64,14 +118,23 @@ func (g *Git) Mirror(ctx context.Context, r Repo) (cloned bool, err error) {
 	return true, g.clone(ctx, r, dir)
 }
 
-func (r Repo) validate() error {
+// validate checks r and returns it with any credentials written into its URL moved to
+// Credentials, so that they reach neither git's command line nor the mirror's config.
+func (r Repo) validate() (Repo, error) {
 	if err := store.ValidateName("project", r.Project); err != nil {
-		return err
+		return r, err
 	}
 	if r.URL == "" || strings.HasPrefix(r.URL, "-") || strings.ContainsAny(r.URL, "\x00\r\n") {
-		return store.Errorf(store.EINVALID, "clone URL %q is not a git URL", redactURL(r.URL))
+		return r, store.Errorf(store.EINVALID, "clone URL %q is not a git URL", redactURL(r.URL))
 	}
-	return nil
+	clean, creds := store.SplitCloneURL(r.URL)
+	if r.URL = clean; r.Credentials == "" {
+		r.Credentials = creds
+	}
+	if strings.ContainsAny(r.Credentials, "\x00\r\n") {
+		return r, store.Errorf(store.EINVALID, "the clone credentials of %s are not one line", r.Project)
+	}
+	return r, nil
 }
 
 // isMirror reports whether dir holds a complete bare repository. Clones are made under a
@@ -95,9 +158,9 @@ func (g *Git) clone(ctx context.Context, r Repo, dir string) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return fmt.Errorf("create mirror directory: %w", err)
 	}
-	if _, err := runGit(ctx, "", "clone", "--mirror", "--quiet", "--", r.URL, tmp); err != nil {
+	if _, err := runGitEnv(ctx, "", r.authEnv(), "clone", "--mirror", "--quiet", "--", r.URL, tmp); err != nil {
 		removeTree(tmp)
-		return unreachable(r.URL, err)
+		return unreachable(r, err)
 	}
 	if err := os.Chmod(tmp, 0o700); err != nil { // git makes it 0755; it is ferry's alone
 		return fmt.Errorf("make mirror private: %w", err)
@@ -110,12 +173,13 @@ func (g *Git) clone(ctx context.Context, r Repo, dir string) error {
 
 func (g *Git) fetch(ctx context.Context, r Repo, dir string) error {
 	removeStaleLocks(dir)
-	// The project's clone URL may have been edited since the mirror was made.
+	// The project's clone URL may have been edited since the mirror was made (and a mirror
+	// made before ferry kept credentials apart has them in its config: this drops them).
 	if _, err := runGit(ctx, dir, "config", "remote.origin.url", r.URL); err != nil {
 		return fmt.Errorf("set the mirror's remote URL: %w", err)
 	}
-	if _, err := runGit(ctx, dir, "fetch", "--prune", "--quiet", "origin"); err != nil {
-		return unreachable(r.URL, err)
+	if _, err := runGitEnv(ctx, dir, r.authEnv(), "fetch", "--prune", "--quiet", "origin"); err != nil {
+		return unreachable(r, err)
 	}
 	return nil
 }
@@ -131,23 +195,30 @@ func removeStaleLocks(dir string) {
 	}
 }
 
-func unreachable(u string, err error) error {
+// unreachable says why git could not talk to r's remote, without r's credentials. A remote
+// that refused the credentials, or asked for some when there were none, is told apart.
+func unreachable(r Repo, err error) error {
 	if ctxErr := contextError(err); ctxErr != nil {
 		return ctxErr
 	}
-	return fmt.Errorf("git remote %s unreachable: %s", redactURL(u), redactSecret(u, err.Error()))
+	text := r.redact(err.Error())
+	if authRefused(text) {
+		if r.Credentials != "" {
+			return store.Errorf(store.EINVALID, "git remote %s refused the clone credentials: check the user name and token in the project's clone_credentials, and that the token may read the repository", redactURL(r.URL))
+		}
+		return store.Errorf(store.EINVALID, "git remote %s wants credentials: set the project's clone_credentials to user:token", redactURL(r.URL))
+	}
+	return fmt.Errorf("git remote %s unreachable: %s", redactURL(r.URL), text)
 }
 
-// redactSecret removes the password of URL u from text git printed.
-func redactSecret(u, text string) string {
-	parsed, err := url.Parse(u)
-	if err != nil || parsed.User == nil {
-		return text
+// authRefused reports whether git's message says the server wanted other credentials.
+func authRefused(text string) bool {
+	for _, s := range []string{"terminal prompts disabled", "Authentication failed", "returned error: 401", "returned error: 403"} {
+		if strings.Contains(text, s) {
+			return true
+		}
 	}
-	if pw, has := parsed.User.Password(); has && pw != "" {
-		return strings.ReplaceAll(text, pw, "xxxxx")
-	}
-	return text
+	return false
 }
 
 // contextError returns the context's error when err came from a git killed by it.
@@ -299,11 +370,16 @@ func (e *gitError) Unwrap() error { return e.err }
 // runGit runs git with args (as argv, never through a shell) on the repository at gitDir (or
 // none), without user or system configuration and without ever prompting.
 func runGit(ctx context.Context, gitDir string, args ...string) ([]byte, error) {
+	return runGitEnv(ctx, gitDir, nil, args...)
+}
+
+// runGitEnv is runGit with extra environment variables, such as Repo.authEnv's.
+func runGitEnv(ctx context.Context, gitDir string, env []string, args ...string) ([]byte, error) {
 	if gitDir != "" {
 		args = append([]string{"--git-dir=" + gitDir}, args...)
 	}
 	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Env = gitEnv()
+	cmd.Env = append(gitEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -323,7 +399,7 @@ func gitEnv() []string {
 		if strings.HasPrefix(name, "GIT_") && name != "GIT_SSH_COMMAND" && name != "GIT_SSH" {
 			continue
 		}
-		if name == "LC_ALL" || name == "LANGUAGE" {
+		if name == "LC_ALL" || name == "LANGUAGE" || name == "SSH_ASKPASS" {
 			continue
 		}
 		env = append(env, kv)
@@ -346,17 +422,8 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "; ")
 }
 
-// redactURL hides a password or token in a clone URL such as https://oauth2:TOKEN@host/x.git.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
+// redactURL hides the credentials in a clone URL such as https://oauth2:TOKEN@host/x.git.
+func redactURL(raw string) string { return store.ShownCloneURL(raw) }
 
 // removeTree removes dir and everything below it, also when a build left read-only
 // directories behind (as Go's module cache does).
@@ -380,15 +447,15 @@ var refNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/+-]*$`)
 // name. It fails with EINVALID for a name git would not accept and ENOTFOUND when the remote
 // has neither.
 func (g *Git) ResolveRef(ctx context.Context, r Repo, ref string) (sha string, isTag bool, err error) {
-	if err := r.validate(); err != nil {
+	if r, err = r.validate(); err != nil {
 		return "", false, err
 	}
 	if len(ref) > 255 || !refNameRE.MatchString(ref) || strings.Contains(ref, "..") || strings.HasSuffix(ref, ".lock") || strings.HasSuffix(ref, "/") {
 		return "", false, store.Errorf(store.EINVALID, "ref: %q is not a branch or tag name", truncateText(ref, 80))
 	}
-	out, err := runGit(ctx, "", "ls-remote", "--", r.URL, "refs/heads/"+ref, "refs/tags/"+ref, "refs/tags/"+ref+"^{}")
+	out, err := runGitEnv(ctx, "", r.authEnv(), "ls-remote", "--", r.URL, "refs/heads/"+ref, "refs/tags/"+ref, "refs/tags/"+ref+"^{}")
 	if err != nil {
-		return "", false, unreachable(r.URL, err)
+		return "", false, unreachable(r, err)
 	}
 	found := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

@@ -79,7 +79,7 @@ func (r *run) build() store.BuildResult {
 	if err != nil {
 		return r.failed(fmt.Errorf("read project: %w", err))
 	}
-	r.project, r.repo = p, Repo{Project: p.Name, URL: p.CloneURL}
+	r.project, r.repo = p, RepoOf(p, r.w.cfg.GitLab.BaseURL)
 	r.gitlab = r.w.newStatusReporter(p, r.b, r.out)
 	r.out.ferry("build #%d of %s: commit %s (%s), attempt %d, on %s", r.b.Number, p.Name, ShortSHA(r.b.SHA), refText(r.b), r.b.Attempts, r.owner)
 	if v, err := r.w.db.VersionBySHA(r.ctx, p.ID, r.b.SHA); err == nil {

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -65,28 +66,14 @@ func TestSafeNext(t *testing.T) {
 	}
 }
 
-func TestLoginThrottle(t *testing.T) {
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	th := newLoginThrottle(func() time.Time { return now })
-	for range maxLoginFailures {
-		if w := th.wait("1.2.3.4", "ann"); w != 0 {
-			t.Fatalf("throttled before %d failures", maxLoginFailures)
+func TestTooManyLoginsMessage(t *testing.T) {
+	for wait, want := range map[time.Duration]string{
+		20 * time.Second:                "try again in a minute.",
+		15 * time.Minute:                "try again in 15 minutes.",
+		14*time.Minute + 10*time.Second: "try again in 15 minutes.",
+	} {
+		if got := tooManyLogins(wait); !strings.HasSuffix(got, want) {
+			t.Errorf("tooManyLogins(%s) = %q, want it to end %q", wait, got, want)
 		}
-		th.fail("1.2.3.4", "ann")
-	}
-	if w := th.wait("1.2.3.4", "ANN"); w != loginFailureWindow {
-		t.Errorf("after %d failures wait = %v, want %v", maxLoginFailures, w, loginFailureWindow)
-	}
-	if w := th.wait("5.6.7.8", "ann"); w != 0 {
-		t.Errorf("another address is throttled too: %v", w)
-	}
-	now = now.Add(loginFailureWindow + time.Second)
-	if w := th.wait("1.2.3.4", "ann"); w != 0 {
-		t.Errorf("still throttled after the window: %v", w)
-	}
-	th.fail("1.2.3.4", "bob")
-	th.succeed("1.2.3.4", "bob")
-	if _, ok := th.failures[throttleKey("1.2.3.4", "bob")]; ok {
-		t.Errorf("a good login does not clear the failures before it")
 	}
 }

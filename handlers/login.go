@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -55,9 +54,16 @@ func (s *Server) login(c *gin.Context) {
 		s.renderLogin(c, http.StatusForbidden, form)
 		return
 	}
-	addr := c.ClientIP()
-	if wait := s.logins.wait(addr, name); wait > 0 {
-		form.Error = fmt.Sprintf("Too many failed logins; try again in %d minutes.", int(math.Ceil(wait.Minutes())))
+	// The attempt is counted before the password is checked: it stays counted as failed
+	// unless the password turns out right.
+	attempt, wait, err := s.db.ReserveLogin(ctx, name, c.ClientIP(), s.loginLimits)
+	if err != nil {
+		s.fail(c, fmt.Errorf("log in %q: %w", clip(name, 64), err))
+		return
+	}
+	if wait > 0 {
+		s.log.Warn("login refused: too many failures", "user", clip(name, 64), "remote", c.ClientIP())
+		form.Error = tooManyLogins(wait)
 		s.renderLogin(c, http.StatusTooManyRequests, form)
 		return
 	}
@@ -67,16 +73,18 @@ func (s *Server) login(c *gin.Context) {
 		return
 	}
 	if err != nil {
-		s.fail(c, fmt.Errorf("log in %q: %w", name, err))
+		s.fail(c, fmt.Errorf("log in %q: %w", clip(name, 64), err))
 		return
+	}
+	if err := s.db.LoginSucceeded(ctx, attempt); err != nil {
+		s.log.Error("record a good login", "user", u.Name, "err", err)
 	}
 	s.startSession(c, u, form.Next)
 }
 
 // loginFailed counts and records a failed login and shows the form again.
 func (s *Server) loginFailed(c *gin.Context, name string, err error) {
-	s.logins.fail(c.ClientIP(), name)
-	s.log.Warn("failed login", "user", name, "remote", c.ClientIP())
+	s.log.Warn("failed login", "user", clip(name, 64), "remote", c.ClientIP())
 	if aerr := s.db.RecordAudit(c.Request.Context(), "login.failed", "user/"+clip(name, 64), ""); aerr != nil {
 		s.log.Error("record failed login", "err", aerr)
 	}
@@ -92,7 +100,6 @@ func (s *Server) startSession(c *gin.Context, u *store.User, next string) {
 		s.fail(c, fmt.Errorf("start a session for %s: %w", u.Name, err))
 		return
 	}
-	s.logins.succeed(c.ClientIP(), u.Name)
 	if err := s.db.RecordAudit(ctx, "login", "user/"+u.Name, ""); err != nil {
 		s.log.Error("record login", "err", err)
 	}

@@ -1,11 +1,14 @@
 package handlers_test
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,37 +207,140 @@ func TestCSRFOnFormsAndBearerNeedsNone(t *testing.T) {
 }
 
 func TestLoginThrottleAndRedirects(t *testing.T) {
-	db := storetest.Open(t, store.SQLite)
-	h := handlers.New(handlers.Config{DB: db, SecureCookies: true}).Handler()
-	mustUser(t, db, "ann", false)
-	b := &browser{t: t, h: h, cookies: map[string]string{}}
-	post := func(password, next string) *httptest.ResponseRecorder {
-		tok := formToken(t, b.request("GET", "/login", nil, nil).Body.String())
-		return b.request("POST", "/login", url.Values{"name": {"ann"}, "password": {password}, "csrf_token": {tok}, "next": {next}}, nil)
-	}
-	for i := range 5 {
-		expect(t, "failed login "+string(rune('1'+i)), post("nope-nope", ""), http.StatusUnauthorized)
-	}
-	rec := post("password-ann", "")
-	expect(t, "login after 5 failures", rec, http.StatusTooManyRequests)
-	if !strings.Contains(rec.Body.String(), "try again in 15 minutes") {
-		t.Errorf("throttled login page: %s", rec.Body.String())
-	}
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		h := handlers.New(handlers.Config{DB: db, SecureCookies: true}).Handler()
+		mustUser(t, db, "ann", false)
+		b := &browser{t: t, h: h, cookies: map[string]string{}}
+		post := func(password, next string) *httptest.ResponseRecorder {
+			tok := formToken(t, b.request("GET", "/login", nil, nil).Body.String())
+			return b.request("POST", "/login", url.Values{"name": {"ann"}, "password": {password}, "csrf_token": {tok}, "next": {next}}, nil)
+		}
+		for i := range 5 {
+			expect(t, "failed login "+string(rune('1'+i)), post("nope-nope", ""), http.StatusUnauthorized)
+		}
+		rec := post("password-ann", "")
+		expect(t, "login after 5 failures", rec, http.StatusTooManyRequests)
+		if !strings.Contains(rec.Body.String(), "try again in 15 minutes") {
+			t.Errorf("throttled login page: %s", rec.Body.String())
+		}
 
-	h = handlers.New(handlers.Config{DB: db, SecureCookies: true}).Handler()
-	b = &browser{t: t, h: h, cookies: map[string]string{}}
-	rec = post("password-ann", "//evil.example.com/x")
-	expect(t, "login with a foreign next", rec, http.StatusSeeOther)
-	if loc := rec.Header().Get("Location"); loc != "/" {
-		t.Errorf("open redirect to %q", loc)
+		// A restart (a new server on the same database) remembers the failures.
+		h = handlers.New(handlers.Config{DB: db, SecureCookies: true}).Handler()
+		b = &browser{t: t, h: h, cookies: map[string]string{}}
+		expect(t, "login after a restart", post("password-ann", ""), http.StatusTooManyRequests)
+
+		// Once the window has passed, the right password works.
+		db.Now = func() time.Time { return time.Now().Add(store.DefaultLoginLimits.Window + time.Second) }
+		rec = post("password-ann", "//evil.example.com/x")
+		expect(t, "login with a foreign next after the window", rec, http.StatusSeeOther)
+		if loc := rec.Header().Get("Location"); loc != "/" {
+			t.Errorf("open redirect to %q", loc)
+		}
+		if c := strings.Join(rec.Header().Values("Set-Cookie"), "\n"); !strings.Contains(c, "Secure") {
+			t.Errorf("SecureCookies: cookie not Secure: %s", c)
+		}
+		rec = b.request("GET", "/login?next=/projects", nil, nil)
+		if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/projects" {
+			t.Errorf("login page when logged in: %d %s", rec.Code, rec.Header().Get("Location"))
+		}
+	})
+}
+
+// tryLogin posts one login form from the peer 192.0.2.1 (httptest's), with X-Forwarded-For
+// set when xff is not empty, and returns the status.
+func tryLogin(t *testing.T, h http.Handler, name, password, xff string) int {
+	t.Helper()
+	form := url.Values{"name": {name}, "password": {password}, "csrf_token": {"login-token"}}
+	req := httptest.NewRequest("POST", "/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: "ferry_login_csrf", Value: "login-token"})
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
 	}
-	if c := strings.Join(rec.Header().Values("Set-Cookie"), "\n"); !strings.Contains(c, "Secure") {
-		t.Errorf("SecureCookies: cookie not Secure: %s", c)
-	}
-	rec = b.request("GET", "/login?next=/projects", nil, nil)
-	if rec.Code != http.StatusSeeOther || rec.Header().Get("Location") != "/projects" {
-		t.Errorf("login page when logged in: %d %s", rec.Code, rec.Header().Get("Location"))
-	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code
+}
+
+func TestParallelWrongPasswordsGetOnlyTheLimitOfChecks(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		h := newServer(t, db)
+		mustUser(t, db, "ann", false)
+		// The attack: 40 wrong passwords at once. Every 401 is a password checked with bcrypt
+		// (a refused try answers 429 before any check); the old throttle gave 39 checks.
+		statuses := make([]int, 40)
+		var wg sync.WaitGroup
+		for i := range statuses {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				statuses[i] = tryLogin(t, h, "ann", fmt.Sprintf("guess-%d", i), "")
+			}()
+		}
+		wg.Wait()
+		count := map[int]int{}
+		for _, s := range statuses {
+			count[s]++
+		}
+		limit := store.DefaultLoginLimits.PerUserAddress
+		if count[http.StatusUnauthorized] > limit || count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != 40 {
+			t.Errorf("40 parallel wrong passwords: %v (status: count), want at most %d password checks (401) and the rest 429", count, limit)
+		}
+		if n, err := db.FailedLogins(context.Background(), "ann", time.Hour); err != nil || n > limit {
+			t.Errorf("attempts reserved for ann: %d %v, want at most %d", n, err, limit)
+		}
+	})
+}
+
+func TestSprayingUserNamesIsStoppedPerAddress(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		h := newServer(t, db)
+		mustUser(t, db, "zoe", false)
+		// Real users, so each check is a real (test-cost) bcrypt rather than the full-cost one
+		// an unknown name gets.
+		for i := range 50 {
+			mustUser(t, db, fmt.Sprintf("user%d", i), false)
+		}
+		checked := 0
+		for i := range 50 {
+			if tryLogin(t, h, fmt.Sprintf("user%d", i), "Password1", "") == http.StatusUnauthorized {
+				checked++
+			}
+		}
+		if checked != store.DefaultLoginLimits.PerAddress {
+			t.Errorf("50 user names from one address: %d passwords checked, want the per-address limit %d", checked, store.DefaultLoginLimits.PerAddress)
+		}
+		if got := tryLogin(t, h, "zoe", "password-zoe", ""); got != http.StatusTooManyRequests {
+			t.Errorf("a new name from the spraying address: status %d, want 429", got)
+		}
+	})
+}
+
+func TestLoginThrottleBehindAProxy(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		mustUser(t, db, "ann", false)
+		// Without FERRY_TRUSTED_PROXIES, X-Forwarded-For is not believed: a new made-up
+		// address on every try does not dodge the limit.
+		direct := newServer(t, db)
+		for i := range 6 {
+			got := tryLogin(t, direct, "ann", "wrong-password", fmt.Sprintf("203.0.113.%d", i))
+			if want := map[bool]int{true: 401, false: 429}[i < 5]; got != want {
+				t.Fatalf("try %d with a forged X-Forwarded-For: status %d, want %d", i+1, got, want)
+			}
+		}
+		// Behind a trusted proxy (the peer 192.0.2.1), two clients are counted apart: one
+		// guessing does not lock the other out.
+		proxied := handlers.New(handlers.Config{DB: db, BaseURL: testBaseURL, TrustedProxies: []string{"192.0.2.0/24"}}).Handler()
+		for i := range 6 {
+			got := tryLogin(t, proxied, "ann", "wrong-password", "198.51.100.1")
+			if want := map[bool]int{true: 401, false: 429}[i < 5]; got != want {
+				t.Fatalf("client 1 try %d: status %d, want %d", i+1, got, want)
+			}
+		}
+		if got := tryLogin(t, proxied, "ann", "password-ann", "198.51.100.2"); got != http.StatusSeeOther {
+			t.Errorf("client 2 behind the same proxy: status %d, want a login (303)", got)
+		}
+	})
 }
 
 func TestPagesErrorsAndStatic(t *testing.T) {

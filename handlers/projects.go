@@ -27,6 +27,9 @@ type projectInput struct {
 	Trigger       *store.Trigger `json:"trigger"`
 	KeepVersions  *int           `json:"keep_versions"`
 	TagTemplate   *string        `json:"tag_template"`
+	// CloneCredentials is "user:token" for an http(s) clone URL; write-only. Credentials
+	// written into clone_url are taken out of it and kept here.
+	CloneCredentials *string `json:"clone_credentials"`
 }
 
 // projectView is a project as the API shows it: secrets replaced by whether they are set.
@@ -37,6 +40,8 @@ type projectView struct {
 	WebhookURL       string `json:"webhook_url"`
 	// WebhookSecret is set only in the answer to a create that generated the secret.
 	WebhookSecret string `json:"webhook_secret,omitempty"`
+
+	HasCloneCredentials bool `json:"has_clone_credentials"`
 }
 
 func (s *Server) projectView(p *store.Project) projectView {
@@ -46,6 +51,8 @@ func (s *Server) projectView(p *store.Project) projectView {
 		HasWebhookSecret: p.WebhookSecret != "",
 		HasGitLabToken:   p.GitLabToken != "",
 		WebhookURL:       s.baseURL + "/hooks/gitlab",
+
+		HasCloneCredentials: p.CloneCredentials != "",
 	}
 }
 
@@ -92,6 +99,7 @@ func (in *projectInput) applyTo(p *store.Project) {
 	set(&p.GitLabToken, in.GitLabToken)
 	set(&p.KeepVersions, in.KeepVersions)
 	set(&p.TagTemplate, in.TagTemplate)
+	set(&p.CloneCredentials, in.CloneCredentials)
 	if in.Trigger != nil {
 		p.Trigger = normalTrigger(*in.Trigger)
 	}
@@ -118,6 +126,7 @@ func (s *Server) updateProject(c *gin.Context) {
 		Name: in.Name, GitLabPath: in.GitLabPath, CloneURL: in.CloneURL,
 		WebhookSecret: in.WebhookSecret, GitLabToken: in.GitLabToken,
 		TagTemplate: in.TagTemplate, KeepVersions: in.KeepVersions,
+		CloneCredentials: in.CloneCredentials,
 	}
 	if in.Trigger != nil {
 		t := normalTrigger(*in.Trigger)

@@ -34,6 +34,8 @@ type Config struct {
 	// TrustedProxies are the addresses (IPs or CIDRs) of reverse proxies whose
 	// X-Forwarded-For is believed; empty means the peer address is the client's.
 	TrustedProxies []string
+	// LoginLimits bound failed logins (see store.LoginLimits); zero means store.DefaultLoginLimits.
+	LoginLimits store.LoginLimits
 	// GitLab parses GitLab webhooks and registers ferry's hook on GitLab projects (see hooks.go).
 	GitLab GitLab
 	// Notifier sends a channel's test message (see channels.go).
@@ -51,7 +53,6 @@ type Server struct {
 	sessionTTL time.Duration
 	proxies    []string
 	pages      map[string]*template.Template
-	logins     *loginThrottle
 	engine     *gin.Engine
 	gitlab     GitLab
 	notifier   Notifier
@@ -61,6 +62,9 @@ type Server struct {
 	finders map[string]ProjectFinder
 	// projectLists keeps encoded project lists while nothing changes (projectlists.go).
 	projectLists *projectLists
+
+	// loginLimits bound failed logins (throttle.go).
+	loginLimits store.LoginLimits
 }
 
 // New returns a server for cfg. It panics if the embedded templates do not parse, which is a
@@ -73,7 +77,6 @@ func New(cfg Config) *Server {
 		secure:     cfg.SecureCookies,
 		sessionTTL: cfg.SessionTTL,
 		proxies:    cfg.TrustedProxies,
-		logins:     newLoginThrottle(time.Now),
 		gitlab:     cfg.GitLab,
 		notifier:   cfg.Notifier,
 		deployer:   cfg.Deployer,
@@ -83,6 +86,9 @@ func New(cfg Config) *Server {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.loginLimits = cfg.LoginLimits; s.loginLimits == (store.LoginLimits{}) {
+		s.loginLimits = store.DefaultLoginLimits
 	}
 	if s.sessionTTL <= 0 {
 		s.sessionTTL = DefaultSessionTTL

@@ -91,6 +91,9 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 		}
 		applied++
 	}
+	if err := db.splitStoredCloneURLs(ctx); err != nil {
+		return applied, fmt.Errorf("migrate: %w", err)
+	}
 	return applied, nil
 }
 

@@ -22,6 +22,10 @@ type ProjectUpdate struct {
 	Name, GitLabPath, CloneURL, WebhookSecret, GitLabToken, TagTemplate *string
 	Trigger                                                             *Trigger
 	KeepVersions                                                        *int
+
+	// CloneCredentials replaces the clone URL's credentials ("" removes them). A CloneURL
+	// that carries credentials sets them too; one on another host drops the old ones.
+	CloneCredentials *string
 }
 
 type projectRow struct {
@@ -29,10 +33,12 @@ type projectRow struct {
 	WebhookSecretEnc string `db:"webhook_secret_enc"`
 	GitLabTokenEnc   string `db:"gitlab_token_enc"`
 	TriggerRules     string `db:"trigger_rules"`
+
+	CloneCredentialsEnc string `db:"clone_credentials_enc"`
 }
 
 const projectColumns = `id, name, gitlab_path, clone_url, webhook_secret_enc, gitlab_token_enc, trigger_rules,
-	keep_versions, tag_template, created_at, updated_at`
+	keep_versions, tag_template, created_at, updated_at, clone_credentials_enc`
 
 // CreateProject stores p and fills its ID and times. A zero KeepVersions becomes 20.
 func (db *DB) CreateProject(ctx context.Context, p *Project) error {
@@ -40,6 +46,11 @@ func (db *DB) CreateProject(ctx context.Context, p *Project) error {
 		p.KeepVersions = DefaultKeepVersions
 	}
 	normalizeTrigger(&p.Trigger)
+	// Credentials written into the clone URL are kept apart from it, encrypted.
+	clean, creds := SplitCloneURL(p.CloneURL)
+	if p.CloneURL = clean; p.CloneCredentials == "" {
+		p.CloneCredentials = creds
+	}
 	if err := p.Validate(); err != nil {
 		return err
 	}
@@ -50,10 +61,10 @@ func (db *DB) CreateProject(ctx context.Context, p *Project) error {
 	return db.Transact(ctx, func(tx *sqlx.Tx) error {
 		p.CreatedAt, p.UpdatedAt = db.now(), db.now()
 		err := tx.GetContext(ctx, &p.ID, db.q(`INSERT INTO projects (name, gitlab_path, clone_url, webhook_secret_enc,
-			gitlab_token_enc, trigger_rules, keep_versions, tag_template, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			gitlab_token_enc, trigger_rules, keep_versions, tag_template, created_at, updated_at, clone_credentials_enc)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 			p.Name, p.GitLabPath, p.CloneURL, row.WebhookSecretEnc, row.GitLabTokenEnc, row.TriggerRules,
-			p.KeepVersions, p.TagTemplate, p.CreatedAt, p.UpdatedAt)
+			p.KeepVersions, p.TagTemplate, p.CreatedAt, p.UpdatedAt, row.CloneCredentialsEnc)
 		if err != nil {
 			return db.projectConflict(ctx, tx, err, p)
 		}
@@ -92,6 +103,9 @@ func (db *DB) sealProject(p *Project) (*projectRow, error) {
 	if row.GitLabTokenEnc, err = db.cipher.Seal(p.GitLabToken); err != nil {
 		return nil, err
 	}
+	if row.CloneCredentialsEnc, err = db.cipher.Seal(p.CloneCredentials); err != nil {
+		return nil, err
+	}
 	rules, err := json.Marshal(p.Trigger)
 	if err != nil {
 		return nil, err
@@ -108,6 +122,9 @@ func (db *DB) openProject(row *projectRow) (*Project, error) {
 	}
 	if p.GitLabToken, err = db.cipher.Open(row.GitLabTokenEnc); err != nil {
 		return nil, fmt.Errorf("project %s GitLab token: %w", p.Name, err)
+	}
+	if p.CloneCredentials, err = db.cipher.Open(row.CloneCredentialsEnc); err != nil {
+		return nil, fmt.Errorf("project %s clone credentials: %w", p.Name, err)
 	}
 	if err := json.Unmarshal([]byte(row.TriggerRules), &p.Trigger); err != nil {
 		return nil, fmt.Errorf("project %s trigger rules: %w", p.Name, err)
@@ -182,9 +199,10 @@ func (db *DB) UpdateProject(ctx context.Context, name string, upd ProjectUpdate)
 		}
 		p.UpdatedAt = db.now()
 		_, err = tx.ExecContext(ctx, db.q(`UPDATE projects SET name = ?, gitlab_path = ?, clone_url = ?, webhook_secret_enc = ?,
-			gitlab_token_enc = ?, trigger_rules = ?, keep_versions = ?, tag_template = ?, updated_at = ? WHERE id = ?`),
+			gitlab_token_enc = ?, trigger_rules = ?, keep_versions = ?, tag_template = ?, updated_at = ?,
+			clone_credentials_enc = ? WHERE id = ?`),
 			p.Name, p.GitLabPath, p.CloneURL, row.WebhookSecretEnc, row.GitLabTokenEnc, row.TriggerRules,
-			p.KeepVersions, p.TagTemplate, p.UpdatedAt, p.ID)
+			p.KeepVersions, p.TagTemplate, p.UpdatedAt, row.CloneCredentialsEnc, p.ID)
 		if err != nil {
 			return db.projectConflict(ctx, tx, err, p)
 		}
@@ -202,7 +220,10 @@ func applyProjectUpdate(p *Project, upd ProjectUpdate) {
 	}
 	set(&p.Name, upd.Name)
 	set(&p.GitLabPath, upd.GitLabPath)
-	set(&p.CloneURL, upd.CloneURL)
+	if upd.CloneURL != nil {
+		setCloneURL(p, *upd.CloneURL)
+	}
+	set(&p.CloneCredentials, upd.CloneCredentials)
 	set(&p.WebhookSecret, upd.WebhookSecret)
 	set(&p.GitLabToken, upd.GitLabToken)
 	set(&p.TagTemplate, upd.TagTemplate)
@@ -217,7 +238,7 @@ func applyProjectUpdate(p *Project, upd ProjectUpdate) {
 func projectChanges(oldName string, upd ProjectUpdate) string {
 	s := changedFields(upd.Name != nil, "name", upd.GitLabPath != nil, "gitlab_path", upd.CloneURL != nil, "clone_url",
 		upd.WebhookSecret != nil, "webhook_secret", upd.GitLabToken != nil, "gitlab_token", upd.TagTemplate != nil, "tag_template",
-		upd.Trigger != nil, "trigger", upd.KeepVersions != nil, "keep_versions")
+		upd.Trigger != nil, "trigger", upd.KeepVersions != nil, "keep_versions", upd.CloneCredentials != nil, "clone_credentials")
 	if upd.Name != nil && *upd.Name != oldName {
 		s += " (was " + oldName + ")"
 	}

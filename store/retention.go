@@ -19,6 +19,8 @@ type PurgeStats struct {
 	LogLines     int64 `json:"log_lines"`
 	Events       int64 `json:"events"`
 	AuditEntries int64 `json:"audit_entries"`
+	// LoginAttempts counts login attempts no limit counts any more (see PurgeLoginAttempts).
+	LoginAttempts int64 `json:"login_attempts"`
 }
 
 // PurgeOld deletes log lines, webhook events and audit entries older than age. It never
@@ -51,6 +53,9 @@ func (db *DB) PurgeOld(ctx context.Context, age time.Duration) (PurgeStats, erro
 	st.AuditEntries, err = db.purgeChunked(ctx, `DELETE FROM audit_entries WHERE id IN (SELECT id FROM audit_entries WHERE at < ? LIMIT ?)`, cutoff)
 	if err != nil {
 		return st, fmt.Errorf("purge audit entries: %w", err)
+	}
+	if st.LoginAttempts, err = db.PurgeLoginAttempts(ctx, DefaultLoginLimits); err != nil {
+		return st, err
 	}
 	return st, nil
 }

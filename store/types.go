@@ -93,6 +93,10 @@ type Project struct {
 	TagTemplate  string    `db:"tag_template" json:"tag_template"`
 	CreatedAt    time.Time `db:"created_at" json:"created_at"`
 	UpdatedAt    time.Time `db:"updated_at" json:"updated_at"`
+
+	// CloneCredentials is the user info ("oauth2:TOKEN") git gives the http(s) clone URL,
+	// which never holds it itself; write-only, stored encrypted (see SplitCloneURL).
+	CloneCredentials string `db:"-" json:"-"`
 }
 
 // Validate checks a project's fields.
@@ -104,6 +108,9 @@ func (p *Project) Validate() error {
 		return err
 	}
 	if err := validateCloneURL(p.CloneURL); err != nil {
+		return err
+	}
+	if err := validateCloneCredentials(p); err != nil {
 		return err
 	}
 	if p.KeepVersions < 1 || p.KeepVersions > 10000 {
@@ -138,7 +145,7 @@ func validateCloneURL(u string) error {
 		strings.HasPrefix(u, "ssh://") || strings.HasPrefix(u, "git@") || strings.HasPrefix(u, "file://") ||
 		strings.HasPrefix(u, "/")
 	if !ok || len(u) > 1024 || strings.ContainsAny(u, " \r\n\t") || strings.HasPrefix(u, "-") {
-		return Errorf(EINVALID, "clone_url: %q is not a git URL (https://, ssh://, git@host:path, file:// or an absolute path)", truncate(u, 80))
+		return Errorf(EINVALID, "clone_url: %q is not a git URL (https://, ssh://, git@host:path, file:// or an absolute path)", truncate(ShownCloneURL(u), 80))
 	}
 	return nil
 }

@@ -100,6 +100,8 @@ func (m *Main) Run(ctx context.Context) error {
 		GitLab:        build.NewFrontend(m.builder),
 		Notifier:      m.notifier,
 		Deployer:      m.deployer,
+
+		TrustedProxies: m.Config.TrustedProxies,
 	})
 	m.server = &http.Server{
 		Handler:           srv.Handler(),
@@ -148,7 +150,7 @@ func (m *Main) startWorkers(ctx context.Context) {
 				m.Logger.Warn("retention failed", "err", err)
 				return
 			}
-			m.Logger.Info("retention", "log_lines", st.LogLines, "events", st.Events, "audit_entries", st.AuditEntries)
+			m.Logger.Info("retention", "log_lines", st.LogLines, "events", st.Events, "audit_entries", st.AuditEntries, "login_attempts", st.LoginAttempts)
 		})
 		return nil
 	})

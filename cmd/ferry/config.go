@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,9 @@ type Config struct {
 	LogRetention time.Duration
 	GitLabURL    string
 	GitLabToken  string
+	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the
+	// client, from FERRY_TRUSTED_PROXIES (comma-separated); empty trusts none.
+	TrustedProxies []string
 	// ShutdownGrace bounds how long in-flight requests may take after SIGINT/SIGTERM.
 	ShutdownGrace time.Duration
 	// BuildSandbox is "bwrap" (build scripts run isolated in bubblewrap) or "off" (they run as
@@ -71,7 +75,19 @@ func DefaultConfig(env func(string) string) Config {
 		ShutdownGrace: 15 * time.Second,
 		BuildSandbox:  get("FERRY_BUILD_SANDBOX", "bwrap"),
 		Bwrap:         get("FERRY_BWRAP", "bwrap"),
+		TrustedProxies: splitList(env("FERRY_TRUSTED_PROXIES")),
 	}
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Flags registers the configuration's flags on fs, with the current values as defaults.
@@ -83,6 +99,10 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (FERRY_LOG_LEVEL)")
 	fs.IntVar(&c.BuildWorkers, "build-workers", c.BuildWorkers, "builds run at once by this process (FERRY_BUILD_WORKERS)")
 	fs.IntVar(&c.DeployWorkers, "deploy-workers", c.DeployWorkers, "deployments run at once by this process (FERRY_DEPLOY_WORKERS)")
+	fs.Func("trusted-proxies", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed (FERRY_TRUSTED_PROXIES)", func(v string) error {
+		c.TrustedProxies = splitList(v)
+		return nil
+	})
 	fs.DurationVar(&c.LogRetention, "log-retention", c.LogRetention, "how long logs, webhook events and audit entries are kept (FERRY_LOG_RETENTION)")
 	fs.StringVar(&c.BuildSandbox, "build-sandbox", c.BuildSandbox, "bwrap: build scripts run isolated in bubblewrap; off: they run as ferry's user and can read its secrets (FERRY_BUILD_SANDBOX)")
 	fs.StringVar(&c.Bwrap, "bwrap", c.Bwrap, "the bubblewrap program for the build sandbox (FERRY_BWRAP)")
@@ -122,8 +142,22 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("FERRY_BUILD_SANDBOX %q: want bwrap (the default: builds run isolated) or off (builds can read ferry's secrets)", c.BuildSandbox)
 	}
+	if err := checkProxies(c.TrustedProxies); err != nil {
+		return err
+	}
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")
+	}
+	return nil
+}
+
+// checkProxies accepts IP addresses and CIDR networks.
+func checkProxies(proxies []string) error {
+	for _, p := range proxies {
+		if _, _, err := net.ParseCIDR(p); err == nil || net.ParseIP(p) != nil {
+			continue
+		}
+		return fmt.Errorf("FERRY_TRUSTED_PROXIES: %q is not an IP address or a CIDR network such as 10.0.0.0/8", p)
 	}
 	return nil
 }

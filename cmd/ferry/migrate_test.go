@@ -111,6 +111,7 @@ func TestBadConfig(t *testing.T) {
 		{"build sandbox", []string{"serve"}, []string{"FERRY_BUILD_SANDBOX=maybe"}, `FERRY_BUILD_SANDBOX "maybe": want bwrap`},
 		{"address", []string{"serve"}, []string{"FERRY_ADDR=127.0.0.1:99999"}, "listen on 127.0.0.1:99999"},
 		{"token for nobody", []string{"token", "add", "nobody"}, []string{"FERRY_SECRET_KEY=a-key-of-enough-length"}, "token for nobody"},
+		{"trusted proxies", []string{"serve"}, []string{"FERRY_TRUSTED_PROXIES=10.0.0.0/8, proxy.example.com"}, `FERRY_TRUSTED_PROXIES: "proxy.example.com" is not an IP address`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
