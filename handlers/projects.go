@@ -27,6 +27,9 @@ type projectInput struct {
 	Trigger       *store.Trigger `json:"trigger"`
 	KeepVersions  *int           `json:"keep_versions"`
 	TagTemplate   *string        `json:"tag_template"`
+
+	// WebhookSigningToken is GitLab's webhook signing token (whsec_…); "" removes it.
+	WebhookSigningToken *string `json:"webhook_signing_token"`
 }
 
 // projectView is a project as the API shows it: secrets replaced by whether they are set.
@@ -37,6 +40,9 @@ type projectView struct {
 	WebhookURL       string `json:"webhook_url"`
 	// WebhookSecret is set only in the answer to a create that generated the secret.
 	WebhookSecret string `json:"webhook_secret,omitempty"`
+
+	// HasWebhookSigningToken says whether deliveries must carry a valid signature.
+	HasWebhookSigningToken bool `json:"has_webhook_signing_token"`
 }
 
 func (s *Server) projectView(p *store.Project) projectView {
@@ -46,6 +52,8 @@ func (s *Server) projectView(p *store.Project) projectView {
 		HasWebhookSecret: p.WebhookSecret != "",
 		HasGitLabToken:   p.GitLabToken != "",
 		WebhookURL:       s.baseURL + "/hooks/gitlab",
+
+		HasWebhookSigningToken: p.WebhookSigningToken != "",
 	}
 }
 
@@ -92,6 +100,7 @@ func (in *projectInput) applyTo(p *store.Project) {
 	set(&p.GitLabToken, in.GitLabToken)
 	set(&p.KeepVersions, in.KeepVersions)
 	set(&p.TagTemplate, in.TagTemplate)
+	set(&p.WebhookSigningToken, in.WebhookSigningToken)
 	if in.Trigger != nil {
 		p.Trigger = normalTrigger(*in.Trigger)
 	}
@@ -118,6 +127,7 @@ func (s *Server) updateProject(c *gin.Context) {
 		Name: in.Name, GitLabPath: in.GitLabPath, CloneURL: in.CloneURL,
 		WebhookSecret: in.WebhookSecret, GitLabToken: in.GitLabToken,
 		TagTemplate: in.TagTemplate, KeepVersions: in.KeepVersions,
+		WebhookSigningToken: in.WebhookSigningToken,
 	}
 	if in.Trigger != nil {
 		t := normalTrigger(*in.Trigger)

@@ -93,6 +93,11 @@ type Project struct {
 	TagTemplate  string    `db:"tag_template" json:"tag_template"`
 	CreatedAt    time.Time `db:"created_at" json:"created_at"`
 	UpdatedAt    time.Time `db:"updated_at" json:"updated_at"`
+
+	// WebhookSigningToken is GitLab's webhook signing token ("whsec_" + base64), with which
+	// GitLab signs each delivery (Standard Webhooks); when set, an unsigned or badly signed
+	// delivery is refused. Write-only, stored encrypted; "" for none.
+	WebhookSigningToken string `db:"-" json:"-"`
 }
 
 // Validate checks a project's fields.
