@@ -1,0 +1,80 @@
+package handlers_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"ferry/handlers"
+	"ferry/store"
+	"ferry/store/storetest"
+)
+
+// The settings page sets and removes the webhook signing token: Generate fills in a new
+// whsec_ token, Save stores it (write-only: the page then says only that it is set).
+func TestBrowserSettingsSigningToken(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	newPageFixture(t, db)
+	srv := httptest.NewServer(handlers.New(handlers.Config{DB: db}).Handler())
+	defer srv.Close()
+	c := newChrome(t)
+	c.run("log in",
+		chromedp.Navigate(srv.URL+"/projects/orders/settings"),
+		chromedp.WaitVisible(`input[name=password]`),
+		chromedp.SendKeys(`input[name=name]`, "root"),
+		chromedp.SendKeys(`input[name=password]`, "password-root"),
+		chromedp.Click(`form[action="/login"] button[type=submit]`),
+		chromedp.WaitVisible(`#signing-form`),
+	)
+	c.run("generate a signing token",
+		chromedp.Click(`[data-generate-token="#signing-token"]`),
+		waitFor(`document.getElementById('signing-token').value.startsWith('whsec_')`),
+	)
+	token, err := chromedp.Run(c.ctx, chromedp.Value(`#signing-token`))
+	if err != nil {
+		c.fail("read the generated token", err)
+	}
+	c.run("save it", chromedp.Click(`#signing-form button[type=submit]`))
+	// The page reloads when saved; wait for the store, then look at the page afresh.
+	p := waitProject(t, db, func(p *store.Project) bool { return p.WebhookSigningToken != "" })
+	if p.WebhookSigningToken != token || store.ValidateSigningToken(token) != nil {
+		t.Fatalf("stored signing token %q, the page generated %q", p.WebhookSigningToken, token)
+	}
+	c.run("see it set",
+		chromedp.Navigate(srv.URL+"/projects/orders/settings"),
+		chromedp.WaitVisible(`#signing-state button[data-method="PATCH"]`),
+	)
+	html, err := chromedp.Run(c.ctx, chromedp.OuterHTML(`body`))
+	if err != nil {
+		c.fail("read the page", err)
+	}
+	if strings.Contains(html, strings.TrimPrefix(token, "whsec_")) {
+		t.Error("the settings page shows the saved signing token")
+	}
+	c.run("remove it",
+		eval(`(() => { window.confirm = () => true; return true; })()`),
+		chromedp.Click(`#signing-state button[data-method="PATCH"]`),
+	)
+	waitProject(t, db, func(p *store.Project) bool { return p.WebhookSigningToken == "" })
+}
+
+// waitProject waits until the project orders satisfies ok, and returns it.
+func waitProject(t *testing.T, db *store.DB, ok func(*store.Project) bool) *store.Project {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		p, err := db.GetProject(context.Background(), "orders")
+		must(t, err)
+		if ok(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("project orders did not change as expected; signing token set: %v", p.WebhookSigningToken != "")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
