@@ -21,8 +21,9 @@ func (s *Server) registerHooks(r *gin.Engine) {
 
 // GitLab is what the HTTP layer needs of the build side; cmd/ferry passes build.Frontend.
 type GitLab interface {
-	// Authenticate checks a webhook's X-Gitlab-Token (and signature) for project p; an
-	// EUNAUTHORIZED error says what is wrong.
+	// Authenticate checks a webhook's X-Gitlab-Token (and, when p has a signing token, its
+	// Standard Webhooks signature) for project p; an EUNAUTHORIZED error says what is wrong,
+	// in the same words for a wrong token and for a project without a secret.
 	Authenticate(p *store.Project, header http.Header, body []byte) error
 	// ParseHook reads a "Push Hook" or "Tag Push Hook" body for p: what the trigger looks at,
 	// the event to record and the build to queue if the trigger matches. EINVALID for a
@@ -30,7 +31,8 @@ type GitLab interface {
 	ParseHook(p *store.Project, event string, body []byte) (store.PushInfo, *store.Event, *store.NewBuild, error)
 	// ResolveRef returns the commit a branch or tag of p names now, and whether it is a tag.
 	ResolveRef(ctx context.Context, p *store.Project, ref string) (sha string, isTag bool, err error)
-	// RegisterHook makes GitLab send p's push and tag push events to hookURL with p's secret.
+	// RegisterHook makes GitLab send p's push and tag push events to hookURL with p's secret
+	// (and p's signing token, when it has one).
 	RegisterHook(ctx context.Context, p *store.Project, hookURL string) error
 	// Wake tells the build workers that a build was queued.
 	Wake()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jmoiron/sqlx"
+
 	"ferry/store"
 	"ferry/store/storetest"
 )
@@ -144,6 +146,50 @@ func TestFinishBuildProtectedNeedsAuthority(t *testing.T) {
 		}
 		if d := finish(b, 4); len(d) != 1 {
 			t.Fatalf("a pushed build: %d deployments, want 1", len(d))
+		}
+	})
+}
+
+// The webhook signing token is write-only, kept encrypted in its own column, validated, and
+// changed only when asked to.
+func TestWebhookSigningTokenStoredEncrypted(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		p := mustJobProject(t, db, "signed")
+		token := "whsec_" + strings.Repeat("QUJD", 11) // 33 bytes
+		for _, bad := range []string{"plain", "whsec_!!", "whsec_" + strings.Repeat("QUJD", 4)} {
+			_, err := db.UpdateProject(ctx, "signed", store.ProjectUpdate{WebhookSigningToken: &bad})
+			wantCode(t, "signing token "+bad, err, store.EINVALID, "webhook_signing_token: must be whsec_")
+		}
+		if _, err := db.UpdateProject(ctx, "signed", store.ProjectUpdate{WebhookSigningToken: &token}); err != nil {
+			t.Fatal(err)
+		}
+		var sealed string
+		err := db.Transact(ctx, func(tx *sqlx.Tx) error {
+			return tx.GetContext(ctx, &sealed, tx.Rebind(`SELECT webhook_signing_token_enc FROM projects WHERE id = ?`), p.ID)
+		})
+		if err != nil || sealed == "" || strings.Contains(sealed, strings.TrimPrefix(token, "whsec_")) {
+			t.Fatalf("stored signing token %q, %v: want it sealed", sealed, err)
+		}
+		if plain, err := db.Cipher().Open(sealed); err != nil || plain != token {
+			t.Fatalf("sealed token opens to %q, %v", plain, err)
+		}
+		// Other changes leave it alone; "" removes it.
+		tag := "v-{version}"
+		got, err := db.UpdateProject(ctx, "signed", store.ProjectUpdate{TagTemplate: &tag})
+		if err != nil || got.WebhookSigningToken != token {
+			t.Fatalf("after another change: %q, %v", got.WebhookSigningToken, err)
+		}
+		none := ""
+		if got, err = db.UpdateProject(ctx, "signed", store.ProjectUpdate{WebhookSigningToken: &none}); err != nil || got.WebhookSigningToken != "" {
+			t.Fatalf("after removing: %q, %v", got.WebhookSigningToken, err)
+		}
+		created := &store.Project{Name: "born-signed", GitLabPath: "g/born", CloneURL: "https://x/y.git", WebhookSigningToken: token}
+		if err := db.CreateProject(ctx, created); err != nil {
+			t.Fatal(err)
+		}
+		if back, err := db.GetProject(ctx, "born-signed"); err != nil || back.WebhookSigningToken != token {
+			t.Fatalf("created with a signing token, read back %q, %v", back.WebhookSigningToken, err)
 		}
 	})
 }
