@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -38,16 +39,16 @@ func TestBrowserSettingsSigningToken(t *testing.T) {
 	if err != nil {
 		c.fail("read the generated token", err)
 	}
-	c.run("save it", chromedp.Click(`#signing-form button[type=submit]`))
-	// The page reloads when saved; wait for the store, then look at the page afresh.
+	c.run("save it",
+		eval(`(() => { window.beforeSave = true; return true; })()`),
+		chromedp.Click(`#signing-form button[type=submit]`),
+	)
+	// The page reloads itself once saved; it then says the token is set, without showing it.
+	c.eventually("see it set", `window.beforeSave === undefined && document.readyState === 'complete' && document.querySelector('#signing-state button[data-method="PATCH"]') !== null`)
 	p := waitProject(t, db, func(p *store.Project) bool { return p.WebhookSigningToken != "" })
 	if p.WebhookSigningToken != token || store.ValidateSigningToken(token) != nil {
 		t.Fatalf("stored signing token %q, the page generated %q", p.WebhookSigningToken, token)
 	}
-	c.run("see it set",
-		chromedp.Navigate(srv.URL+"/projects/orders/settings"),
-		chromedp.WaitVisible(`#signing-state button[data-method="PATCH"]`),
-	)
 	html, err := chromedp.Run(c.ctx, chromedp.OuterHTML(`body`))
 	if err != nil {
 		c.fail("read the page", err)
@@ -76,5 +77,24 @@ func waitProject(t *testing.T, db *store.DB, ok func(*store.Project) bool) *stor
 			t.Fatalf("project orders did not change as expected; signing token set: %v", p.WebhookSigningToken != "")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// eventually polls a JavaScript expression until it is true, across the page's own reloads
+// (which end a single poll with an error).
+func (c *chrome) eventually(step, expr string) {
+	c.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.fail(step, fmt.Errorf("%s is still not true (last error: %v)", expr, err))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
