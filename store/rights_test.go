@@ -134,6 +134,14 @@ func TestFinishBuildProtectedNeedsAuthority(t *testing.T) {
 		if d := finish(b, 2); len(d) != 1 {
 			t.Fatalf("bob with the production right: %d deployments, want 1", len(d))
 		}
+		// The right counts as it is when the build ends: taken away meanwhile, it is gone.
+		b, _ = db.CreateBuild(asBob, newBuild(f.project.ID, 5))
+		if _, err := db.SetMember(ctx, f.project.ID, "bob", false); err != nil {
+			t.Fatal(err)
+		}
+		if d := finish(b, 5); len(d) != 0 {
+			t.Fatalf("bob, whose right was taken away while his build ran: %d deployments", len(d))
+		}
 
 		b, _ = db.CreateBuild(ctx, newBuild(f.project.ID, 3)) // nobody known asked
 		if d := finish(b, 3); len(d) != 0 {
