@@ -19,20 +19,19 @@ type Frontend struct {
 func NewFrontend(w *Worker) *Frontend { return &Frontend{w: w} }
 
 // Authenticate checks a webhook's X-Gitlab-Token against the project's secret in constant
-// time. It fails with EUNAUTHORIZED, saying what is wrong, when the token is missing or wrong
-// or the project has no secret.
+// time and, when the project holds a signing token, its Standard Webhooks signature (see
+// CheckSignature). It fails with EUNAUTHORIZED, saying what is wrong; a project with no
+// secret and a wrong token get the very words of RefusedToken, so that a caller cannot tell
+// them from a project ferry does not have.
 func (f *Frontend) Authenticate(p *store.Project, header http.Header, body []byte) error {
-	if p.WebhookSecret == "" {
-		return store.Errorf(store.EUNAUTHORIZED, "project %s has no webhook secret; set one in ferry and in GitLab's webhook settings", p.Name)
-	}
 	token := header.Get("X-Gitlab-Token")
 	if token == "" {
 		return store.Errorf(store.EUNAUTHORIZED, "the webhook carries no X-Gitlab-Token; enter the project's webhook secret as the hook's secret token in GitLab")
 	}
 	if !VerifyToken(token, p.WebhookSecret) {
-		return store.Errorf(store.EUNAUTHORIZED, "the webhook's X-Gitlab-Token does not match project %s's webhook secret", p.Name)
+		return store.Errorf(store.EUNAUTHORIZED, "%s", RefusedToken)
 	}
-	return nil
+	return CheckSignature(p, header, body)
 }
 
 // ParseHook reads a push or tag push webhook for project p into what the trigger looks at,
@@ -79,7 +78,7 @@ func (f *Frontend) ResolveRef(ctx context.Context, p *store.Project, ref string)
 }
 
 // RegisterHook makes GitLab send the project's push and tag push events to hookURL with the
-// project's webhook secret. It fails with EINVALID when no GitLab address is configured or
+// project's webhook secret, signed with its webhook signing token when it has one. It fails with EINVALID when no GitLab address is configured or
 // the project has no secret, and with GitLab's answer in words otherwise.
 func (f *Frontend) RegisterHook(ctx context.Context, p *store.Project, hookURL string) error {
 	api, err := f.w.gitlabFor(p)
@@ -92,7 +91,7 @@ func (f *Frontend) RegisterHook(ctx context.Context, p *store.Project, hookURL s
 	if p.WebhookSecret == "" {
 		return store.Errorf(store.EINVALID, "project %s has no webhook secret; set webhook_secret first", p.Name)
 	}
-	if _, err := api.RegisterHook(ctx, p.GitLabPath, hookURL, p.WebhookSecret); err != nil {
+	if _, err := api.RegisterHook(ctx, p.GitLabPath, hookURL, p.WebhookSecret, p.WebhookSigningToken); err != nil {
 		return store.Errorf(store.EINVALID, "%v", err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -133,34 +134,48 @@ func (g *GitLab) CreateTag(ctx context.Context, projectPath, tag, sha, message s
 }
 
 // RegisterHook makes GitLab send push and tag push events of the project to hookURL with
-// secret as X-Gitlab-Token. A hook with the same URL is updated rather than added twice. It
-// returns the hook's id.
-func (g *GitLab) RegisterHook(ctx context.Context, projectPath, hookURL, secret string) (int64, error) {
+// secret as X-Gitlab-Token and, when signingToken is not "", signed with it (Standard
+// Webhooks headers). A hook with the same URL is updated rather than added twice. It returns
+// the hook's id.
+//
+// GitLab's Go client (v1.46) has no field for the signing token, so the request is made
+// through the client with its options wrapped (hookWithSigning); an empty signingToken is
+// left out, and GitLab keeps whatever signing token the hook had.
+func (g *GitLab) RegisterHook(ctx context.Context, projectPath, hookURL, secret, signingToken string) (int64, error) {
 	what := fmt.Sprintf("register webhook %s in %s", hookURL, projectPath)
 	existing, err := g.findHook(ctx, projectPath, hookURL)
 	if err != nil {
 		return 0, g.apiError(what, projectPath, err)
 	}
-	if existing != nil {
-		opt := &gitlab.EditProjectHookOptions{
-			URL: gitlab.Ptr(hookURL), Token: gitlab.Ptr(secret),
-			PushEvents: gitlab.Ptr(true), TagPushEvents: gitlab.Ptr(true), EnableSSLVerification: gitlab.Ptr(true),
-		}
-		h, _, err := g.client.Projects.EditProjectHook(projectPath, existing.ID, opt, gitlab.WithContext(ctx))
-		if err != nil {
-			return 0, g.apiError(what, projectPath, err)
-		}
-		return h.ID, nil
-	}
-	opt := &gitlab.AddProjectHookOptions{
+	hooks := "projects/" + gitlab.PathEscape(projectPath) + "/hooks"
+	method, path := http.MethodPost, hooks
+	opt := hookWithSigning{AddProjectHookOptions: &gitlab.AddProjectHookOptions{
 		Name: gitlab.Ptr("ferry"), URL: gitlab.Ptr(hookURL), Token: gitlab.Ptr(secret),
 		PushEvents: gitlab.Ptr(true), TagPushEvents: gitlab.Ptr(true), EnableSSLVerification: gitlab.Ptr(true),
+	}}
+	if existing != nil {
+		method, path = http.MethodPut, hooks+"/"+strconv.FormatInt(existing.ID, 10)
+		opt.Name = nil
 	}
-	h, _, err := g.client.Projects.AddProjectHook(projectPath, opt, gitlab.WithContext(ctx))
+	if signingToken != "" {
+		opt.SigningToken = &signingToken
+	}
+	req, err := g.client.NewRequest(method, path, opt, []gitlab.RequestOptionFunc{gitlab.WithContext(ctx)})
 	if err != nil {
 		return 0, g.apiError(what, projectPath, err)
 	}
+	var h gitlab.ProjectHook
+	if _, err := g.client.Do(req, &h); err != nil {
+		return 0, g.apiError(what, projectPath, err)
+	}
 	return h.ID, nil
+}
+
+// hookWithSigning is a project hook's options with GitLab's signing_token, which the Go
+// client does not know yet.
+type hookWithSigning struct {
+	*gitlab.AddProjectHookOptions
+	SigningToken *string `json:"signing_token,omitempty"`
 }
 
 func (g *GitLab) findHook(ctx context.Context, projectPath, hookURL string) (*gitlab.ProjectHook, error) {

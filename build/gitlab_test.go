@@ -123,11 +123,11 @@ func TestRegisterHook(t *testing.T) {
 	fake, gl := newFakeGitLab(t)
 	ctx := context.Background()
 	fake.AddHook("group/sub/app", gitlabtest.Hook{URL: "https://ci.example.com/hook", PushEvents: true})
-	id, err := gl.RegisterHook(ctx, "group/sub/app", "https://ferry.example.com/hooks/gitlab", "s1")
+	id, err := gl.RegisterHook(ctx, "group/sub/app", "https://ferry.example.com/hooks/gitlab", "s1", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := gl.RegisterHook(ctx, "group/sub/app", "https://ferry.example.com/hooks/gitlab", "s2")
+	again, err := gl.RegisterHook(ctx, "group/sub/app", "https://ferry.example.com/hooks/gitlab", "s2", "whsec_"+strings.Repeat("QUJD", 8))
 	if err != nil || again != id {
 		t.Fatalf("second RegisterHook = %d, %v; want the same hook %d", again, err, id)
 	}
@@ -135,7 +135,8 @@ func TestRegisterHook(t *testing.T) {
 	if len(hooks) != 2 {
 		t.Fatalf("hooks = %+v; want the foreign one and one of ferry", hooks)
 	}
-	want := gitlabtest.Hook{ID: id, URL: "https://ferry.example.com/hooks/gitlab", Token: "s2", PushEvents: true, TagPushEvents: true, EnableSSLVerification: true}
+	want := gitlabtest.Hook{ID: id, URL: "https://ferry.example.com/hooks/gitlab", Token: "s2", PushEvents: true, TagPushEvents: true, EnableSSLVerification: true,
+		SigningToken: "whsec_" + strings.Repeat("QUJD", 8)}
 	if hooks[1] != want {
 		t.Errorf("ferry's hook = %+v, want %+v", hooks[1], want)
 	}

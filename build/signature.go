@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,28 @@ import (
 
 // SignatureTolerance is how far a Standard Webhooks timestamp may be from now.
 const SignatureTolerance = 5 * time.Minute
+
+// RefusedToken is the answer to a webhook whose X-Gitlab-Token is wrong, whose project has no
+// secret, or whose project ferry does not know: the same words for all three, so that the
+// answer does not tell which GitLab paths ferry has.
+const RefusedToken = "webhook refused: its X-Gitlab-Token does not match the secret token of a ferry project with this GitLab path; " +
+	"check the hook's URL and secret token in GitLab and the project's gitlab_path in ferry"
+
+// CheckSignature checks the Standard Webhooks headers GitLab sends when the hook has a
+// signing token (webhook-id, webhook-timestamp, webhook-signature) against p's
+// WebhookSigningToken. A project without a signing token passes. Otherwise a delivery without
+// the headers, with a timestamp more than SignatureTolerance from now, or with no matching
+// signature fails with an EUNAUTHORIZED *store.Error saying which.
+func CheckSignature(p *store.Project, header http.Header, body []byte) error {
+	if p.WebhookSigningToken == "" {
+		return nil
+	}
+	id, ts, sig := header.Get("webhook-id"), header.Get("webhook-timestamp"), header.Get("webhook-signature")
+	if id == "" || ts == "" || sig == "" {
+		return store.Errorf(store.EUNAUTHORIZED, "webhook refused: project %s has a webhook signing token, and the delivery is not signed (it needs the webhook-id, webhook-timestamp and webhook-signature headers); set the same signing token on the hook in GitLab", p.Name)
+	}
+	return VerifySignature(p.WebhookSigningToken, id, ts, body, sig)
+}
 
 // VerifyToken reports whether the X-Gitlab-Token a webhook carried equals the project's
 // secret, in time that does not depend on where they differ. An empty want never matches.

@@ -246,10 +246,18 @@ func (r *run) pack(p *store.Pipeline, version string) (*Artifact, error) {
 
 // deployments are what a good build of the branch queues: the project's trigger maps the
 // branch to an environment. The mapping in ferry, not the one in .ferry.yml, decides, so that
-// a push cannot send itself to a protected environment.
+// a push cannot send itself to a protected environment. Only the commit that is the tip of
+// the branch as the mirror fetched it for this build deploys: an older commit, or one not on
+// the branch at all (a sha picked by hand, a webhook's checkout_sha from elsewhere), is built
+// and kept but queues nothing, and the log and the webhook event say why. Whether the build
+// may reach a protected environment the store decides as it queues (see store.FinishBuild).
 func (r *run) deployments() []store.NewDeployment {
 	env, ok := r.project.Trigger.DeployTarget(r.b.Branch)
 	if !ok {
+		return nil
+	}
+	if why := r.notBranchTip(); why != "" {
+		r.notDeploying(env, why)
 		return nil
 	}
 	e, err := r.w.db.GetEnvironment(r.ctx, r.project.ID, env)
@@ -262,6 +270,31 @@ func (r *run) deployments() []store.NewDeployment {
 		ProjectID: r.project.ID, EnvironmentID: e.ID, BuildID: &r.b.ID,
 		TriggeredBy: fmt.Sprintf("build #%d of %s", r.b.Number, r.b.Branch),
 	}}
+}
+
+// notBranchTip says why the build's commit is not the tip of its branch in the mirror, or "".
+func (r *run) notBranchTip() string {
+	tip, err := r.w.git.BranchTip(r.ctx, r.repo, r.b.Branch)
+	if err != nil {
+		if store.ErrorCode(err) == "" || store.ErrorCode(err) == store.EINTERNAL {
+			return fmt.Sprintf("could not read the tip of branch %s: %v", r.b.Branch, err)
+		}
+		return store.ErrorMessage(err)
+	}
+	if !strings.EqualFold(tip, r.b.SHA) {
+		return fmt.Sprintf("commit %s is not the tip of branch %s as just fetched (the tip is %s); only the tip deploys by itself, so deploy this version by hand if you mean it",
+			ShortSHA(r.b.SHA), r.b.Branch, ShortSHA(tip))
+	}
+	return ""
+}
+
+// notDeploying tells the build's log and its webhook event why nothing is deployed to env.
+func (r *run) notDeploying(env, why string) {
+	text := fmt.Sprintf("deployment to %s not queued: %s", env, why)
+	r.out.ferry("%s", text)
+	if err := r.w.db.NoteBuildEvent(r.ctx, r.b.ID, text); err != nil {
+		r.out.ferry("could not note this on the webhook event: %v", err)
+	}
 }
 
 // failed ends the build as failed with err in words, or as canceled when a cancel ended it.

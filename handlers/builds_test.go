@@ -296,7 +296,7 @@ func TestWebhookRefusalsAndSkips(t *testing.T) {
 		}{
 			{"wrong token", "Push Hook", "guess", body, 401, "does not match"},
 			{"no token", "Push Hook", "", body, 401, "X-Gitlab-Token"},
-			{"unknown project", "Push Hook", "hook-secret", pushBody(t, "other/repo", "main", sha, "devops"), 404, "other/repo"},
+			{"unknown project", "Push Hook", "hook-secret", pushBody(t, "other/repo", "main", sha, "devops"), 401, "does not match"},
 			{"malformed JSON", "Push Hook", "hook-secret", `{"project": `, 400, "malformed JSON"},
 			{"no project", "Push Hook", "hook-secret", `{"ref": "refs/heads/main"}`, 400, "path_with_namespace"},
 			{"huge body", "Push Hook", "hook-secret", strings.Repeat(" ", 20<<20), 413, "too large"},

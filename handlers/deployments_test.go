@@ -66,7 +66,7 @@ func deployableVersion(t *testing.T, db *store.DB, projectID int64, name string)
 }
 
 // deployAPI is a project "shop" with environments staging (hosts web-1, web-2) and protected
-// prod (web-1), a version v1, an administrator, a member and a member with the production right.
+// prod (db-1: a host of a protected environment is in no unprotected one), a version v1, an administrator, a member and a member with the production right.
 type deployAPI struct {
 	db                 *store.DB
 	admin, member, ops *client
@@ -87,7 +87,7 @@ func newDeployAPI(t *testing.T, db *store.DB) *deployAPI {
 		must(t, db.CreateHost(ctx, &store.Host{Name: name, Address: "10.0.0.1", User: "deploy", PrivateKey: key}))
 	}
 	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "staging", Hosts: []string{"web-1", "web-2"}}))
-	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "prod", Hosts: []string{"web-1"}, Protected: true}))
+	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "prod", Hosts: []string{"db-1"}, Protected: true}))
 	for name, production := range map[string]bool{"dev": false, "ops": true} {
 		_, err := db.SetMember(ctx, p.ID, name, production)
 		must(t, err)
@@ -112,7 +112,7 @@ func TestDeployingToAProtectedEnvironmentNeedsTheProductionRight(t *testing.T) {
 		var d store.Deployment
 		a.ops.must(http.StatusCreated, "POST", "/api/v1/projects/shop/deployments", `{"environment":"prod","version":"v1"}`).decode(t, &d)
 		if d.ID == 0 || d.Status != store.DeploymentQueued || d.Environment != "prod" || d.Version != "v1" || d.TriggeredBy != "api by ops" ||
-			len(d.Hosts) != 1 || d.Hosts[0].Host != "web-1" || d.Hosts[0].Status != store.HostWaiting {
+			len(d.Hosts) != 1 || d.Hosts[0].Host != "db-1" || d.Hosts[0].Status != store.HostWaiting {
 			t.Errorf("created %+v", d)
 		}
 		// Canceling it is a production act too; the member sees it but may not.

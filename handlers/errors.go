@@ -51,10 +51,11 @@ func errorMessage(err error) string {
 	return store.ErrorMessage(err)
 }
 
-// isAPI reports whether the request is for the JSON API rather than a page.
+// isAPI reports whether the request is for the JSON API (or a webhook, which GitLab sends and
+// reads as JSON) rather than a page.
 func isAPI(c *gin.Context) bool {
 	p := c.Request.URL.Path
-	return p == "/api" || strings.HasPrefix(p, "/api/")
+	return p == "/api" || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/hooks/")
 }
 
 // fail answers the request with err: JSON {"error": …} for the API, an error page otherwise.

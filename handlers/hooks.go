@@ -21,8 +21,9 @@ func (s *Server) registerHooks(r *gin.Engine) {
 
 // GitLab is what the HTTP layer needs of the build side; cmd/ferry passes build.Frontend.
 type GitLab interface {
-	// Authenticate checks a webhook's X-Gitlab-Token (and signature) for project p; an
-	// EUNAUTHORIZED error says what is wrong.
+	// Authenticate checks a webhook's X-Gitlab-Token (and, when p has a signing token, its
+	// Standard Webhooks signature) for project p; an EUNAUTHORIZED error says what is wrong,
+	// in the same words for a wrong token and for a project without a secret.
 	Authenticate(p *store.Project, header http.Header, body []byte) error
 	// ParseHook reads a "Push Hook" or "Tag Push Hook" body for p: what the trigger looks at,
 	// the event to record and the build to queue if the trigger matches. EINVALID for a
@@ -30,7 +31,8 @@ type GitLab interface {
 	ParseHook(p *store.Project, event string, body []byte) (store.PushInfo, *store.Event, *store.NewBuild, error)
 	// ResolveRef returns the commit a branch or tag of p names now, and whether it is a tag.
 	ResolveRef(ctx context.Context, p *store.Project, ref string) (sha string, isTag bool, err error)
-	// RegisterHook makes GitLab send p's push and tag push events to hookURL with p's secret.
+	// RegisterHook makes GitLab send p's push and tag push events to hookURL with p's secret
+	// (and p's signing token, when it has one).
 	RegisterHook(ctx context.Context, p *store.Project, hookURL string) error
 	// Wake tells the build workers that a build was queued.
 	Wake()
@@ -51,14 +53,17 @@ var buildEvents = map[string]bool{"Push Hook": true, "Tag Push Hook": true}
 
 // gitlabHook takes a GitLab webhook. Once the sender is authenticated, every well-formed
 // event is answered 200 (an event that builds nothing says why), because GitLab disables
-// hooks that keep failing; the event and its build are stored before the answer.
+// hooks that keep failing; the event and its build are stored before the answer. Errors are
+// JSON, as for the API. A webhook naming a project ferry does not have is checked against a
+// secret nobody knows, so that it is refused exactly as a wrong token is (same status, same
+// words, about the same time): the answer does not tell which GitLab paths ferry has.
 func (s *Server) gitlabHook(c *gin.Context) {
 	body, err := readBody(c)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	p, err := s.hookProject(c.Request.Context(), body)
+	path, p, err := s.hookProject(c.Request.Context(), body)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -67,7 +72,7 @@ func (s *Server) gitlabHook(c *gin.Context) {
 		s.fail(c, store.Errorf(store.EINTERNAL, "webhooks: no GitLab adapter configured"))
 		return
 	}
-	if err := s.gitlab.Authenticate(p, c.Request.Header, body); err != nil {
+	if err := s.authenticateHook(c, path, p, body); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -82,6 +87,24 @@ func (s *Server) gitlabHook(c *gin.Context) {
 		return
 	}
 	s.recordHook(c, p, info, ev, nb)
+}
+
+// authenticateHook checks the webhook's token (and signature) for p, or for a project nobody
+// has the secret of when p is nil. A refusal is logged with what was wrong, which the answer
+// to the sender may not say.
+func (s *Server) authenticateHook(c *gin.Context, path string, p *store.Project, body []byte) error {
+	target := p
+	if target == nil {
+		target = &store.Project{WebhookSecret: store.RandomSecret(24)}
+	}
+	err := s.gitlab.Authenticate(target, c.Request.Header, body)
+	if err == nil && p == nil { // a random secret matched: cannot happen, but never let it through
+		err = store.Errorf(store.EUNAUTHORIZED, "webhook refused")
+	}
+	if err != nil {
+		s.log.Warn("webhook refused", "gitlab_path", clip(path, 255), "known_project", p != nil, "from", c.ClientIP(), "reason", store.ErrorMessage(err))
+	}
+	return err
 }
 
 func (s *Server) recordHook(c *gin.Context, p *store.Project, info store.PushInfo, ev *store.Event, nb *store.NewBuild) {
@@ -111,9 +134,14 @@ func (s *Server) recordHook(c *gin.Context, p *store.Project, info store.PushInf
 	c.JSON(http.StatusOK, answer)
 }
 
-// deliveryKey is what identifies one delivery across GitLab's retries.
+// deliveryKey is what identifies one delivery across GitLab's retries. The Standard Webhooks
+// webhook-id comes first: it is covered by the signature, so a replayed signed delivery cannot
+// pass as new by changing the other headers (GitLab sends the same value as Idempotency-Key).
 func deliveryKey(c *gin.Context) string {
-	key := c.GetHeader("Idempotency-Key")
+	key := c.GetHeader("webhook-id")
+	if key == "" {
+		key = c.GetHeader("Idempotency-Key")
+	}
 	if key == "" {
 		key = c.GetHeader("X-Gitlab-Event-UUID")
 	}
@@ -136,26 +164,26 @@ func readBody(c *gin.Context) ([]byte, error) {
 	return body, nil
 }
 
-// hookProject finds the project a webhook is about by project.path_with_namespace. An
-// unknown project is 404: the hook points at the wrong ferry or the project is missing here,
-// which someone must fix.
-func (s *Server) hookProject(ctx context.Context, body []byte) (*store.Project, error) {
+// hookProject finds the project a webhook is about by project.path_with_namespace, and
+// returns the path too. An unknown project is nil, not an error: the caller refuses it as it
+// refuses a wrong token.
+func (s *Server) hookProject(ctx context.Context, body []byte) (string, *store.Project, error) {
 	var head struct {
 		Project struct {
 			Path string `json:"path_with_namespace"`
 		} `json:"project"`
 	}
 	if err := json.Unmarshal(body, &head); err != nil {
-		return nil, jsonError(body, err)
+		return "", nil, jsonError(body, err)
 	}
 	if head.Project.Path == "" {
-		return nil, store.Errorf(store.EINVALID, "the webhook names no project (project.path_with_namespace is missing)")
+		return "", nil, store.Errorf(store.EINVALID, "the webhook names no project (project.path_with_namespace is missing)")
 	}
 	p, err := s.db.GetProjectByGitLabPath(ctx, head.Project.Path)
 	if store.IsNotFound(err) {
-		return nil, store.Errorf(store.ENOTFOUND, "no ferry project has the GitLab path %q; create it in ferry or point the hook elsewhere", clip(head.Project.Path, 255))
+		return head.Project.Path, nil, nil
 	}
-	return p, err
+	return head.Project.Path, p, err
 }
 
 // registerGitLabHook registers ferry's webhook on the project's GitLab project.

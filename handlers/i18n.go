@@ -298,6 +298,14 @@ var messages = map[string][2]string{
 	"channels.event":          {"Event", "事件"},
 	"channels.attempts":       {"Tries", "尝试次数"},
 
+	// the webhook signing token on the settings page
+	"settings.signing_token":          {"Signing token", "签名令牌"},
+	"settings.token_set_signed":       {"set: deliveries must be signed", "已设置：推送必须带签名"},
+	"settings.signing_generate":       {"Generate", "生成"},
+	"settings.signing_save":           {"Save signing token", "保存签名令牌"},
+	"settings.signing_remove_confirm": {"Remove the signing token? Unsigned deliveries will be accepted again.", "确定删除签名令牌吗？之后将再次接受未签名的推送。"},
+	"settings.signing_help":           {"With a signing token, ferry refuses any delivery that is not signed with it, or was signed more than 5 minutes ago. Generate or paste one (whsec_…), save it, then register the webhook (ferry sends the token to GitLab) or enter the same token in the hook's settings in GitLab.", "设置签名令牌后，ferry 拒绝未用它签名或签名超过 5 分钟的推送。生成或粘贴一个令牌（whsec_…）并保存，然后注册 Webhook（ferry 会把令牌发给 GitLab），或在 GitLab 的 Webhook 设置中填入同一令牌。"},
+
 	// hosts
 	"hosts.address":       {"Address", "地址"},
 	"hosts.port":          {"SSH port", "SSH 端口"},

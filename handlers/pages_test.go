@@ -135,7 +135,9 @@ func newPageFixture(t *testing.T, db *store.DB) *pageFixture {
 	must(t, db.CreateHost(ctx, f.web1))
 	must(t, db.CreateHost(ctx, f.web2))
 	f.staging = &store.Environment{ProjectID: f.project.ID, Name: "staging", Hosts: []string{"web-1", "web-2"}, Strategy: store.Strategy{Kind: "rolling", Batch: "1"}}
-	f.prod = &store.Environment{ProjectID: f.project.ID, Name: "prod", Hosts: []string{"web-2"}, Protected: true}
+	// A host of a protected environment may not also be in an unprotected one.
+	must(t, db.CreateHost(ctx, &store.Host{Name: "db-1", Address: "10.0.0.3", Port: 22, User: "deploy", PrivateKey: f.privateKey}))
+	f.prod = &store.Environment{ProjectID: f.project.ID, Name: "prod", Hosts: []string{"db-1"}, Protected: true}
 	must(t, db.CreateEnvironment(ctx, f.staging))
 	must(t, db.CreateEnvironment(ctx, f.prod))
 	f.build, f.version = mustVersion(t, db, f.project.ID, "main")

@@ -114,7 +114,9 @@ func newPermFixture(t *testing.T, db *store.DB, users map[string]*store.User, ke
 	must(t, db.CreateHost(ctx, &store.Host{Name: f.host, Address: "10.0.0.9", Port: 22, User: "deploy", PrivateKey: key}))
 	must(t, db.CreateHost(ctx, &store.Host{Name: f.spare, Address: "10.0.0.8", Port: 22, User: "deploy", PrivateKey: key}))
 	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "unprot", Hosts: []string{f.host}}))
-	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "prot", Hosts: []string{f.host}, Protected: true}))
+	// A host of a protected environment may not also be in an unprotected one (store.checkSharedHosts).
+	must(t, db.CreateHost(ctx, &store.Host{Name: f.host + "-prot", Address: "10.0.0.7", Port: 22, User: "deploy", PrivateKey: key}))
+	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "prot", Hosts: []string{f.host + "-prot"}, Protected: true}))
 	mustUser(t, db, f.target, false)
 	for name, production := range map[string]bool{users["member"].Name: false, users["production member"].Name: true, f.target: false} {
 		if _, err := db.SetMember(ctx, p.ID, name, production); err != nil {

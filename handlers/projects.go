@@ -30,6 +30,9 @@ type projectInput struct {
 	// CloneCredentials is "user:token" for an http(s) clone URL; write-only. Credentials
 	// written into clone_url are taken out of it and kept here.
 	CloneCredentials *string `json:"clone_credentials"`
+
+	// WebhookSigningToken is GitLab's webhook signing token (whsec_…); "" removes it.
+	WebhookSigningToken *string `json:"webhook_signing_token"`
 }
 
 // projectView is a project as the API shows it: secrets replaced by whether they are set.
@@ -42,6 +45,8 @@ type projectView struct {
 	WebhookSecret string `json:"webhook_secret,omitempty"`
 
 	HasCloneCredentials bool `json:"has_clone_credentials"`
+	// HasWebhookSigningToken says whether deliveries must carry a valid signature.
+	HasWebhookSigningToken bool `json:"has_webhook_signing_token"`
 }
 
 func (s *Server) projectView(p *store.Project) projectView {
@@ -52,7 +57,8 @@ func (s *Server) projectView(p *store.Project) projectView {
 		HasGitLabToken:   p.GitLabToken != "",
 		WebhookURL:       s.baseURL + "/hooks/gitlab",
 
-		HasCloneCredentials: p.CloneCredentials != "",
+		HasCloneCredentials:    p.CloneCredentials != "",
+		HasWebhookSigningToken: p.WebhookSigningToken != "",
 	}
 }
 
@@ -100,6 +106,7 @@ func (in *projectInput) applyTo(p *store.Project) {
 	set(&p.KeepVersions, in.KeepVersions)
 	set(&p.TagTemplate, in.TagTemplate)
 	set(&p.CloneCredentials, in.CloneCredentials)
+	set(&p.WebhookSigningToken, in.WebhookSigningToken)
 	if in.Trigger != nil {
 		p.Trigger = normalTrigger(*in.Trigger)
 	}
@@ -126,7 +133,8 @@ func (s *Server) updateProject(c *gin.Context) {
 		Name: in.Name, GitLabPath: in.GitLabPath, CloneURL: in.CloneURL,
 		WebhookSecret: in.WebhookSecret, GitLabToken: in.GitLabToken,
 		TagTemplate: in.TagTemplate, KeepVersions: in.KeepVersions,
-		CloneCredentials: in.CloneCredentials,
+		CloneCredentials:    in.CloneCredentials,
+		WebhookSigningToken: in.WebhookSigningToken,
 	}
 	if in.Trigger != nil {
 		t := normalTrigger(*in.Trigger)

@@ -12,7 +12,7 @@ import (
 
 const buildColumns = `b.id, b.project_id, p.name AS project, b.number, b.status, b.ref, b.branch, b.tag, b.sha,
 	b.commit_title, b.commit_author, b.commit_url, b.triggered_by, b.version_id, COALESCE(v.name, '') AS version,
-	b.error, b.queued_at, b.started_at, b.finished_at, b.attempts, b.cancel_requested`
+	b.error, b.queued_at, b.started_at, b.finished_at, b.attempts, b.cancel_requested, b.source, b.requested_by`
 
 const buildFrom = ` FROM builds b JOIN projects p ON p.id = b.project_id LEFT JOIN versions v ON v.id = b.version_id`
 
@@ -41,9 +41,11 @@ func (nb *NewBuild) validate() error {
 	return nil
 }
 
-// insertBuild queues a pending build inside tx with the project's next number. On PostgreSQL
-// the project row is locked so that concurrent builds of one project get distinct numbers.
-func (db *DB) insertBuild(ctx context.Context, tx *sqlx.Tx, nb NewBuild) (id int64, project string, number int, err error) {
+// insertBuild queues a pending build inside tx with the project's next number, recording how
+// it was asked for: source, and for BuildSourceAPI the context's actor as the person who asked.
+// On PostgreSQL the project row is locked so that concurrent builds of one project get
+// distinct numbers.
+func (db *DB) insertBuild(ctx context.Context, tx *sqlx.Tx, nb NewBuild, source string) (id int64, project string, number int, err error) {
 	query := `SELECT name FROM projects WHERE id = ?`
 	if db.dialect == Postgres {
 		query += ` FOR NO KEY UPDATE`
@@ -54,10 +56,14 @@ func (db *DB) insertBuild(ctx context.Context, tx *sqlx.Tx, nb NewBuild) (id int
 	if err := tx.GetContext(ctx, &number, db.q(`SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE project_id = ?`), nb.ProjectID); err != nil {
 		return 0, "", 0, err
 	}
+	var requestedBy *int64
+	if a := ActorFrom(ctx); source == BuildSourceAPI && a.UserID != 0 {
+		requestedBy = &a.UserID
+	}
 	err = tx.GetContext(ctx, &id, db.q(`INSERT INTO builds (project_id, number, status, ref, branch, tag, sha, commit_title,
-		commit_author, commit_url, triggered_by, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		commit_author, commit_url, triggered_by, queued_at, source, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		nb.ProjectID, number, BuildPending, nb.Ref, nb.Branch, nb.Tag, nb.SHA, nb.CommitTitle, nb.CommitAuthor,
-		nb.CommitURL, nb.TriggeredBy, db.now())
+		nb.CommitURL, nb.TriggeredBy, db.now(), source, requestedBy)
 	if err != nil {
 		return 0, "", 0, fmt.Errorf("queue build of project %s: %w", project, err)
 	}
@@ -74,8 +80,9 @@ func buildTarget(project string, id int64) string {
 	return fmt.Sprintf("project/%s/build/%d", project, id)
 }
 
-// CreateBuild queues a pending build (number = the project's last + 1) and audits it when the
-// context has an actor. EINVALID for a missing or malformed sha, ENOTFOUND for an unknown project.
+// CreateBuild queues a pending build (number = the project's last + 1) asked for by a person,
+// the context's actor (BuildSourceAPI), and audits it when the context has an actor. EINVALID
+// for a missing or malformed sha, ENOTFOUND for an unknown project.
 func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (*Build, error) {
 	if err := nb.validate(); err != nil {
 		return nil, err
@@ -83,7 +90,7 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (*Build, error) {
 	var id int64
 	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		id, _, _, err = db.insertBuild(ctx, tx, nb)
+		id, _, _, err = db.insertBuild(ctx, tx, nb, BuildSourceAPI)
 		return err
 	})
 	if err != nil {
@@ -247,10 +254,22 @@ func (db *DB) buildOutbox(ctx context.Context, tx *sqlx.Tx, projectID, id int64,
 }
 
 // queueAutoDeploys queues the deployments a good build asks for. One the user could fix (no
-// hosts, a host not in the environment) is skipped with a line in the build's log.
+// hosts, a host not in the environment) is skipped with a line in the build's log, and so is
+// one to a protected environment the build has no authority for (see autoDeployRefusal), with
+// the reason also noted on the build's webhook event.
 func (db *DB) queueAutoDeploys(ctx context.Context, tx *sqlx.Tx, projectID, buildID, versionID int64, deploys []NewDeployment) error {
 	for _, nd := range deploys {
 		nd.ProjectID, nd.VersionID = projectID, versionID
+		refusal, err := db.autoDeployRefusal(ctx, tx, buildID, nd.EnvironmentID)
+		if err != nil && !IsNotFound(err) {
+			return err
+		}
+		if refusal != "" {
+			if err := db.refuseAutoDeploy(ctx, tx, buildID, refusal); err != nil {
+				return err
+			}
+			continue
+		}
 		if nd.BuildID == nil {
 			nd.BuildID = &buildID
 		}

@@ -53,6 +53,9 @@ func (db *DB) CreateEnvironment(ctx context.Context, e *Environment) error {
 		if err := db.setEnvironmentHosts(ctx, tx, e.ID, e.Hosts); err != nil {
 			return err
 		}
+		if err := db.checkSharedHosts(ctx, tx, e); err != nil {
+			return err
+		}
 		return db.audit(ctx, tx, "environment.create", envTarget(p.Name, e.Name), environmentDetail(e))
 	})
 }
@@ -173,6 +176,9 @@ func (db *DB) UpdateEnvironment(ctx context.Context, projectID int64, name strin
 			if err := db.setEnvironmentHosts(ctx, tx, e.ID, e.Hosts); err != nil {
 				return err
 			}
+		}
+		if err := db.checkSharedHosts(ctx, tx, e); err != nil {
+			return err
 		}
 		out = e
 		return db.audit(ctx, tx, "environment.update", envTarget(p.Name, e.Name), environmentDetail(e))

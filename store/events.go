@@ -30,8 +30,8 @@ func (e *Event) validate() error {
 	return nil
 }
 
-// RecordEvent stores a webhook delivery and, when nb is not nil, its pending build, in one
-// transaction. When e.DeliveryKey is set and a delivery with that key exists already, it
+// RecordEvent stores a webhook delivery and, when nb is not nil, its pending build (of source
+// BuildSourcePush), in one transaction. When e.DeliveryKey is set and a delivery with that key exists already, it
 // creates nothing and returns the existing event (with its build, if any) and dup = true;
 // this holds also when two deliveries with one key arrive at once. On success e.ID (and
 // e.BuildID) are set. An event of no known project has ProjectID nil.
@@ -88,7 +88,7 @@ func (db *DB) eventByKey(ctx context.Context, q queryer, key *string) (int64, er
 
 func (db *DB) insertEvent(ctx context.Context, tx *sqlx.Tx, e *Event, nb *NewBuild) error {
 	if nb != nil {
-		id, _, _, err := db.insertBuild(ctx, tx, *nb)
+		id, _, _, err := db.insertBuild(ctx, tx, *nb, BuildSourcePush)
 		if err != nil {
 			return err
 		}
@@ -127,4 +127,31 @@ func (db *DB) ListEvents(ctx context.Context, projectID int64, limit int) ([]*Ev
 		e.ReceivedAt = e.ReceivedAt.UTC()
 	}
 	return events, nil
+}
+
+// NoteBuildEvent adds note to the reason of the webhook event that queued build buildID, so
+// that the event list says what became of the push (such as why it deployed nothing). A
+// build no event queued (one asked for by hand) is left alone.
+func (db *DB) NoteBuildEvent(ctx context.Context, buildID int64, note string) error {
+	return db.Transact(ctx, func(tx *sqlx.Tx) error { return db.noteBuildEvent(ctx, tx, buildID, note) })
+}
+
+func (db *DB) noteBuildEvent(ctx context.Context, tx *sqlx.Tx, buildID int64, note string) error {
+	var events []struct {
+		ID     int64  `db:"id"`
+		Reason string `db:"reason"`
+	}
+	if err := tx.SelectContext(ctx, &events, db.q(`SELECT id, reason FROM events WHERE build_id = ?`), buildID); err != nil {
+		return fmt.Errorf("read the event of build %d: %w", buildID, err)
+	}
+	for _, e := range events {
+		reason := note
+		if e.Reason != "" {
+			reason = e.Reason + "; " + note
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE events SET reason = ? WHERE id = ?`), truncate(reason, 2000), e.ID); err != nil {
+			return fmt.Errorf("note on the event of build %d: %w", buildID, err)
+		}
+	}
+	return nil
 }

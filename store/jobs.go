@@ -98,7 +98,20 @@ type Build struct {
 	FinishedAt      *time.Time `db:"finished_at" json:"finished_at,omitempty"`
 	Attempts        int        `db:"attempts" json:"attempts"`
 	CancelRequested bool       `db:"cancel_requested" json:"cancel_requested"`
+
+	// Source is how the build was asked for: BuildSourcePush (a GitLab webhook) or
+	// BuildSourceAPI (a person, RequestedByID). It decides whether the build may deploy to a
+	// protected environment by itself.
+	Source        string `db:"source" json:"source"`
+	RequestedByID *int64 `db:"requested_by" json:"-"`
 }
+
+// How a build was asked for (Build.Source). The store sets it from the way the build came
+// in: RecordEvent (a webhook) or CreateBuild (a person, the context's actor).
+const (
+	BuildSourcePush = "push"
+	BuildSourceAPI  = "api"
+)
 
 // NewBuild is what a webhook or a person asks to build. SHA is required; Ref is the branch or
 // tag name as pushed.

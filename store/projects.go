@@ -26,6 +26,8 @@ type ProjectUpdate struct {
 	// CloneCredentials replaces the clone URL's credentials ("" removes them). A CloneURL
 	// that carries credentials sets them too; one on another host drops the old ones.
 	CloneCredentials *string
+	// WebhookSigningToken sets (or with "" removes) GitLab's webhook signing token.
+	WebhookSigningToken *string
 }
 
 type projectRow struct {
@@ -34,11 +36,12 @@ type projectRow struct {
 	GitLabTokenEnc   string `db:"gitlab_token_enc"`
 	TriggerRules     string `db:"trigger_rules"`
 
-	CloneCredentialsEnc string `db:"clone_credentials_enc"`
+	CloneCredentialsEnc    string `db:"clone_credentials_enc"`
+	WebhookSigningTokenEnc string `db:"webhook_signing_token_enc"`
 }
 
 const projectColumns = `id, name, gitlab_path, clone_url, webhook_secret_enc, gitlab_token_enc, trigger_rules,
-	keep_versions, tag_template, created_at, updated_at, clone_credentials_enc`
+	keep_versions, tag_template, created_at, updated_at, clone_credentials_enc, webhook_signing_token_enc`
 
 // CreateProject stores p and fills its ID and times. A zero KeepVersions becomes 20.
 func (db *DB) CreateProject(ctx context.Context, p *Project) error {
@@ -67,6 +70,9 @@ func (db *DB) CreateProject(ctx context.Context, p *Project) error {
 			p.KeepVersions, p.TagTemplate, p.CreatedAt, p.UpdatedAt, row.CloneCredentialsEnc)
 		if err != nil {
 			return db.projectConflict(ctx, tx, err, p)
+		}
+		if err := db.storeSigningToken(ctx, tx, p); err != nil {
+			return err
 		}
 		return db.audit(ctx, tx, "project.create", "project/"+p.Name, p.GitLabPath)
 	})
@@ -130,6 +136,9 @@ func (db *DB) openProject(row *projectRow) (*Project, error) {
 		return nil, fmt.Errorf("project %s trigger rules: %w", p.Name, err)
 	}
 	normalizeTrigger(&p.Trigger)
+	if p.WebhookSigningToken, err = db.openSigningToken(row); err != nil {
+		return nil, err
+	}
 	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
 	return &p, nil
 }
@@ -206,6 +215,11 @@ func (db *DB) UpdateProject(ctx context.Context, name string, upd ProjectUpdate)
 		if err != nil {
 			return db.projectConflict(ctx, tx, err, p)
 		}
+		if upd.WebhookSigningToken != nil {
+			if err := db.storeSigningToken(ctx, tx, p); err != nil {
+				return err
+			}
+		}
 		out = p
 		return db.audit(ctx, tx, "project.update", "project/"+p.Name, projectChanges(name, upd))
 	})
@@ -227,6 +241,7 @@ func applyProjectUpdate(p *Project, upd ProjectUpdate) {
 	set(&p.WebhookSecret, upd.WebhookSecret)
 	set(&p.GitLabToken, upd.GitLabToken)
 	set(&p.TagTemplate, upd.TagTemplate)
+	set(&p.WebhookSigningToken, upd.WebhookSigningToken)
 	if upd.Trigger != nil {
 		p.Trigger = *upd.Trigger
 	}
@@ -238,7 +253,8 @@ func applyProjectUpdate(p *Project, upd ProjectUpdate) {
 func projectChanges(oldName string, upd ProjectUpdate) string {
 	s := changedFields(upd.Name != nil, "name", upd.GitLabPath != nil, "gitlab_path", upd.CloneURL != nil, "clone_url",
 		upd.WebhookSecret != nil, "webhook_secret", upd.GitLabToken != nil, "gitlab_token", upd.TagTemplate != nil, "tag_template",
-		upd.Trigger != nil, "trigger", upd.KeepVersions != nil, "keep_versions", upd.CloneCredentials != nil, "clone_credentials")
+		upd.Trigger != nil, "trigger", upd.KeepVersions != nil, "keep_versions", upd.CloneCredentials != nil, "clone_credentials",
+		upd.WebhookSigningToken != nil, "webhook_signing_token")
 	if upd.Name != nil && *upd.Name != oldName {
 		s += " (was " + oldName + ")"
 	}

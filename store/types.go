@@ -97,6 +97,10 @@ type Project struct {
 	// CloneCredentials is the user info ("oauth2:TOKEN") git gives the http(s) clone URL,
 	// which never holds it itself; write-only, stored encrypted (see SplitCloneURL).
 	CloneCredentials string `db:"-" json:"-"`
+	// WebhookSigningToken is GitLab's webhook signing token ("whsec_" + base64), with which
+	// GitLab signs each delivery (Standard Webhooks); when set, an unsigned or badly signed
+	// delivery is refused. Write-only, stored encrypted; "" for none.
+	WebhookSigningToken string `db:"-" json:"-"`
 }
 
 // Validate checks a project's fields.

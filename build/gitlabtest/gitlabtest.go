@@ -62,6 +62,10 @@ type Hook struct {
 	PushEvents            bool
 	TagPushEvents         bool
 	EnableSSLVerification bool
+
+	// SigningToken is the hook's signing_token (Standard Webhooks), kept though GitLab never
+	// shows it.
+	SigningToken string
 }
 
 type project struct {
@@ -327,6 +331,9 @@ func applyHook(h *Hook, body map[string]any) {
 	}
 	if v, ok := body["token"]; ok {
 		h.Token = fmt.Sprint(v)
+	}
+	if v, ok := body["signing_token"]; ok {
+		h.SigningToken = fmt.Sprint(v)
 	}
 	h.PushEvents = boolField(body, "push_events", h.PushEvents)
 	h.TagPushEvents = boolField(body, "tag_push_events", h.TagPushEvents)

@@ -63,7 +63,8 @@
     if (el.dataset.confirm && !confirm(el.dataset.confirm)) return;
     el.disabled = true;
     try {
-      then(el, await api(el.dataset.method || 'POST', el.dataset.url));
+      const data = el.dataset.body ? JSON.parse(el.dataset.body) : undefined;
+      then(el, await api(el.dataset.method || 'POST', el.dataset.url, data));
     } catch (err) {
       showError(el, err);
     } finally {
@@ -174,6 +175,16 @@
         copy.textContent = body.dataset.msgCopied;
         setTimeout(function () { copy.textContent = was; }, 1500);
       });
+    }
+    // data-generate-token fills its input with a new webhook signing token (whsec_ and the
+    // base64 of 32 random bytes, as GitLab wants) and shows it, to be saved and given to GitLab.
+    const gen = ev.target.closest('[data-generate-token]');
+    if (gen) {
+      const input = document.querySelector(gen.dataset.generateToken);
+      const key = new Uint8Array(32);
+      crypto.getRandomValues(key);
+      input.value = 'whsec_' + btoa(String.fromCharCode.apply(null, key));
+      input.type = 'text';
     }
     const reveal = ev.target.closest('[data-reveal]');
     if (reveal) {
