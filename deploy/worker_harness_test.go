@@ -158,6 +158,14 @@ func (f *deployFixture) deployment(id int64) *store.Deployment {
 	return &d
 }
 
+// stored returns the deployment as the store holds it, with what the API does not show.
+func (f *deployFixture) stored(id int64) *store.Deployment {
+	f.t.Helper()
+	d, err := f.db.GetDeployment(context.Background(), id)
+	must(f.t, err)
+	return d
+}
+
 // waitFor polls the deployment until ok says yes, and fails the test after a minute.
 func (f *deployFixture) waitFor(id int64, what string, ok func(d *store.Deployment) bool) *store.Deployment {
 	f.t.Helper()

@@ -75,7 +75,8 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 	}
 	defer conn.Close()
 	ev.say("connected to %s as %s", j.target.label(), j.target.User)
-	res, err := DeployHost(ctx, conn, r.spec, r.rel, ev)
+	res, err := DeployHostPlan(ctx, conn, HostPlan{Spec: r.spec, Release: r.rel, Events: ev,
+		SpecOf: r.specOf(ctx, j), RecordPrevious: r.recordPrevious(ctx, j), Earlier: earlierOf(j.step)})
 	r.finishHost(ctx, j, res)
 	r.recordInstance(ctx, j, conn, res)
 	return err
