@@ -58,6 +58,10 @@ type deployFixture struct {
 type workerOptions struct {
 	maxAttempts int
 	unpinned    string // a host added without a pinned host key
+	// maxLogBytes and maxHostLogBytes bound the host output a deployment keeps.
+	maxLogBytes, maxHostLogBytes int64
+	// protected makes the environment protected.
+	protected bool
 }
 
 func newDeployFixture(t *testing.T, db *store.DB, hosts int, opts workerOptions) *deployFixture {
@@ -75,7 +79,7 @@ func newDeployFixture(t *testing.T, db *store.DB, hosts int, opts workerOptions)
 		must(t, db.CreateHost(ctx, host))
 		names = append(names, h.Name)
 	}
-	f.env = &store.Environment{ProjectID: f.project.ID, Name: "staging", Hosts: names}
+	f.env = &store.Environment{ProjectID: f.project.ID, Name: "staging", Hosts: names, Protected: opts.protected}
 	must(t, db.CreateEnvironment(ctx, f.env))
 	f.startWorker(opts)
 	admin := &store.User{Name: "boss", Email: "boss@example.com", Admin: true}
@@ -88,7 +92,8 @@ func newDeployFixture(t *testing.T, db *store.DB, hosts int, opts workerOptions)
 func (f *deployFixture) startWorker(opts workerOptions) {
 	logger := slog.New(slog.NewTextHandler(testWriter{f.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.worker = deploy.NewWorker(deploy.WorkerConfig{DB: f.db, Owner: storetest.Name("worker"), Workers: 2,
-		LeaseTTL: 900 * time.Millisecond, Poll: 100 * time.Millisecond, MaxAttempts: opts.maxAttempts, Logger: logger})
+		LeaseTTL: 900 * time.Millisecond, Poll: 100 * time.Millisecond, MaxAttempts: opts.maxAttempts, Logger: logger,
+		MaxLogBytes: opts.maxLogBytes, MaxHostLogBytes: opts.maxHostLogBytes})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
