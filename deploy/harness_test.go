@@ -28,6 +28,9 @@ import (
 var testApp []byte
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(workerProcessEnv); url != "" {
+		os.Exit(runWorkerProcess(url))
+	}
 	dir, err := os.MkdirTemp("", "ferry-testapp-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "create a temp dir:", err)

@@ -62,6 +62,8 @@ type workerOptions struct {
 	maxLogBytes, maxHostLogBytes int64
 	// protected makes the environment protected.
 	protected bool
+	// noWorker starts no worker in this process: separate processes run them.
+	noWorker bool
 }
 
 func newDeployFixture(t *testing.T, db *store.DB, hosts int, opts workerOptions) *deployFixture {
@@ -90,6 +92,11 @@ func newDeployFixture(t *testing.T, db *store.DB, hosts int, opts workerOptions)
 
 // startWorker starts a deploy worker with short leases, and the API that wakes it.
 func (f *deployFixture) startWorker(opts workerOptions) {
+	if opts.noWorker {
+		f.stop = func() {}
+		f.srv = handlers.New(handlers.Config{DB: f.db, BaseURL: "https://ferry.example.com"}).Handler()
+		return
+	}
 	logger := slog.New(slog.NewTextHandler(testWriter{f.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.worker = deploy.NewWorker(deploy.WorkerConfig{DB: f.db, Owner: storetest.Name("worker"), Workers: 2,
 		LeaseTTL: 900 * time.Millisecond, Poll: 100 * time.Millisecond, MaxAttempts: opts.maxAttempts, Logger: logger,
