@@ -58,7 +58,11 @@ func TestAnAdministratorAcceptsTheOfferedHostKeyByItsFingerprint(t *testing.T) {
 		}
 		admin.must(http.StatusBadRequest, "POST", "/api/v1/hosts/prod-1/accept-key", `{}`)
 
+		view.OfferedFingerprint = ""
 		admin.must(http.StatusOK, "POST", "/api/v1/hosts/prod-1/accept-key", `{"fingerprint":"`+offeredFingerprint+`"}`).decode(t, &view)
+		if strings.Contains(admin.must(http.StatusOK, "GET", "/api/v1/hosts/prod-1", "").body, "offered_fingerprint") {
+			t.Errorf("the host still shows an offered key after it was accepted")
+		}
 		if view.HostKey != offeredKey || view.Fingerprint != offeredFingerprint || view.OfferedFingerprint != "" {
 			t.Errorf("after accepting: %+v", view)
 		}
