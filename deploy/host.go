@@ -246,12 +246,14 @@ func (d *hostDeploy) resume(ctx context.Context) (handled bool, err error) {
 		if err := d.startHealthy(ctx, version, d.spec); err != nil {
 			return true, d.recover(ctx, err, true)
 		}
-	default: // started, checking its health, or done
+	case e.Step == StepStart || e.Step == StepHealth || e.Step == StepDone:
 		d.ev.say("current already points at %s, which was started: checking its health again", version)
 		d.ev.step(StepHealth)
 		if err := d.conn.waitHealthy(ctx, d.l, d.spec.Health, version, d.ev.log); err != nil {
 			return true, d.recover(ctx, fmt.Errorf("release %s on %s: %w", version, d.conn.target.label(), err), true)
 		}
+	default: // connect, upload or stop of the same release deployed again: nothing was switched
+		return false, nil
 	}
 	d.finish(ctx)
 	return true, nil
