@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"ferry/deploy"
+	"ferry/deploy/sshtest"
 	"ferry/store"
 	"ferry/store/storetest"
 )
@@ -140,4 +141,41 @@ func TestATakeoverAfterSIGKILLGoesBackToTheRecordedRelease(t *testing.T) {
 	if n := strings.Count(string(out), "listening on"); n != 1 {
 		t.Errorf("c was started %d times, want once:\n%s", n, out)
 	}
+}
+
+// ferry killed while it switches a host back (the failed release's stop hangs): the process
+// that takes over finishes going back to the recorded release, with each release's own steps.
+func TestATakeoverFinishesGoingBackToTheRecordedRelease(t *testing.T) {
+	url := storetest.URL(t, store.Postgres)
+	f := newDeployFixture(t, storetest.OpenURL(t, url), 1, workerOptions{noWorker: true})
+	h := f.cluster.Hosts()[0]
+	f.version("a", artifact{}, testPipeline(`{ kind: serial }`, ""))
+	f.version("b", artifact{unhealthy: true}, `build:
+  script: [ "true" ]
+  artifact: app
+deploy:
+  path: `+sshtest.DefaultDeployPath+`
+  stop: { command: 'while [ -e "$FERRY_SHARED_DIR/hold-stop" ]; do sleep 0.1; done; kill $(cat run/app.pid)', grace: 30s }
+  start: bin/app
+  health: { http: "http://127.0.0.1:8080/health", timeout: 2s }
+`)
+	first := startWorkerProcess(t, url)
+	f.waitEnded(f.deploy(`{"environment":"staging","version":"a"}`), store.DeploymentSuccess)
+
+	must(t, os.WriteFile(h.Path("shared/hold-stop"), nil, 0o644))
+	id := f.deploy(`{"environment":"staging","version":"b"}`)
+	f.hostAt(id, "host-1", deploy.StepRollback)
+	first.kill()
+	must(t, os.Remove(h.Path("shared/hold-stop")))
+	startWorkerProcess(t, url)
+	d := f.waitEnded(id, store.DeploymentFailed)
+	for _, want := range []string{"ferry stopped while going back to release a", "switched back to release a, which is running again"} {
+		if !strings.Contains(d.Error, want) {
+			t.Errorf("deployment error %q does not say %q", d.Error, want)
+		}
+	}
+	if log := f.log(id, ""); !strings.Contains(log, "taking over an interrupted attempt at step rollback: before it, the host ran a") {
+		t.Errorf("log lacks the takeover at step rollback:\n%s", log)
+	}
+	assertServing(t, h, "a")
 }
