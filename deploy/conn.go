@@ -161,6 +161,14 @@ func (e *HostKeyChangedError) Error() string {
 		e.Host, e.Expected, e.Got)
 }
 
+// HostKeyRefusedError refuses the key a host without a pinned key offered, when the caller
+// may not trust it on first use (OnNewHostKey returned it). Reason says what to do.
+type HostKeyRefusedError struct {
+	Reason string
+}
+
+func (e *HostKeyRefusedError) Error() string { return e.Reason }
+
 func hostKeyCallback(t Target, onNew func(string) error) ssh.HostKeyCallback {
 	return func(_ string, _ net.Addr, key ssh.PublicKey) error {
 		if t.HostKey == "" {
@@ -168,7 +176,10 @@ func hostKeyCallback(t Target, onNew func(string) error) ssh.HostKeyCallback {
 			if onNew == nil {
 				return nil
 			}
-			if err := onNew(line); err != nil {
+			var refused *HostKeyRefusedError
+			if err := onNew(line); errors.As(err, &refused) {
+				return refused
+			} else if err != nil {
 				return fmt.Errorf("record the host key of %s: %w", t.label(), err)
 			}
 			return nil
@@ -205,10 +216,13 @@ func reachError(t Target, opts DialOptions, err error) error {
 
 func handshakeError(ctx context.Context, t Target, opts DialOptions, err error) error {
 	var changed *HostKeyChangedError
+	var refused *HostKeyRefusedError
 	var netErr net.Error
 	switch {
 	case errors.As(err, &changed):
 		return changed
+	case errors.As(err, &refused):
+		return refused
 	case ctx.Err() != nil:
 		return fmt.Errorf("connect to %s: canceled: %w", t.label(), ctx.Err())
 	case strings.Contains(err.Error(), "unable to authenticate"):

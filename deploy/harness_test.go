@@ -9,9 +9,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,9 @@ import (
 var testApp []byte
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(workerProcessEnv); url != "" {
+		os.Exit(runWorkerProcess(url))
+	}
 	dir, err := os.MkdirTemp("", "ferry-testapp-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "create a temp dir:", err)
@@ -49,6 +54,8 @@ type artifact struct {
 	ignoreTerm bool  // the service ignores SIGTERM
 	unhealthy  bool  // /health answers 500
 	padding    int64 // bytes of random data, which gzip cannot shrink
+	// members are more files, by name, added after the rest (in name order).
+	members map[string]string
 }
 
 // makeRelease packs the test service as a tar.gz artifact for version.
@@ -84,6 +91,9 @@ func makeRelease(tb testing.TB, version string, a artifact) deploy.Release {
 	}
 	if a.padding > 0 {
 		add("padding.bin", 0o644, a.padding, rand.Reader)
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.members)) {
+		add(name, 0o644, int64(len(a.members[name])), strings.NewReader(a.members[name]))
 	}
 	for _, c := range []io.Closer{tw, gz, f} {
 		if err := c.Close(); err != nil {
@@ -237,5 +247,10 @@ func releaseEntries(t *testing.T, h *sshtest.Host) []string {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	return names
+	// The recorded sha256 of a release (.<version>.sha256) belongs to it; one without its
+	// release is listed, like any leftover.
+	return slices.DeleteFunc(names, func(name string) bool {
+		v, ok := strings.CutSuffix(strings.TrimPrefix(name, "."), ".sha256")
+		return ok && strings.HasPrefix(name, ".") && slices.Contains(names, v)
+	})
 }

@@ -67,12 +67,48 @@ type HostResult struct {
 	Duration   time.Duration
 }
 
-// DeployHost runs the whole sequence on one host over conn: upload, stop, switch, start,
-// health check, and prune; when stop, start or the health check fails it switches back to the
-// previous release and starts it. It reports each step and log line through ev. The error is
-// nil only when the host succeeded; HostResult says the same in Status and Reason.
+// HostPlan is what DeployHostPlan does on one host, besides the connection.
+type HostPlan struct {
+	// Spec is the deploy section of the new release's .ferry.yml.
+	Spec    store.DeploySpec
+	Release Release
+	Events  HostEvents
+	// SpecOf returns the deploy section of the .ferry.yml a release already on the host was
+	// deployed with, so that release is stopped, restarted and checked with its own steps. When
+	// SpecOf is nil the new release's steps are used; when it fails they are used too, and the
+	// log says so.
+	SpecOf func(version string) (store.DeploySpec, error)
+	// RecordPrevious is called with the release the host runs ("" for none) before anything
+	// there is stopped; when it fails the host fails with nothing changed. Not called when
+	// Earlier is set: that record stands.
+	RecordPrevious func(release string) error
+	// Earlier is what an interrupted attempt on this host recorded; nil for a first attempt.
+	Earlier *Earlier
+}
+
+// Earlier is what an attempt on a host that was interrupted (ferry stopped or died) recorded
+// before it stopped anything: the release to go back to and the last step it began.
+type Earlier struct {
+	Previous string // the release the host ran before the attempt, "" for none
+	Step     string // one of the Step* names
+}
+
+// DeployHost runs the whole sequence on one host over conn with the release's own deploy steps
+// for every release: see DeployHostPlan.
 func DeployHost(ctx context.Context, conn *Conn, spec store.DeploySpec, rel Release, ev HostEvents) (HostResult, error) {
-	d := &hostDeploy{conn: conn, l: layout{spec.Path}, spec: spec, rel: rel, ev: ev}
+	return DeployHostPlan(ctx, conn, HostPlan{Spec: spec, Release: rel, Events: ev})
+}
+
+// DeployHostPlan runs the whole sequence on one host over conn: upload, stop the running
+// release (with its own stop section), switch, start, health check, and prune; when stop,
+// start or the health check fails it switches back to the previous release and starts and
+// checks it with that release's own steps. Taking over an interrupted attempt (plan.Earlier),
+// it goes on from where that attempt was, or back to the release it recorded. It reports each
+// step and log line through plan.Events. The error is nil only when the host succeeded;
+// HostResult says the same in Status and Reason.
+func DeployHostPlan(ctx context.Context, conn *Conn, plan HostPlan) (HostResult, error) {
+	rel, ev := plan.Release, plan.Events
+	d := &hostDeploy{conn: conn, l: layout{plan.Spec.Path}, spec: plan.Spec, prevSpec: plan.Spec, rel: rel, ev: ev, plan: plan}
 	d.res = HostResult{Host: conn.target.Name, Version: rel.Version}
 	start := time.Now()
 	err := d.run(ctx)
@@ -93,23 +129,40 @@ func DeployHost(ctx context.Context, conn *Conn, spec store.DeploySpec, rel Rele
 type hostDeploy struct {
 	conn *Conn
 	l    layout
-	spec store.DeploySpec
-	rel  Release
-	ev   HostEvents
-	res  HostResult
+	spec store.DeploySpec // the new release's steps
+	// prevSpec are the steps of the release the host ran before (spec when unknown).
+	prevSpec store.DeploySpec
+	rel      Release
+	ev       HostEvents
+	plan     HostPlan
+	res      HostResult
 }
 
 func (d *hostDeploy) run(ctx context.Context) error {
 	if d.spec.Path == "" {
 		return errors.New("deploy.path is not set in .ferry.yml")
 	}
+	d.ev.step(StepUpload)
+	if err := d.findPrevious(); err != nil {
+		return err
+	}
 	if err := d.upload(ctx); err != nil {
 		return err
 	}
+	if d.plan.Earlier != nil {
+		if handled, err := d.resume(ctx); handled {
+			return err
+		}
+	}
+	return d.replace(ctx)
+}
+
+// replace stops the previous release, switches to the new one, starts and checks it.
+func (d *hostDeploy) replace(ctx context.Context) error {
 	previous := d.res.Previous
 	if previous != "" {
 		d.ev.step(StepStop)
-		if err := d.conn.stopRelease(ctx, d.l, d.spec.Stop, previous, d.ev.log); err != nil {
+		if err := d.conn.stopRelease(ctx, d.l, d.prevSpec.Stop, previous, d.ev.log); err != nil {
 			return d.recover(ctx, err, false)
 		}
 	}
@@ -118,21 +171,110 @@ func (d *hostDeploy) run(ctx context.Context) error {
 		return d.recover(ctx, err, false)
 	}
 	d.ev.say("current -> releases/%s (was %s)", d.rel.Version, orNone(previous))
-	if err := d.startHealthy(ctx, d.rel.Version); err != nil {
+	if err := d.startHealthy(ctx, d.rel.Version, d.spec); err != nil {
 		return d.recover(ctx, err, true)
 	}
-	d.ev.step(StepDone)
-	d.prune(ctx)
+	d.finish(ctx)
 	return nil
 }
 
-func (d *hostDeploy) upload(ctx context.Context) error {
-	d.ev.step(StepUpload)
-	var err error
-	d.res.Previous, err = d.conn.currentVersion(d.l)
-	if err != nil {
-		return err
+func (d *hostDeploy) finish(ctx context.Context) {
+	d.ev.step(StepDone)
+	d.prune(ctx)
+}
+
+// findPrevious learns which release the host runs before anything is changed, and records it
+// (plan.RecordPrevious); a takeover takes it from the earlier attempt's record instead, since
+// current may already point at the new release.
+func (d *hostDeploy) findPrevious() error {
+	if e := d.plan.Earlier; e != nil {
+		d.res.Previous = e.Previous
+		d.ev.say("taking over an interrupted attempt at step %s: before it, the host ran %s", orNone(e.Step), orNone(e.Previous))
+	} else {
+		current, err := d.conn.currentVersion(d.l)
+		if err != nil {
+			return err
+		}
+		d.res.Previous = current
+		if d.plan.RecordPrevious != nil {
+			if err := d.plan.RecordPrevious(current); err != nil {
+				return fmt.Errorf("record which release the host runs (%s) before changing anything: %w", orNone(current), err)
+			}
+		}
 	}
+	d.prevSpec = d.specOf(d.res.Previous)
+	return nil
+}
+
+// specOf returns the deploy steps of a release on the host: its own, or the new release's when
+// they cannot be had (and the log says so). The deploy path stays the new release's: the
+// release was found under it.
+func (d *hostDeploy) specOf(version string) store.DeploySpec {
+	if version == "" || version == d.rel.Version || d.plan.SpecOf == nil {
+		return d.spec
+	}
+	spec, err := d.plan.SpecOf(version)
+	if err != nil {
+		d.ev.say("%v: release %s is stopped, and restarted if need be, with the deploy steps of %s", err, version, d.rel.Version)
+		return d.spec
+	}
+	spec.Path = d.spec.Path
+	return spec
+}
+
+// resume goes on from where an interrupted attempt stopped, when that attempt had switched
+// current to the new release or was going back: handled is false when nothing had been switched
+// yet, and the usual sequence (stop, switch, start, check) is safe to run again.
+func (d *hostDeploy) resume(ctx context.Context) (handled bool, err error) {
+	e, version, previous := d.plan.Earlier, d.rel.Version, d.res.Previous
+	current, err := d.conn.currentVersion(d.l)
+	if err != nil {
+		return true, err
+	}
+	switch {
+	case e.Step == StepRollback:
+		cause := fmt.Errorf("release %s had failed on %s and ferry stopped while going back to release %s", version, d.conn.target.label(), orNone(previous))
+		if current != version && previous != "" {
+			d.ev.say("current points at %s: stopping and starting it again with its own deploy steps", orNone(current))
+			return true, d.restartPrevious(ctx, cause)
+		}
+		return true, d.recover(ctx, cause, current == version)
+	case current != version:
+		return false, nil
+	case e.Step == StepSwitch:
+		d.ev.say("current already points at %s: starting it", version)
+		if err := d.startHealthy(ctx, version, d.spec); err != nil {
+			return true, d.recover(ctx, err, true)
+		}
+	case e.Step == StepStart || e.Step == StepHealth || e.Step == StepDone:
+		d.ev.say("current already points at %s, which was started: checking its health again", version)
+		d.ev.step(StepHealth)
+		if err := d.conn.waitHealthy(ctx, d.l, d.spec.Health, version, d.ev.log); err != nil {
+			return true, d.recover(ctx, fmt.Errorf("release %s on %s: %w", version, d.conn.target.label(), err), true)
+		}
+	default: // connect, upload or stop of the same release deployed again: nothing was switched
+		return false, nil
+	}
+	d.finish(ctx)
+	return true, nil
+}
+
+// restartPrevious stops and starts again the previous release current already points at, when
+// a takeover finds a switch back half done; it runs on after ctx ends, like recover.
+func (d *hostDeploy) restartPrevious(ctx context.Context, cause error) error {
+	previous := d.res.Previous
+	d.ev.step(StepRollback)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.recoverTimeout())
+	defer cancel()
+	d.res.RolledBack = true
+	if err := d.conn.stopRelease(ctx, d.l, d.prevSpec.Stop, previous, d.ev.log); err != nil {
+		d.ev.say("stopping release %s: %v", previous, err)
+	}
+	return d.backUp(ctx, cause)
+}
+
+func (d *hostDeploy) upload(ctx context.Context) error {
+	var err error
 	d.res.BytesSent, err = d.conn.Upload(ctx, d.spec.Path, d.rel, d.ev.Progress)
 	if err != nil {
 		return err
@@ -145,22 +287,24 @@ func (d *hostDeploy) upload(ctx context.Context) error {
 	return nil
 }
 
-// startHealthy starts the release current points at and waits for its health check.
-func (d *hostDeploy) startHealthy(ctx context.Context, version string) error {
+// startHealthy starts the release current points at and waits for its health check, both as
+// spec (that release's own deploy steps) says.
+func (d *hostDeploy) startHealthy(ctx context.Context, version string, spec store.DeploySpec) error {
 	d.ev.step(StepStart)
-	if err := d.conn.startRelease(ctx, d.l, d.spec.Start, version, d.ev.log); err != nil {
+	if err := d.conn.startRelease(ctx, d.l, spec.Start, version, d.ev.log); err != nil {
 		return err
 	}
 	d.ev.step(StepHealth)
-	if err := d.conn.waitHealthy(ctx, d.l, d.spec.Health, version, d.ev.log); err != nil {
+	if err := d.conn.waitHealthy(ctx, d.l, spec.Health, version, d.ev.log); err != nil {
 		return fmt.Errorf("release %s on %s: %w", version, d.conn.target.label(), err)
 	}
 	return nil
 }
 
 // recover brings the previous release back after cause made the new one fail: it stops the new
-// release when current already points at it, switches current back and starts the previous one.
-// It runs on even when ctx was canceled, so a canceled host is not left without a service.
+// release (with its own stop section) when current already points at it, switches current back
+// and starts and checks the previous one with the previous release's own steps. It runs on
+// even when ctx was canceled, so a canceled host is not left without a service.
 func (d *hostDeploy) recover(ctx context.Context, cause error, switched bool) error {
 	previous := d.res.Previous
 	if previous == "" || previous == d.rel.Version {
@@ -174,11 +318,17 @@ func (d *hostDeploy) recover(ctx context.Context, cause error, switched bool) er
 		return fmt.Errorf("%w; going back to release %s failed too: %v", cause, previous, err)
 	}
 	d.res.RolledBack = true
-	if err := d.startHealthy(ctx, previous); err != nil {
+	return d.backUp(ctx, cause)
+}
+
+// backUp starts the previous release, which current points at again, with its own steps.
+func (d *hostDeploy) backUp(ctx context.Context, cause error) error {
+	previous := d.res.Previous
+	if err := d.startHealthy(ctx, previous, d.prevSpec); err != nil {
 		return fmt.Errorf("%w; switched back to release %s, but it did not come up either: %v", cause, previous, err)
 	}
-	d.ev.say("release %s is serving again", previous)
-	return fmt.Errorf("%w; switched back to release %s", cause, previous)
+	d.ev.say("release %s is running again and passed its own health check", previous)
+	return fmt.Errorf("%w; switched back to release %s, which is running again", cause, previous)
 }
 
 func (d *hostDeploy) switchBack(ctx context.Context, switched bool) error {
@@ -195,15 +345,20 @@ func (d *hostDeploy) switchBack(ctx context.Context, switched bool) error {
 	return nil
 }
 
+// recoverTimeout bounds going back: both releases' grace periods and the previous one's
+// health wait, and two minutes for the rest.
 func (d *hostDeploy) recoverTimeout() time.Duration {
-	grace, wait := d.spec.Stop.Grace.D(), d.spec.Health.Timeout.D()
-	if grace <= 0 {
-		grace = store.DefaultStopGrace
+	grace := func(s store.DeploySpec) time.Duration {
+		if g := s.Stop.Grace.D(); g > 0 {
+			return g
+		}
+		return store.DefaultStopGrace
 	}
+	wait := d.prevSpec.Health.Timeout.D()
 	if wait <= 0 {
 		wait = store.DefaultHealthWait
 	}
-	return grace + wait + 2*time.Minute
+	return grace(d.spec) + grace(d.prevSpec) + wait + 2*time.Minute
 }
 
 func (d *hostDeploy) prune(ctx context.Context) {

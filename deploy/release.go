@@ -49,10 +49,18 @@ func (l layout) shared() string            { return path.Join(l.root, "shared") 
 func (l layout) logFile(v string) string   { return path.Join(l.root, "shared", "logs", v+".log") }
 func (l layout) unpacking(v string) string { return path.Join(l.root, "releases", v+".tmp") }
 func (l layout) uploading(v string) string { return path.Join(l.root, "releases", "."+v+".tar.gz.tmp") }
-func (l layout) shaFile(v string) string   { return path.Join(l.root, "releases", v, shaFileName) }
+func (l layout) shaTemp(v string) string   { return path.Join(l.root, "releases", "."+v+".sha256.tmp") }
 
-// shaFileName records, inside a release, the sha256 of the artifact it was unpacked from.
-const shaFileName = ".ferry-sha256"
+// shaFile records the sha256 of the artifact a release was unpacked from. It lives beside the
+// release directory, not in it, so no member of an artifact can be it: a version never starts
+// with a dot.
+func (l layout) shaFile(v string) string { return path.Join(l.root, "releases", "."+v+".sha256") }
+
+// legacyShaFile is where older versions of ferry recorded the sha256, inside the release; it is read
+// only for a release without a shaFile (unpacked by an older ferry, which wrote it last).
+func (l layout) legacyShaFile(v string) string {
+	return path.Join(l.root, "releases", v, ".ferry-sha256")
+}
 
 // KeptRelease is one release directory on a host.
 type KeptRelease struct {
@@ -124,25 +132,39 @@ func (c *Conn) keptReleases(l layout) ([]KeptRelease, error) {
 	return kept, nil
 }
 
-// recordedSHA returns the sha256 recorded in a release, "" with no error when there is none.
+// recordedSHA returns the sha256 recorded for a release, "" with no error when there is none.
 func (c *Conn) recordedSHA(l layout, version string) (string, error) {
+	sha, found, err := c.readSHA(l.shaFile(version))
+	if err != nil || found {
+		return sha, err
+	}
+	sha, _, err = c.readSHA(l.legacyShaFile(version))
+	return sha, err
+}
+
+func (c *Conn) readSHA(file string) (sha string, found bool, err error) {
 	client, err := c.SFTP()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	f, err := client.Open(l.shaFile(version))
+	f, err := client.Open(file)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
+		return "", false, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read %s on %s: %w", l.shaFile(version), c.target.label(), err)
+		return "", false, fmt.Errorf("read %s on %s: %w", file, c.target.label(), err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, 200))
 	if err != nil {
-		return "", fmt.Errorf("read %s on %s: %w", l.shaFile(version), c.target.label(), err)
+		return "", false, fmt.Errorf("read %s on %s: %w", file, c.target.label(), err)
 	}
-	return strings.TrimSpace(string(data)), nil
+	return strings.TrimSpace(string(data)), true, nil
+}
+
+// removeRelease is the shell words that remove a release directory and its recorded sha256.
+func (l layout) removeRelease(v string) string {
+	return ShellQuote(l.release(v)) + " " + ShellQuote(l.shaFile(v))
 }
 
 // switchCurrent points current at releases/<version> with one rename over the old link, so
@@ -169,7 +191,7 @@ func (c *Conn) prune(ctx context.Context, l layout, keep int, current, previous 
 			left++
 			continue
 		}
-		remove = append(remove, ShellQuote(l.release(r.Version)))
+		remove = append(remove, l.removeRelease(r.Version))
 		log(fmt.Sprintf("removing old release %s (keeping %d)", r.Version, keep))
 	}
 	if len(remove) == 0 {

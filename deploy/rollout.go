@@ -14,6 +14,9 @@ type RolloutOptions struct {
 	Dial    DialOptions
 	// Events returns the callbacks for one host (by Target.Name); nil means none.
 	Events func(host string) HostEvents
+	// SpecOf returns the deploy section a release already on a host was deployed with; see
+	// HostPlan.SpecOf.
+	SpecOf func(version string) (store.DeploySpec, error)
 }
 
 // Rollout deploys opts.Release to targets following opts.Spec.Strategy: per host it connects,
@@ -68,5 +71,5 @@ func deployTarget(ctx context.Context, t Target, opts RolloutOptions) (HostResul
 	}
 	defer conn.Close()
 	ev.say("connected to %s as %s", t.label(), t.User)
-	return DeployHost(ctx, conn, opts.Spec, opts.Release, ev)
+	return DeployHostPlan(ctx, conn, HostPlan{Spec: opts.Spec, Release: opts.Release, Events: ev, SpecOf: opts.SpecOf})
 }

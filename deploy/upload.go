@@ -38,9 +38,9 @@ func (c *Conn) Upload(ctx context.Context, root string, rel Release, progress fu
 // releasePresent reports whether the release is on the host with the same sha256. A release
 // directory with another or no recorded sha256 is removed, unless current points at it.
 func (c *Conn) releasePresent(ctx context.Context, l layout, rel Release) (bool, error) {
-	prepare := fmt.Sprintf("mkdir -p -- %s %s && rm -rf -- %s %s && if [ -d %s ]; then echo present; fi",
-		ShellQuote(l.releases()), ShellQuote(l.shared()+"/logs"),
-		ShellQuote(l.unpacking(rel.Version)), ShellQuote(l.uploading(rel.Version)), ShellQuote(l.release(rel.Version)))
+	prepare := fmt.Sprintf("mkdir -p -- %s %s && rm -rf -- %s %s %s && if [ -d %s ]; then echo present; fi",
+		ShellQuote(l.releases()), ShellQuote(l.shared()+"/logs"), ShellQuote(l.unpacking(rel.Version)),
+		ShellQuote(l.uploading(rel.Version)), ShellQuote(l.shaTemp(rel.Version)), ShellQuote(l.release(rel.Version)))
 	out, err := c.Output(ctx, prepare, nil)
 	if err != nil {
 		return false, fmt.Errorf("prepare %s on %s: %w", l.releases(), c.target.label(), err)
@@ -63,7 +63,7 @@ func (c *Conn) releasePresent(ctx context.Context, l layout, rel Release) (bool,
 		return false, fmt.Errorf("release %s on %s holds another artifact (sha256 %q, want %s) and is the current release: refusing to replace it",
 			rel.Version, c.target.label(), sha, rel.SHA256)
 	}
-	if _, err := c.Output(ctx, "rm -rf -- "+ShellQuote(l.release(rel.Version)), nil); err != nil {
+	if _, err := c.Output(ctx, "rm -rf -- "+l.removeRelease(rel.Version), nil); err != nil {
 		return false, fmt.Errorf("remove the stale release %s on %s: %w", rel.Version, c.target.label(), err)
 	}
 	return false, nil
@@ -142,25 +142,29 @@ const (
 
 // verifyAndUnpack checks the uploaded file's sha256 on the host and, at the same time, extracts
 // it into a temp directory: one round trip, and checksum and unpacking use two cores of the
-// host instead of one after the other. Only when the sha256 matches is the sha256 recorded in
-// the directory and the directory renamed to the release's final name.
+// host instead of one after the other. Only when the sha256 matches is it recorded (beside the
+// release, where no member of the artifact can write) and the directory renamed to the
+// release's final name. The checksum goes to a temp file beside the directory too, so a member
+// of the artifact cannot overwrite it while tar runs.
 func (c *Conn) verifyAndUnpack(ctx context.Context, l layout, rel Release) error {
 	tmp, tarball := ShellQuote(l.unpacking(rel.Version)), ShellQuote(l.uploading(rel.Version))
 	want := strings.ToLower(rel.SHA256)
 	script := fmt.Sprintf(`set -e
 want=%[3]s
 mkdir -- %[1]s
-sha256sum -- %[2]s > %[1]s/%[6]s &
+sha256sum -- %[2]s > %[6]s &
 summer=$!
 untar=0
 tar -xzf %[2]s -C %[1]s --no-same-owner || untar=$?
 wait "$summer" || { echo "sha256sum failed" >&2; exit %[5]d; }
-got=$(cut -d ' ' -f 1 < %[1]s/%[6]s)
+got=$(cut -d ' ' -f 1 < %[6]s)
+rm -f -- %[6]s
 if [ "$got" != "$want" ]; then echo "$got"; exit %[4]d; fi
 if [ "$untar" -ne 0 ]; then exit %[5]d; fi
-printf '%%s\n' "$want" > %[1]s/%[6]s
+printf '%%s\n' "$want" > %[8]s
 mv -T -- %[1]s %[7]s
-rm -f -- %[2]s`, tmp, tarball, ShellQuote(want), exitSHAMismatch, exitUnpack, shaFileName, ShellQuote(l.release(rel.Version)))
+rm -f -- %[2]s`, tmp, tarball, ShellQuote(want), exitSHAMismatch, exitUnpack, ShellQuote(l.shaTemp(rel.Version)),
+		ShellQuote(l.release(rel.Version)), ShellQuote(l.shaFile(rel.Version)))
 	out, err := c.Output(ctx, script, nil)
 	switch {
 	case err == nil:
@@ -177,7 +181,8 @@ rm -f -- %[2]s`, tmp, tarball, ShellQuote(want), exitSHAMismatch, exitUnpack, sh
 func (c *Conn) removeTemps(ctx context.Context, l layout, version string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	c.Output(ctx, fmt.Sprintf("rm -rf -- %s %s", ShellQuote(l.unpacking(version)), ShellQuote(l.uploading(version))), nil)
+	c.Output(ctx, fmt.Sprintf("rm -rf -- %s %s %s", ShellQuote(l.unpacking(version)), ShellQuote(l.uploading(version)),
+		ShellQuote(l.shaTemp(version))), nil)
 }
 
 // progressReader counts what is read, reports it about every MiB read and stops when ctx

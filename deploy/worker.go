@@ -12,6 +12,12 @@ import (
 	"ferry/store"
 )
 
+// Default bounds of the host output a deployment keeps in its log.
+const (
+	DefaultMaxLogBytes     = 32 << 20
+	DefaultMaxHostLogBytes = 4 << 20
+)
+
 // WorkerConfig configures a Worker. DB is required; every other field has a default.
 type WorkerConfig struct {
 	DB *store.DB
@@ -34,6 +40,12 @@ type WorkerConfig struct {
 	// MaxHostConcurrency bounds how many hosts one deployment works on at once, whatever the
 	// strategy asks; default 10.
 	MaxHostConcurrency int
+	// MaxLogBytes bounds the output of hosts (their commands' stdout and stderr) kept per
+	// deployment; default DefaultMaxLogBytes. Past it, output is dropped with one "log
+	// truncated" line and the deployment goes on. ferry's own lines are always kept.
+	MaxLogBytes int64
+	// MaxHostLogBytes bounds the same per host of a deployment; default DefaultMaxHostLogBytes.
+	MaxHostLogBytes int64
 	// Logger receives what the worker does at info level and its problems at warn and error;
 	// nil discards.
 	Logger *slog.Logger
@@ -58,6 +70,12 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	}
 	if c.MaxHostConcurrency <= 0 {
 		c.MaxHostConcurrency = 10
+	}
+	if c.MaxLogBytes <= 0 {
+		c.MaxLogBytes = DefaultMaxLogBytes
+	}
+	if c.MaxHostLogBytes <= 0 {
+		c.MaxHostLogBytes = DefaultMaxHostLogBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

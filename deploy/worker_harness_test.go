@@ -58,6 +58,12 @@ type deployFixture struct {
 type workerOptions struct {
 	maxAttempts int
 	unpinned    string // a host added without a pinned host key
+	// maxLogBytes and maxHostLogBytes bound the host output a deployment keeps.
+	maxLogBytes, maxHostLogBytes int64
+	// protected makes the environment protected.
+	protected bool
+	// noWorker starts no worker in this process: separate processes run them.
+	noWorker bool
 }
 
 func newDeployFixture(t *testing.T, db *store.DB, hosts int, opts workerOptions) *deployFixture {
@@ -75,7 +81,7 @@ func newDeployFixture(t *testing.T, db *store.DB, hosts int, opts workerOptions)
 		must(t, db.CreateHost(ctx, host))
 		names = append(names, h.Name)
 	}
-	f.env = &store.Environment{ProjectID: f.project.ID, Name: "staging", Hosts: names}
+	f.env = &store.Environment{ProjectID: f.project.ID, Name: "staging", Hosts: names, Protected: opts.protected}
 	must(t, db.CreateEnvironment(ctx, f.env))
 	f.startWorker(opts)
 	admin := &store.User{Name: "boss", Email: "boss@example.com", Admin: true}
@@ -86,9 +92,15 @@ func newDeployFixture(t *testing.T, db *store.DB, hosts int, opts workerOptions)
 
 // startWorker starts a deploy worker with short leases, and the API that wakes it.
 func (f *deployFixture) startWorker(opts workerOptions) {
+	if opts.noWorker {
+		f.stop = func() {}
+		f.srv = handlers.New(handlers.Config{DB: f.db, BaseURL: "https://ferry.example.com"}).Handler()
+		return
+	}
 	logger := slog.New(slog.NewTextHandler(testWriter{f.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.worker = deploy.NewWorker(deploy.WorkerConfig{DB: f.db, Owner: storetest.Name("worker"), Workers: 2,
-		LeaseTTL: 900 * time.Millisecond, Poll: 100 * time.Millisecond, MaxAttempts: opts.maxAttempts, Logger: logger})
+		LeaseTTL: 900 * time.Millisecond, Poll: 100 * time.Millisecond, MaxAttempts: opts.maxAttempts, Logger: logger,
+		MaxLogBytes: opts.maxLogBytes, MaxHostLogBytes: opts.maxHostLogBytes})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -156,6 +168,14 @@ func (f *deployFixture) deployment(id int64) *store.Deployment {
 	var d store.Deployment
 	f.api.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/deployments/%d", id), "").decode(&d)
 	return &d
+}
+
+// stored returns the deployment as the store holds it, with what the API does not show.
+func (f *deployFixture) stored(id int64) *store.Deployment {
+	f.t.Helper()
+	d, err := f.db.GetDeployment(context.Background(), id)
+	must(f.t, err)
+	return d
 }
 
 // waitFor polls the deployment until ok says yes, and fails the test after a minute.

@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,28 +77,52 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 	}
 	defer conn.Close()
 	ev.say("connected to %s as %s", j.target.label(), j.target.User)
-	res, err := DeployHost(ctx, conn, r.spec, r.rel, ev)
+	res, err := DeployHostPlan(ctx, conn, HostPlan{Spec: r.spec, Release: r.rel, Events: ev,
+		SpecOf: r.specOf(ctx, j), RecordPrevious: r.recordPrevious(ctx, j), Earlier: earlierOf(j.step)})
 	r.finishHost(ctx, j, res)
 	r.recordInstance(ctx, j, conn, res)
 	return err
 }
 
 // dialOptions are the worker's with trust on first use: a host without a pinned key gets the
-// key it offers now pinned in the store, and later connections insist on it.
+// key it offers now pinned in the store, and later connections insist on it. A host in a
+// protected environment is not trusted on first use: its key is kept as offered and the
+// connection refused until an administrator accepts it (store.AcceptHostKey).
 func (r *deploymentRun) dialOptions(ctx context.Context, j *hostJob) DialOptions {
 	opts := r.w.cfg.Dial
 	opts.OnNewHostKey = func(line string) error {
-		if err := r.w.db.PinHostKey(ctx, j.step.HostID, line); err != nil {
-			return err
-		}
 		fingerprint := line
 		if key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line)); err == nil {
 			fingerprint = ssh.FingerprintSHA256(key)
+		}
+		protected, err := r.w.db.ProtectedEnvironmentsOf(ctx, j.step.HostID)
+		if err != nil {
+			return err
+		}
+		if len(protected) > 0 {
+			return r.refuseUnpinned(ctx, j, line, fingerprint, protected)
+		}
+		if err := r.w.db.PinHostKey(ctx, j.step.HostID, line); err != nil {
+			return err
 		}
 		r.say(j.step.Host, "no host key was pinned for %s: trusting %s on first use and pinning it", j.step.Host, fingerprint)
 		return nil
 	}
 	return opts
+}
+
+// refuseUnpinned keeps the key an unpinned host in a protected environment offered, for an
+// administrator to accept, and returns the error that refuses the connection.
+func (r *deploymentRun) refuseUnpinned(ctx context.Context, j *hostJob, line, fingerprint string, protected []string) error {
+	if err := r.w.db.OfferHostKey(ctx, j.step.HostID, line); err != nil {
+		return err
+	}
+	r.w.log.Warn("refused the unpinned host key of a host in a protected environment",
+		"deployment", r.d.ID, "host", j.step.Host, "fingerprint", fingerprint)
+	return &HostKeyRefusedError{Reason: fmt.Sprintf("%s is in the protected environment %s and has no pinned host key, so ferry does not trust the key it offers (%s) on first use; "+
+		"check that fingerprint on the host itself (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then an administrator accepts it with "+
+		`POST /api/v1/hosts/%s/accept-key {"fingerprint":"%s"} (or sets the host's host_key) and deploys again`,
+		j.step.Host, strings.Join(protected, ", "), fingerprint, j.step.Host, fingerprint)}
 }
 
 // hostEvents writes a host's steps, log lines and upload progress to the store.
@@ -113,7 +139,17 @@ func (r *deploymentRun) hostEvents(ctx context.Context, j *hostJob) HostEvents {
 			r.updateStep(ctx, j, u)
 		},
 		Log: func(stream, line string) {
-			if r.log != nil {
+			if r.log == nil {
+				return
+			}
+			keep, notice := true, ""
+			if stream != StreamFerry {
+				keep, notice = r.logBudget.admit(j.step.Host, int64(len(line))+1)
+			}
+			if notice != "" {
+				r.log.Write(StreamFerry, j.step.Host, notice)
+			}
+			if keep {
 				r.log.Write(stream, j.step.Host, line)
 			}
 		},

@@ -23,6 +23,8 @@ type deploymentRun struct {
 	hosts    []*hostJob
 	// instances are the project's instances before the deployment, by host id.
 	instances map[int64]*store.Instance
+	// logBudget bounds the host output kept in the log.
+	logBudget *logBudget
 }
 
 // hostJob is one host of a deployment: its step row, how to reach it and how it ended.
@@ -42,7 +44,7 @@ func (w *Worker) runDeployment(ctx context.Context, claimed *store.Deployment) {
 	if err != nil {
 		log.Error("open the deployment log", "err", err)
 	}
-	r := &deploymentRun{w: w, d: claimed, log: logw}
+	r := &deploymentRun{w: w, d: claimed, log: logw, logBudget: newLogBudget(w.cfg.MaxLogBytes, w.cfg.MaxHostLogBytes)}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stopLease := w.keepLease(ctx, claimed.ID, cancel)

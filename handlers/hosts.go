@@ -16,6 +16,7 @@ func (s *Server) registerHosts(r gin.IRouter) {
 	r.GET("/hosts/:host", s.need(loggedIn), s.getHost)
 	r.PATCH("/hosts/:host", s.need(adminOnly), s.updateHost)
 	r.DELETE("/hosts/:host", s.need(adminOnly), s.deleteHost)
+	r.POST("/hosts/:host/accept-key", s.need(adminOnly), s.acceptHostKey)
 }
 
 // hostInput is the body of a host create or update; absent fields are nil.
@@ -34,10 +35,14 @@ type hostView struct {
 	*store.Host
 	HasPrivateKey bool   `json:"has_private_key"`
 	Fingerprint   string `json:"fingerprint"`
+	// OfferedFingerprint is the key the host offered on a refused first connection, waiting
+	// for an administrator to accept it (POST /hosts/{host}/accept-key).
+	OfferedFingerprint string `json:"offered_fingerprint,omitempty"`
 }
 
 func newHostView(h *store.Host) hostView {
-	return hostView{Host: h, HasPrivateKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey)}
+	return hostView{Host: h, HasPrivateKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey),
+		OfferedFingerprint: h.OfferedFingerprint()}
 }
 
 // fingerprint returns the SHA256 fingerprint of an authorized_keys line, or "" for none.
@@ -114,4 +119,22 @@ func (s *Server) deleteHost(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// acceptHostKey pins the key the host offered on a refused first connection (a host in a
+// protected environment is not trusted on first use); the body names its fingerprint, so an
+// administrator accepts the key they checked and no other.
+func (s *Server) acceptHostKey(c *gin.Context) {
+	var in struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	if !s.bindJSON(c, &in) {
+		return
+	}
+	h, err := s.db.AcceptHostKey(c.Request.Context(), c.Param("host"), in.Fingerprint)
+	if err != nil {
+		s.fail(c, fmt.Errorf("accept the host key of %q: %w", c.Param("host"), err))
+		return
+	}
+	c.JSON(http.StatusOK, newHostView(h))
 }

@@ -20,7 +20,7 @@ const deploymentFrom = ` FROM deployments d JOIN projects p ON p.id = d.project_
 	JOIN environments e ON e.id = d.environment_id JOIN versions v ON v.id = d.version_id`
 
 const hostStepColumns = `deployment_id, host_id, host_name, position, status, step, bytes_sent, bytes_total, error,
-	started_at, finished_at`
+	started_at, finished_at, previous_recorded, previous_release, previous_version_id`
 
 type deploymentRow struct {
 	Deployment

@@ -20,7 +20,7 @@ type hostRow struct {
 	PrivateKeyEnc string `db:"private_key_enc"`
 }
 
-const hostColumns = `id, name, address, port, username, private_key_enc, host_key, created_at, updated_at`
+const hostColumns = `id, name, address, port, username, private_key_enc, host_key, offered_host_key, created_at, updated_at`
 
 // CreateHost stores h and fills its ID and times. A zero port becomes 22. The private key and
 // the host key must parse.
@@ -150,6 +150,9 @@ func (db *DB) UpdateHost(ctx context.Context, name string, upd HostUpdate) (*Hos
 		if err != nil {
 			return err
 		}
+		if err := db.clearOfferedKey(ctx, tx, h, upd.HostKey != nil); err != nil {
+			return err
+		}
 		out = h
 		return db.audit(ctx, tx, "host.update", "host/"+h.Name, changedFields(upd.Name != nil, "name", upd.Address != nil, "address",
 			upd.Port != nil, "port", upd.User != nil, "user", upd.PrivateKey != nil, "private_key", upd.HostKey != nil, "host_key"))
@@ -200,9 +203,96 @@ func (db *DB) PinHostKey(ctx context.Context, hostID int64, key string) error {
 		default:
 			return Errorf(ECONFLICT, "host %s already has another host key pinned", h.Name)
 		}
-		if _, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET host_key = ?, updated_at = ? WHERE id = ?`), probe.HostKey, db.now(), h.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET host_key = ?, offered_host_key = '', updated_at = ? WHERE id = ?`), probe.HostKey, db.now(), h.ID); err != nil {
 			return err
 		}
 		return db.audit(ctx, tx, "host.pin_key", "host/"+h.Name, "trusted on first use: "+probe.HostKey)
 	})
+}
+
+// clearOfferedKey forgets the key a host offered once a host key is set for it by hand.
+func (db *DB) clearOfferedKey(ctx context.Context, tx *sqlx.Tx, h *Host, hostKeySet bool) error {
+	if !hostKeySet || h.OfferedHostKey == "" {
+		return nil
+	}
+	h.OfferedHostKey = ""
+	_, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET offered_host_key = '' WHERE id = ?`), h.ID)
+	return err
+}
+
+// ProtectedEnvironmentsOf names ("project/environment") the protected environments that hold
+// the host with id, sorted; none when it is in no protected environment.
+func (db *DB) ProtectedEnvironmentsOf(ctx context.Context, hostID int64) ([]string, error) {
+	var envs []string
+	err := db.db.SelectContext(ctx, &envs, db.q(`SELECT p.name || '/' || e.name FROM environment_hosts eh
+		JOIN environments e ON e.id = eh.environment_id JOIN projects p ON p.id = e.project_id
+		WHERE eh.host_id = ? AND e.protected ORDER BY 1`), hostID)
+	if err != nil {
+		return nil, fmt.Errorf("list the protected environments of host %d: %w", hostID, err)
+	}
+	return envs, nil
+}
+
+// OfferHostKey remembers the key a host without a pinned key offered on a connection that
+// ferry refused, so an administrator can accept it by its fingerprint (AcceptHostKey). It does
+// nothing once a key is pinned. EINVALID when key is not a public key line.
+func (db *DB) OfferHostKey(ctx context.Context, hostID int64, key string) error {
+	parsed, _, _, _, err := ssh.ParseAuthorizedKey([]byte(key))
+	if err != nil {
+		return Errorf(EINVALID, "host key: not a public key line (%v)", err)
+	}
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(parsed)))
+	_, err = db.db.ExecContext(ctx, db.q(`UPDATE hosts SET offered_host_key = ? WHERE id = ? AND host_key = ''`), line, hostID)
+	if err != nil {
+		return fmt.Errorf("record the host key offered by host %d: %w", hostID, err)
+	}
+	return nil
+}
+
+// OfferedFingerprint returns the SHA256 fingerprint of the key h offered and ferry refused,
+// "" when there is none.
+func (h *Host) OfferedFingerprint() string {
+	if h.OfferedHostKey == "" {
+		return ""
+	}
+	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.OfferedHostKey))
+	if err != nil {
+		return ""
+	}
+	return ssh.FingerprintSHA256(key)
+}
+
+// AcceptHostKey pins the key the host called name offered on a refused first connection,
+// when fingerprint (SHA256:…) is that key's, and returns the host. EINVALID when the
+// fingerprint is missing or is not the offered key's, or the host has offered none;
+// ECONFLICT when a key is pinned already (change it with UpdateHost). Audited.
+func (db *DB) AcceptHostKey(ctx context.Context, name, fingerprint string) (*Host, error) {
+	fingerprint = strings.TrimSpace(fingerprint)
+	if fingerprint == "" {
+		return nil, Errorf(EINVALID, "fingerprint: required, such as \"SHA256:…\" from the refused deployment's log")
+	}
+	var out *Host
+	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
+		h, err := db.getHost(ctx, tx, `name = ?`, name, "host "+name)
+		if err != nil {
+			return err
+		}
+		offered := h.OfferedFingerprint()
+		switch {
+		case h.HostKey != "":
+			return Errorf(ECONFLICT, "host %s already has a pinned host key; to replace it, set host_key on the host", name)
+		case offered == "":
+			return Errorf(EINVALID, "host %s has not offered a host key yet: deploy to it once (the connection is refused and its key kept), or set host_key on the host", name)
+		case offered != fingerprint:
+			return Errorf(EINVALID, "fingerprint: %s is not the key host %s offered (%s); check the key on the host itself before accepting", truncate(fingerprint, 80), name, offered)
+		}
+		h.HostKey, h.OfferedHostKey, h.UpdatedAt = h.OfferedHostKey, "", db.now()
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET host_key = ?, offered_host_key = '', updated_at = ? WHERE id = ?`),
+			h.HostKey, h.UpdatedAt, h.ID); err != nil {
+			return err
+		}
+		out = h
+		return db.audit(ctx, tx, "host.accept_key", "host/"+name, "accepted the offered key "+offered)
+	})
+	return out, err
 }

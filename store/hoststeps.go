@@ -221,3 +221,34 @@ func (db *DB) endHostSteps(ctx context.Context, tx *sqlx.Tx, id int64, waiting, 
 		running, errText, db.now(), id, HostRunning)
 	return err
 }
+
+// RecordHostPrevious records, once per host step, the release a host ran before the
+// deployment stopped anything there (release "" when it ran none) and its version (nil when
+// the release is not a version ferry knows). A second call for the same step changes nothing,
+// so a worker taking the deployment over cannot overwrite what the first one saw. ECONFLICT
+// when the deployment is not running, ENOTFOUND when it has no step for the host.
+func (db *DB) RecordHostPrevious(ctx context.Context, deploymentID, hostID int64, release string, versionID *int64) error {
+	res, err := db.db.ExecContext(ctx, db.q(`UPDATE host_steps SET previous_recorded = TRUE, previous_release = ?, previous_version_id = ?
+		WHERE deployment_id = ? AND host_id = ? AND NOT previous_recorded
+		AND EXISTS (SELECT 1 FROM deployments d WHERE d.id = deployment_id AND d.status = ?)`),
+		truncate(release, 200), versionID, deploymentID, hostID, DeploymentRunning)
+	if err != nil {
+		return fmt.Errorf("record the release host %d ran: %w", hostID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return err
+	}
+	d, err := db.GetDeployment(ctx, deploymentID)
+	if err != nil {
+		return err
+	}
+	if d.Status != DeploymentRunning {
+		return Errorf(ECONFLICT, "deployment %d is not running (%s)", deploymentID, d.Status)
+	}
+	for _, h := range d.Hosts {
+		if h.HostID == hostID {
+			return nil // recorded already
+		}
+	}
+	return Errorf(ENOTFOUND, "deployment %d has no step for host %d", deploymentID, hostID)
+}

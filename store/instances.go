@@ -67,3 +67,10 @@ func (db *DB) ListInstances(ctx context.Context, projectID int64) ([]*Instance, 
 	}
 	return out, nil
 }
+
+// ReleaseVersion returns the project's version named like a release found on a host, also
+// when retention removed its artifact (its .ferry.yml is kept with the row); ENOTFOUND when
+// the project has no version of that name.
+func (db *DB) ReleaseVersion(ctx context.Context, projectID int64, name string) (*Version, error) {
+	return db.getVersion(ctx, db.db, "version "+name, `v.project_id = ? AND v.name = ?`, projectID, name)
+}

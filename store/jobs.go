@@ -215,6 +215,12 @@ type HostStep struct {
 	Error        string     `db:"error" json:"error"`
 	StartedAt    *time.Time `db:"started_at" json:"started_at,omitempty"`
 	FinishedAt   *time.Time `db:"finished_at" json:"finished_at,omitempty"`
+	// PreviousRecorded says the worker recorded, before stopping anything, the release the
+	// host ran: PreviousRelease ("" when none) and its version (nil when ferry does not know
+	// it). A worker taking the deployment over goes back to that release, not to current.
+	PreviousRecorded  bool   `db:"previous_recorded" json:"-"`
+	PreviousRelease   string `db:"previous_release" json:"previous_release,omitempty"`
+	PreviousVersionID *int64 `db:"previous_version_id" json:"-"`
 }
 
 // NewDeployment asks for a version on an environment's hosts.

@@ -175,9 +175,12 @@ type Host struct {
 	PrivateKey string `db:"-" json:"-"`
 	// HostKey is the pinned public key, an authorized_keys line; empty until the first
 	// connection records it (trust on first use).
-	HostKey   string    `db:"host_key" json:"host_key"`
-	CreatedAt time.Time `db:"created_at" json:"created_at"`
-	UpdatedAt time.Time `db:"updated_at" json:"updated_at"`
+	HostKey string `db:"host_key" json:"host_key"`
+	// OfferedHostKey is the key the host offered on a first connection that ferry refused
+	// (a host in a protected environment is not trusted on first use); see AcceptHostKey.
+	OfferedHostKey string    `db:"offered_host_key" json:"-"`
+	CreatedAt      time.Time `db:"created_at" json:"created_at"`
+	UpdatedAt      time.Time `db:"updated_at" json:"updated_at"`
 }
 
 var hostAddrRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$`)

@@ -1,7 +1,8 @@
 // Command testapp is the service the deploy tests ship inside their artifacts. It serves its
 // release's VERSION at /version and /health on 127.0.0.1:8080, writes run/app.pid in its
 // release and exits on SIGTERM. Files in the release change it: "ignore-term" makes it ignore
-// SIGTERM, "unhealthy" makes /health answer 500.
+// SIGTERM, "unhealthy" makes /health answer 500. TESTAPP_ADDR, when set, is the address it
+// listens on instead of 127.0.0.1:8080.
 package main
 
 import (
@@ -35,7 +36,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	ln, err := listen("127.0.0.1:8080")
+	addr := os.Getenv("TESTAPP_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	ln, err := listen(addr)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,133 @@
+package store_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"ferry/store"
+	"ferry/store/storetest"
+)
+
+// A host step's record of what the host ran survives a takeover: the second worker cannot
+// overwrite it with what it finds (the new release, already switched to).
+func TestRecordHostPreviousIsWrittenOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		f := newJobFixture(t, db)
+		v1 := f.mustVersion(t, "v1", 1)
+		v2 := f.mustVersion(t, "v2", 2)
+		d, err := db.CreateDeployment(ctx, f.deploy(v2))
+		recordMust(t, err)
+		err = db.RecordHostPrevious(ctx, d.ID, f.hosts[0].ID, "v1", &v1.ID)
+		wantCode(t, "queued", err, store.ECONFLICT, "is not running")
+
+		mustClaimDeployment(t, db, "first", d.ID)
+		recordMust(t, db.RecordHostPrevious(ctx, d.ID, f.hosts[0].ID, "v1", &v1.ID))
+		recordMust(t, db.RecordHostPrevious(ctx, d.ID, f.hosts[1].ID, "", nil))
+		f.clock.Add(5 * time.Minute)
+		if rq, _, err := db.ReapDeployments(ctx, 2); err != nil || rq != 1 {
+			t.Fatalf("reap = %d, %v", rq, err)
+		}
+		mustClaimDeployment(t, db, "second", d.ID)
+		recordMust(t, db.RecordHostPrevious(ctx, d.ID, f.hosts[0].ID, "v2", &v2.ID))
+		err = db.RecordHostPrevious(ctx, d.ID, 999, "v1", nil)
+		wantCode(t, "unknown host", err, store.ENOTFOUND, "has no step for host 999")
+
+		got, err := db.GetDeployment(ctx, d.ID)
+		recordMust(t, err)
+		h1, h2, h3 := got.Hosts[0], got.Hosts[1], got.Hosts[2]
+		if !h1.PreviousRecorded || h1.PreviousRelease != "v1" || h1.PreviousVersionID == nil || *h1.PreviousVersionID != v1.ID {
+			t.Errorf("web1 record %+v, want v1 (version %d) kept after the takeover", h1, v1.ID)
+		}
+		if !h2.PreviousRecorded || h2.PreviousRelease != "" || h2.PreviousVersionID != nil {
+			t.Errorf("web2 record %+v, want recorded as running nothing", h2)
+		}
+		if h3.PreviousRecorded {
+			t.Errorf("web3 %+v is recorded though nothing was written", h3)
+		}
+		// A version removed by retention still names its .ferry.yml for the hosts that run it.
+		if rv, err := db.ReleaseVersion(ctx, f.project.ID, "v1"); err != nil || rv.ID != v1.ID {
+			t.Errorf("ReleaseVersion(v1) = %+v, %v", rv, err)
+		}
+		_, err = db.ReleaseVersion(ctx, f.project.ID, "hand-made")
+		wantCode(t, "unknown release", err, store.ENOTFOUND, "hand-made")
+	})
+}
+
+// A host in a protected environment keeps the key it offered until an administrator accepts
+// it by fingerprint; a wrong fingerprint or a host that offered nothing is refused.
+func TestAcceptOfferedHostKey(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := actorCtx()
+		f := newJobFixture(t, db)
+		prod := &store.Environment{ProjectID: f.project.ID, Name: "prod", Protected: true, Hosts: []string{"web2"}}
+		recordMust(t, db.CreateEnvironment(ctx, prod))
+		if envs, err := db.ProtectedEnvironmentsOf(ctx, f.hosts[1].ID); err != nil || strings.Join(envs, ",") != "orders/prod" {
+			t.Errorf("protected environments of web2 = %v, %v", envs, err)
+		}
+		if envs, err := db.ProtectedEnvironmentsOf(ctx, f.hosts[0].ID); err != nil || len(envs) != 0 {
+			t.Errorf("protected environments of web1 = %v, %v", envs, err)
+		}
+
+		_, err := db.AcceptHostKey(ctx, "web2", "SHA256:abc")
+		wantCode(t, "nothing offered", err, store.EINVALID, "has not offered a host key yet")
+		_, offered := MustKeyPair(t)
+		recordMust(t, db.OfferHostKey(ctx, f.hosts[1].ID, offered+" comment"))
+		key, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(offered))
+		fp := ssh.FingerprintSHA256(key)
+		h, err := db.GetHost(ctx, "web2")
+		recordMust(t, err)
+		if h.HostKey != "" || h.OfferedFingerprint() != fp {
+			t.Fatalf("after the offer, web2 pins %q and offers %q, want nothing pinned and %s offered", h.HostKey, h.OfferedFingerprint(), fp)
+		}
+		_, err = db.AcceptHostKey(ctx, "web2", "")
+		wantCode(t, "no fingerprint", err, store.EINVALID, "fingerprint: required")
+		_, other := MustKeyPair(t)
+		otherKey, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(other))
+		_, err = db.AcceptHostKey(ctx, "web2", ssh.FingerprintSHA256(otherKey))
+		wantCode(t, "wrong fingerprint", err, store.EINVALID, "is not the key host web2 offered ("+fp+")")
+
+		h, err = db.AcceptHostKey(ctx, "web2", fp)
+		recordMust(t, err)
+		if h.HostKey != offered || h.OfferedHostKey != "" {
+			t.Fatalf("accepted host pins %q, offers %q", h.HostKey, h.OfferedHostKey)
+		}
+		if got, _ := db.GetHost(ctx, "web2"); got.HostKey != offered {
+			t.Errorf("stored host key %q, want %q", got.HostKey, offered)
+		}
+		_, err = db.AcceptHostKey(ctx, "web2", fp)
+		wantCode(t, "pinned already", err, store.ECONFLICT, "already has a pinned host key")
+		// Once a key is pinned, an offer changes nothing.
+		recordMust(t, db.OfferHostKey(ctx, f.hosts[1].ID, other))
+		if got, _ := db.GetHost(ctx, "web2"); got.OfferedHostKey != "" || got.HostKey != offered {
+			t.Errorf("an offer to a pinned host changed it: %+v", got)
+		}
+		if log := recordAuditText(t, db); !strings.Contains(log, "host.accept_key host/web2 accepted the offered key "+fp) {
+			t.Errorf("audit log lacks the acceptance:\n%s", log)
+		}
+	})
+}
+
+func recordMust(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recordAuditText lists the audit log as "action target detail" lines, oldest first.
+func recordAuditText(t testing.TB, db *store.DB) string {
+	t.Helper()
+	entries, err := db.ListAudit(context.Background(), store.AuditFilter{Limit: 1000})
+	recordMust(t, err)
+	var lines []string
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		lines = append(lines, e.Action+" "+e.Target+" "+e.Detail)
+	}
+	return strings.Join(lines, "\n")
+}
