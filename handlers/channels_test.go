@@ -181,3 +181,35 @@ func TestDeliveriesShowFailures(t *testing.T) {
 		admin.must(http.StatusBadRequest, "GET", "/api/v1/projects/orders/deliveries?status=lost", "")
 	})
 }
+
+// TestDeliveryAnswersShownToAdministratorsOnly: what a server answered in its own words can
+// be anything the address ferry was pointed at returns. Members (who see the deliveries of
+// their project, on the API and the settings page) get the status; administrators the answer.
+func TestDeliveryAnswersShownToAdministratorsOnly(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		h := newServer(t, db)
+		admin := tokenClient(t, h, db, mustUser(t, db, "boss", true))
+		mem := tokenClient(t, h, db, mustUser(t, db, "mem", false))
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects", `{"name":"orders","gitlab_path":"g/orders","clone_url":"https://x/y.git"}`)
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects/orders/members", `{"user":"mem"}`)
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects/orders/channels", `{"kind":"webhook","url":"https://hooks.example.com/x","events":["build.failed"]}`)
+		p, _ := db.GetProject(ctx, "orders")
+		storetest.FinishedBuild(t, db, p, store.BuildFailed)
+		_, err := db.QueueDeliveries(ctx, 0)
+		must(t, err)
+		ds, _ := db.ListDeliveries(ctx, store.DeliveryFilter{ProjectID: p.ID})
+		must(t, db.RecordDelivery(ctx, []int64{ds[0].ID}, store.DeliveryOutcome{
+			Error:  "webhook: answered HTTP 403 Forbidden (the answer's text is shown to administrators only)",
+			Answer: "webhook: answered HTTP 403 Forbidden: ami-id=ami-0abc secret-from-metadata"}))
+
+		memView := mem.must(http.StatusOK, "GET", "/api/v1/projects/orders/deliveries", "")
+		if strings.Contains(memView.body, "secret-from-metadata") || !strings.Contains(memView.body, "HTTP 403") {
+			t.Errorf("a member sees %s; want the status without the answer", memView.body)
+		}
+		adminView := admin.must(http.StatusOK, "GET", "/api/v1/projects/orders/deliveries", "")
+		if !strings.Contains(adminView.body, "secret-from-metadata") {
+			t.Errorf("an administrator sees %s; want the answer too", adminView.body)
+		}
+	})
+}

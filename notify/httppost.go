@@ -95,10 +95,7 @@ func statusError(platform string, a answer) *SendError {
 		return nil
 	}
 	reason := fmt.Sprintf("answered HTTP %d %s", a.Status, http.StatusText(a.Status))
-	if text := quoteAnswer(a.Body); text != "" {
-		reason += ": " + text
-	}
-	e := &SendError{Platform: platform, Reason: reason, RetryAfter: a.RetryAfter}
+	e := &SendError{Platform: platform, Reason: reason, Answer: quoteAnswer(a.Body), RetryAfter: a.RetryAfter}
 	e.Permanent = a.Status < 500 && a.Status != http.StatusRequestTimeout && a.Status != http.StatusTooManyRequests
 	return e
 }

@@ -220,11 +220,16 @@ func (s *mailSender) failure(ctx context.Context, doing string, err error) error
 	var reply *textproto.Error
 	if errors.As(err, &reply) {
 		e := &SendError{Platform: mailPlatform, Permanent: reply.Code >= 500,
-			Reason: fmt.Sprintf("%s %s: server answered %d %s", doing, s.addr, reply.Code, oneLine(reply.Msg))}
+			Reason: fmt.Sprintf("%s %s: server answered %d", doing, s.addr, reply.Code), Answer: quoteAnswer([]byte(reply.Msg))}
 		if reply.Code == 535 || reply.Code == 534 {
-			e.Reason = fmt.Sprintf("%s %s: the server refused the user name or password (%d %s)", doing, s.addr, reply.Code, oneLine(reply.Msg))
+			e.Reason = fmt.Sprintf("%s %s: the server refused the user name or password (%d)", doing, s.addr, reply.Code)
 		}
 		return e
+	}
+	var proto textproto.ProtocolError
+	if errors.As(err, &proto) {
+		return &SendError{Platform: mailPlatform, Permanent: true, Answer: quoteAnswer([]byte(proto.Error())),
+			Reason: fmt.Sprintf("%s %s: the server does not answer as an SMTP server", doing, s.addr)}
 	}
 	return networkError(mailPlatform, doing, s.addr, err)
 }

@@ -323,7 +323,7 @@ func TestMailFailures(t *testing.T) {
 	t.Run("server refuses the password", func(t *testing.T) {
 		srv, clientTLS := startMailServer(t, startTLSSMTP, &mailServer{mechanisms: []string{sasl.Plain}})
 		err := sendMail(t, mailURLWithPassword("smtp", srv.addr, "", "wrong-password"), clientTLS, failedDeployment())
-		checkFailure(t, err, "refused the user name or password (535 5.7.8 Authentication credentials invalid)", false)
+		checkFailure(t, err, "refused the user name or password (535): 5.7.8 Authentication credentials invalid", false)
 		if strings.Contains(err.Error(), "wrong-password") {
 			t.Errorf("error shows the password: %v", err)
 		}
