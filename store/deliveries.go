@@ -19,19 +19,19 @@ const (
 
 // Delivery is one notice for one channel: queued from an outbox entry, sent by the notify worker.
 type Delivery struct {
-	ID          int64      `db:"id" json:"id"`
-	ChannelID   int64      `db:"channel_id" json:"channel_id"`
-	ChannelKind string     `db:"channel_kind" json:"channel_kind"`
-	ProjectID   *int64     `db:"project_id" json:"-"`
-	Project     string     `db:"project" json:"project"`
-	OutboxID    *int64     `db:"outbox_id" json:"-"`
-	Event       string     `db:"event" json:"event"`
-	JobKind     string     `db:"job_kind" json:"job_kind"`
-	JobID       int64      `db:"job_id" json:"job_id"`
-	Status      string     `db:"status" json:"status"`
-	Attempts    int        `db:"attempts" json:"attempts"`
-	NextTryAt   time.Time  `db:"next_try_at" json:"next_try_at"`
-	LastError   string     `db:"last_error" json:"error"` // why the last try failed, without the server's own words
+	ID          int64     `db:"id" json:"id"`
+	ChannelID   int64     `db:"channel_id" json:"channel_id"`
+	ChannelKind string    `db:"channel_kind" json:"channel_kind"`
+	ProjectID   *int64    `db:"project_id" json:"-"`
+	Project     string    `db:"project" json:"project"`
+	OutboxID    *int64    `db:"outbox_id" json:"-"`
+	Event       string    `db:"event" json:"event"`
+	JobKind     string    `db:"job_kind" json:"job_kind"`
+	JobID       int64     `db:"job_id" json:"job_id"`
+	Status      string    `db:"status" json:"status"`
+	Attempts    int       `db:"attempts" json:"attempts"`
+	NextTryAt   time.Time `db:"next_try_at" json:"next_try_at"`
+	LastError   string    `db:"last_error" json:"error"` // why the last try failed, without the server's own words
 	// LastAnswer is the whole failure with what the server said (the start of its body, its
 	// SMTP reply), secrets redacted. Only administrators are shown it: through a channel URL
 	// anyone allowed to set one could read whatever ferry reaches.
