@@ -169,11 +169,24 @@ func (s *Server) createChannel(c *gin.Context) {
 		ch.ProjectID = &p.ID
 	}
 	applyChannelInput(ch, in)
+	if err := s.checkChannelURL(in.URL); err != nil {
+		s.fail(c, fmt.Errorf("create channel: %w", err))
+		return
+	}
 	if err := s.db.CreateChannel(c.Request.Context(), ch); err != nil {
 		s.fail(c, fmt.Errorf("create channel: %w", err))
 		return
 	}
 	c.JSON(http.StatusCreated, newChannelView(ch))
+}
+
+// checkChannelURL refuses a new channel URL that points where channels may not reach (this
+// machine, link-local and cloud metadata addresses, unless allowed): 400 naming the url.
+func (s *Server) checkChannelURL(raw *string) error {
+	if raw == nil || s.channelURLCheck == nil {
+		return nil
+	}
+	return s.channelURLCheck(*raw)
 }
 
 func applyChannelInput(ch *store.Channel, in channelInput) {
@@ -216,6 +229,10 @@ func (s *Server) updateChannel(c *gin.Context) {
 	}
 	if in.URL != nil && *in.URL == store.ShownURL(ch.URL) {
 		in.URL = nil
+	}
+	if err := s.checkChannelURL(in.URL); err != nil {
+		s.fail(c, fmt.Errorf("update channel %d: %w", ch.ID, err))
+		return
 	}
 	upd := store.ChannelUpdate{Kind: in.Kind, URL: in.URL, Secret: in.Secret, Keyword: in.Keyword, Format: in.Format,
 		Events: in.Events, Recipients: in.Recipients, Enabled: in.Enabled}

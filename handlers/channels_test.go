@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ferry/handlers"
+	"ferry/notify"
 	"ferry/store"
 	"ferry/store/storetest"
 )
@@ -211,5 +212,39 @@ func TestDeliveryAnswersShownToAdministratorsOnly(t *testing.T) {
 		if !strings.Contains(adminView.body, "secret-from-metadata") {
 			t.Errorf("an administrator sees %s; want the answer too", adminView.body)
 		}
+	})
+}
+
+// TestChannelURLsToThisMachineRefused: a channel URL naming this machine or a cloud metadata
+// address is refused when saved (400 naming the url), on create and on update; a private
+// network address is fine.
+func TestChannelURLsToThisMachineRefused(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		h := handlers.New(handlers.Config{DB: db, BaseURL: testBaseURL, ChannelURLCheck: notify.AddressPolicy{}.CheckURL}).Handler()
+		admin := tokenClient(t, h, db, mustUser(t, db, "boss", true))
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects", `{"name":"orders","gitlab_path":"g/orders","clone_url":"https://x/y.git"}`)
+		for _, u := range []string{
+			"http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+			"http://127.0.0.1:6379/",
+			"http://localhost:8080/admin",
+			"http://[::1]/x",
+		} {
+			r := admin.must(http.StatusBadRequest, "POST", "/api/v1/projects/orders/channels", `{"kind":"webhook","url":"`+u+`"}`)
+			if !strings.HasPrefix(r.errorText(t), "url:") {
+				t.Errorf("POST %s: error %q does not name the url", u, r.errorText(t))
+			}
+		}
+		admin.must(http.StatusBadRequest, "POST", "/api/v1/channels", `{"kind":"email","url":"smtp://127.0.0.1:25","recipients":["ops@example.com"]}`)
+		var ch channelJSON
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects/orders/channels", `{"kind":"webhook","url":"http://10.20.30.40:8080/hook"}`).decode(t, &ch)
+		path := fmt.Sprintf("/api/v1/channels/%d", ch.ID)
+		r := admin.must(http.StatusBadRequest, "PATCH", path, `{"url":"http://169.254.169.254/latest/meta-data/"}`)
+		if !strings.HasPrefix(r.errorText(t), "url:") {
+			t.Errorf("PATCH: error %q does not name the url", r.errorText(t))
+		}
+		if got, _ := db.GetChannel(context.Background(), ch.ID); got.URL != "http://10.20.30.40:8080/hook" {
+			t.Errorf("the refused PATCH changed the URL to %s", got.URL)
+		}
+		admin.must(http.StatusOK, "PATCH", path, `{"enabled":false}`) // other fields still change
 	})
 }

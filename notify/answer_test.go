@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -105,7 +106,11 @@ func lineServer(t *testing.T, lines ...string) string {
 	return ln.Addr().String()
 }
 
+// localAddresses lets tests send to their servers on this machine, as
+// FERRY_CHANNEL_ALLOWED_NETS=127.0.0.0/8,::1 does.
+var localAddresses = AddressPolicy{Allowed: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+
 // testOptions are the options of tests that send to servers on this machine.
 func testOptions() Options {
-	return Options{Timeout: 5 * time.Second}
+	return Options{Timeout: 5 * time.Second, Addresses: localAddresses}
 }

@@ -91,8 +91,8 @@ func retryablef(platform string, after time.Duration, format string, args ...any
 // canceled context and for a SendError marked permanent; true for other SendErrors (rate
 // limits, server errors, network failures) and for errors this package did not classify.
 func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return false
+	if err == nil || errors.Is(err, context.Canceled) || store.ErrorCode(err) == store.EINVALID {
+		return false // a channel that cannot be used as configured stays so until changed
 	}
 	var se *SendError
 	if errors.As(err, &se) {
@@ -123,6 +123,8 @@ func networkError(platform, doing, target string, err error) *SendError {
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 		return &SendError{Platform: platform, Permanent: true, Err: err,
 			Reason: fmt.Sprintf("%s %s: host %q not found", doing, target, dnsErr.Name)}
+	case errors.Is(err, errRefusedAddress):
+		return &SendError{Platform: platform, Permanent: true, Err: err, Reason: fmt.Sprintf("%s %s", doing, target)}
 	case errors.Is(err, errForeignRedirect):
 		return &SendError{Platform: platform, Permanent: true, Err: err, Reason: fmt.Sprintf("%s %s", doing, target)}
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostnameErr):

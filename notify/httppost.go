@@ -29,7 +29,9 @@ var errForeignRedirect = errors.New("refused to follow a redirect to another hos
 func newHTTPClient(opt Options) *http.Client {
 	transport := opt.Transport
 	if transport == nil {
-		transport = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = opt.Addresses.dialer(opt.Resolver).DialContext
+		transport = t
 	}
 	return &http.Client{
 		Transport: transport,

@@ -204,7 +204,7 @@ func sendMail(t *testing.T, url string, tlsConfig *tls.Config, m Message) error 
 	t.Helper()
 	s, err := New(Channel{Kind: KindMail, URL: url, From: "Ferry <ferry@example.com>",
 		Recipients: []string{"Ops <ops@example.com>", "张三 <zhangsan@example.com>"}},
-		Options{TLSConfig: tlsConfig, Timeout: 10 * time.Second, Hostname: "ferry.test"})
+		Options{TLSConfig: tlsConfig, Timeout: 10 * time.Second, Hostname: "ferry.test", Addresses: localAddresses})
 	if err != nil {
 		t.Fatalf("New mail sender: %v", err)
 	}

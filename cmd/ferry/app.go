@@ -83,7 +83,12 @@ func (m *Main) Run(ctx context.Context) error {
 		Workers: max(m.Config.DeployWorkers, 1),
 		Logger:  m.Logger.With("part", "deploy"),
 	})
-	m.notifier = &notify.Worker{DB: db, BaseURL: m.Config.BaseURL, Logger: m.Logger.With("part", "notify")}
+	channelAddresses := notify.AddressPolicy{Allowed: m.Config.channelNets}
+	m.notifier = &notify.Worker{DB: db, BaseURL: m.Config.BaseURL, Logger: m.Logger.With("part", "notify"),
+		Options: notify.Options{Addresses: channelAddresses}}
+	if len(m.Config.channelNets) > 0 {
+		m.Logger.Info("notification channels may reach these networks refused by default", "FERRY_CHANNEL_ALLOWED_NETS", m.Config.ChannelAllowedNets)
+	}
 	srv := handlers.New(handlers.Config{
 		DB:            db,
 		BaseURL:       m.Config.BaseURL,
@@ -92,6 +97,8 @@ func (m *Main) Run(ctx context.Context) error {
 		GitLab:        build.NewFrontend(m.builder),
 		Notifier:      m.notifier,
 		Deployer:      m.deployer,
+
+		ChannelURLCheck: channelAddresses.CheckURL,
 	})
 	m.server = newHTTPServer(srv.Handler(), m.Logger, defaultServerTimeouts)
 	workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

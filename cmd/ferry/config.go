@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"ferry/notify"
 )
 
 // Config is everything ferry is told at start, from FERRY_* environment variables and flags of
@@ -35,6 +38,11 @@ type Config struct {
 	GitLabToken  string
 	// ShutdownGrace bounds how long in-flight requests may take after SIGINT/SIGTERM.
 	ShutdownGrace time.Duration
+	// ChannelAllowedNets lists networks (CIDRs or addresses, comma-separated) notification
+	// channels may reach although they are refused by default: loopback, link-local, cloud
+	// metadata (FERRY_CHANNEL_ALLOWED_NETS). Validate parses it into channelNets.
+	ChannelAllowedNets string
+	channelNets        []netip.Prefix
 }
 
 // DefaultConfig returns the configuration of a plain `ferry serve`, read from env.
@@ -64,6 +72,8 @@ func DefaultConfig(env func(string) string) Config {
 		GitLabURL:     env("FERRY_GITLAB_URL"),
 		GitLabToken:   env("FERRY_GITLAB_TOKEN"),
 		ShutdownGrace: 15 * time.Second,
+
+		ChannelAllowedNets: env("FERRY_CHANNEL_ALLOWED_NETS"),
 	}
 }
 
@@ -108,6 +118,11 @@ func (c *Config) Validate() error {
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")
 	}
+	nets, err := notify.ParseAllowedNets(c.ChannelAllowedNets)
+	if err != nil {
+		return fmt.Errorf("FERRY_CHANNEL_ALLOWED_NETS: %v", err)
+	}
+	c.channelNets = nets
 	return nil
 }
 
