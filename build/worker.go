@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ferry/store"
@@ -78,6 +79,7 @@ type Worker struct {
 	// reporters tracks the GitLab calls of builds that have left their slot; gitlabCtx ends
 	// them when the worker stops and they do not end within gitlabShutdownGrace.
 	reporters  sync.WaitGroup
+	pending    atomic.Int64 // reporters not ended yet, at most maxPendingReporters
 	gitlabCtx  context.Context
 	gitlabStop context.CancelFunc
 }

@@ -17,6 +17,10 @@ const gitlabCallTimeout = time.Minute
 // gitlabShutdownGrace is how long a stopping worker waits for GitLab calls still queued.
 const gitlabShutdownGrace = 10 * time.Second
 
+// maxPendingReporters bounds the builds whose GitLab calls may wait at once: past it, while
+// GitLab does not answer, a new build tells GitLab nothing (and says so in its log).
+const maxPendingReporters = 256
+
 // gitlabFor returns the GitLab client for a project: with its own token when it has one, else
 // ferry's; nil when no GitLab address is configured.
 func (w *Worker) gitlabFor(p *store.Project) (*GitLab, error) {
@@ -65,6 +69,11 @@ func (w *Worker) newStatusReporter(p *store.Project, b *store.Build, out *buildL
 	if api == nil {
 		return nil
 	}
+	if w.pending.Add(1) > maxPendingReporters {
+		w.pending.Add(-1)
+		out.ferry("GitLab: the calls of %d builds are still waiting for GitLab; this build's status and tag are not sent", maxPendingReporters)
+		return nil
+	}
 	s := &statusReporter{
 		api: api, path: p.GitLabPath, sha: b.SHA, link: w.buildURL(b.ID), out: out,
 		calls: make(chan func(context.Context), reporterQueue), after: make(chan func(), 1), ctx: w.gitlabCtx,
@@ -72,6 +81,7 @@ func (w *Worker) newStatusReporter(p *store.Project, b *store.Build, out *buildL
 	w.reporters.Add(1)
 	go func() {
 		defer w.reporters.Done()
+		defer w.pending.Add(-1)
 		s.loop()
 	}()
 	return s
