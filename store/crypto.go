@@ -128,8 +128,10 @@ var secretColumns = []struct{ table, column string }{
 }
 
 // ResealSecrets rewrites every old-format ("v1:") secret as a "v2:" value bound to its row,
-// and returns how many it rewrote. A value changed by someone else meanwhile is left to them.
-// Migrate calls it; it is cheap when there is nothing to do.
+// and returns how many it rewrote. A value changed by someone else meanwhile is left to them;
+// one that does not open (another key, damaged) is left as it is, so a start with the wrong
+// key changes nothing and fails only where such a secret is read. Migrate calls it; it is
+// cheap when there is nothing to do.
 func (db *DB) ResealSecrets(ctx context.Context) (int, error) {
 	total := 0
 	for _, sc := range secretColumns {
@@ -145,7 +147,7 @@ func (db *DB) ResealSecrets(ctx context.Context) (int, error) {
 			place := SecretPlace(sc.table, sc.column, r.ID)
 			plain, err := db.cipher.Open(r.Enc, place)
 			if err != nil {
-				return total, fmt.Errorf("reseal %s: %w", place, err)
+				continue // another key or damaged: left as it is, and reading it says so
 			}
 			enc, err := db.cipher.Seal(plain, place)
 			if err != nil {

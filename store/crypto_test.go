@@ -121,6 +121,8 @@ func TestOldFormatSecretsReadAndResealed(t *testing.T) {
 			p := mustProject(t, db, "old")
 			rawExec(t, d, u,
 				`UPDATE hosts SET private_key_enc = '`+sealV1(t, keyA)+`' WHERE name = 'a'`,
+				// Sealed under another key: left alone, and the start does not fail for it.
+				`UPDATE hosts SET private_key_enc = '`+sealV1With(t, []byte("another key of thirty-two bytes!"), keyB)+`' WHERE name = 'b'`,
 				`UPDATE projects SET webhook_secret_enc = '`+sealV1(t, "old-hook-secret")+`' WHERE id = `+itoa(p.ID))
 			h, err := db.GetHost(ctx, "a")
 			if err != nil || h.PrivateKey != keyA {
@@ -134,7 +136,10 @@ func TestOldFormatSecretsReadAndResealed(t *testing.T) {
 			if err != nil || n != 2 {
 				t.Fatalf("ResealSecrets = %d, %v; want 2 values resealed", n, err)
 			}
-			dump := notifyRawDump(t, d, u, `SELECT private_key_enc FROM hosts UNION ALL SELECT webhook_secret_enc FROM projects`)
+			if _, err := db.GetHost(ctx, "b"); err == nil || !strings.Contains(err.Error(), "FERRY_SECRET_KEY") {
+				t.Fatalf("a key sealed with another key: %v", err)
+			}
+			dump := notifyRawDump(t, d, u, `SELECT private_key_enc FROM hosts WHERE name = 'a' UNION ALL SELECT webhook_secret_enc FROM projects`)
 			if strings.Contains(dump, "v1:") {
 				t.Fatalf("old-format values left after resealing:\n%s", dump)
 			}
@@ -157,7 +162,12 @@ func TestOldFormatSecretsReadAndResealed(t *testing.T) {
 // nonce || AES-256-GCM(plain) without associated data.
 func sealV1(t *testing.T, plain string) string {
 	t.Helper()
-	block, err := aes.NewCipher(storetest.Key)
+	return sealV1With(t, storetest.Key, plain)
+}
+
+func sealV1With(t *testing.T, key []byte, plain string) string {
+	t.Helper()
+	block, err := aes.NewCipher(key)
 	if err != nil {
 		t.Fatal(err)
 	}
