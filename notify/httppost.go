@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 )
 
 const (
@@ -30,7 +33,11 @@ func newHTTPClient(opt Options) *http.Client {
 	transport := opt.Transport
 	if transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.DialContext = opt.Addresses.dialer(opt.Resolver).DialContext
+		// The proxy settings are read now, not once per process as http.ProxyFromEnvironment
+		// does, so the proxies the dialer lets through are the ones requests use.
+		proxy := httpproxy.FromEnvironment().ProxyFunc()
+		t.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
+		t.DialContext = opt.Addresses.proxyAwareDial(opt.Resolver, envProxies())
 		transport = t
 	}
 	return &http.Client{

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 
 	"ferry/store"
 )
@@ -132,6 +135,49 @@ func (p AddressPolicy) control(network, address string, _ syscall.RawConn) error
 		return fmt.Errorf("%w: %v", errRefusedAddress, err)
 	}
 	return nil
+}
+
+// proxyAwareDial returns a DialContext that connects only where the policy allows, except to
+// the proxies the administrator configured (addresses as host:port): with HTTPS_PROXY set,
+// ferry connects to the proxy, which may well be on this machine, and the proxy decides where
+// the request goes. Requests to loopback addresses are never proxied (net/http's rule), so
+// they still meet the policy.
+func (p AddressPolicy) proxyAwareDial(r *net.Resolver, proxies map[string]bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	guarded := p.dialer(r)
+	plain := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: r}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if proxies[addr] {
+			return plain.DialContext(ctx, network, addr)
+		}
+		return guarded.DialContext(ctx, network, addr)
+	}
+}
+
+// envProxies returns the host:port of the HTTP and HTTPS proxies set in the environment, as
+// net/http dials them.
+func envProxies() map[string]bool {
+	cfg := httpproxy.FromEnvironment()
+	out := map[string]bool{}
+	for _, raw := range []string{cfg.HTTPProxy, cfg.HTTPSProxy} {
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			if u, err = url.Parse("http://" + raw); err != nil {
+				continue
+			}
+		}
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"https": "443", "socks5": "1080", "socks5h": "1080"}[u.Scheme]
+		}
+		if port == "" {
+			port = "80"
+		}
+		out[net.JoinHostPort(u.Hostname(), port)] = true
+	}
+	return out
 }
 
 // dialer returns a dialer that connects only where the policy allows, resolving names with r

@@ -172,3 +172,26 @@ func dnsAnswer(query []byte, names map[string]string) ([]byte, error) {
 	}
 	return b.Finish()
 }
+
+// TestChannelThroughProxyOnThisMachine: with HTTPS_PROXY/HTTP_PROXY pointing at a proxy on
+// 127.0.0.1 (which the administrator set), channels still go out through it; the policy
+// applies to the addresses ferry itself dials for the channel.
+func TestChannelThroughProxyOnThisMachine(t *testing.T) {
+	var target atomic.Value
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		target.Store(r.URL.String())
+	}))
+	t.Cleanup(proxy.Close)
+	t.Setenv("HTTP_PROXY", proxy.URL)
+	t.Setenv("http_proxy", proxy.URL)
+	s, err := New(Channel{Kind: KindWebhook, URL: "http://hooks.example.com/ferry"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), failedDeployment()); err != nil {
+		t.Fatalf("Send through the proxy: %v", err)
+	}
+	if got, _ := target.Load().(string); got != "http://hooks.example.com/ferry" {
+		t.Fatalf("the proxy was asked for %q", got)
+	}
+}
