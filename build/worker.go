@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ferry/store"
@@ -85,6 +86,12 @@ type Worker struct {
 	// fails saying why), nil without an error when NoSandbox turned it off. Set by Run.
 	sandbox    *Sandbox
 	sandboxErr error
+	// reporters tracks the GitLab calls of builds that have left their slot; gitlabCtx ends
+	// them when the worker stops and they do not end within gitlabShutdownGrace.
+	reporters  sync.WaitGroup
+	pending    atomic.Int64 // reporters not ended yet, at most maxPendingReporters
+	gitlabCtx  context.Context
+	gitlabStop context.CancelFunc
 }
 
 // NewWorker returns a worker for cfg with defaults filled in. Nothing runs until Run.
@@ -113,6 +120,7 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	w.gitlabCtx, w.gitlabStop = context.WithCancel(context.Background())
 	return w
 }
 
@@ -137,6 +145,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { w.reapLoop(ctx) })
 	wg.Wait()
+	w.waitReporters()
 	return nil
 }
 
@@ -168,6 +177,22 @@ func (w *Worker) sweep() {
 	}
 	for _, rec := range swept {
 		w.log.Warn("ended the build processes and removed the workspace a stopped ferry left", "workspace", rec.Workspace, "ferry_pid", rec.FerryPID)
+	}
+}
+
+// waitReporters gives the GitLab calls still queued gitlabShutdownGrace to end, then ends them.
+func (w *Worker) waitReporters() {
+	done := make(chan struct{})
+	go func() {
+		w.reporters.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(gitlabShutdownGrace):
+		w.log.Warn("stopping with GitLab commit statuses or tags not sent", "waited", gitlabShutdownGrace)
+		w.gitlabStop()
+		<-done
 	}
 }
 
@@ -240,12 +265,17 @@ func (w *Worker) work(ctx context.Context, b *store.Build, owner string) {
 		return
 	}
 	out := newBuildLog(logw, w.cfg.MaxLogBytes)
-	w.newRun(jobCtx, b, owner, out).execute()
+	r := w.newRun(jobCtx, b, owner, out)
+	r.execute()
 	cancel(nil)
 	<-leaseDone
-	if err := logw.Close(); err != nil {
-		w.log.Error("store the last lines of a build log", "build", b.ID, "err", err)
-	}
+	// The slot is free now. GitLab's answers to the build's status and tag calls may come
+	// later and still go to its log, which is closed after them.
+	r.gitlab.end(func() {
+		if err := logw.Close(); err != nil {
+			w.log.Error("store the last lines of a build log", "build", b.ID, "err", err)
+		}
+	})
 }
 
 // keepLease renews the lease every LeaseTTL/3 until ctx ends. A cancel request or a lost

@@ -14,6 +14,13 @@ import (
 // gitlabCallTimeout bounds one GitLab call with its retries.
 const gitlabCallTimeout = time.Minute
 
+// gitlabShutdownGrace is how long a stopping worker waits for GitLab calls still queued.
+const gitlabShutdownGrace = 10 * time.Second
+
+// maxPendingReporters bounds the builds whose GitLab calls may wait at once: past it, while
+// GitLab does not answer, a new build tells GitLab nothing (and says so in its log).
+const maxPendingReporters = 256
+
 // gitlabFor returns the GitLab client for a project: with its own token when it has one, else
 // ferry's; nil when no GitLab address is configured.
 func (w *Worker) gitlabFor(p *store.Project) (*GitLab, error) {
@@ -40,7 +47,9 @@ func (w *Worker) gitlabFor(p *store.Project) (*GitLab, error) {
 }
 
 // statusReporter makes a build's GitLab calls one after another, off the build's path: a slow
-// or failing GitLab delays nothing and fails nothing; its failures become log lines.
+// or failing GitLab delays nothing and fails nothing; its failures become log lines. The calls
+// outlive the build's slot: the worker loop takes the next build while they wait for GitLab
+// (each call bounded by gitlabCallTimeout), and the worker's Run waits for them on shutdown.
 type statusReporter struct {
 	api   *GitLab
 	path  string
@@ -48,7 +57,8 @@ type statusReporter struct {
 	link  string
 	out   *buildLog
 	calls chan func(context.Context)
-	done  chan struct{}
+	after chan func()     // what end was given, run after the last call
+	ctx   context.Context // the worker's gitlabCtx
 }
 
 func (w *Worker) newStatusReporter(p *store.Project, b *store.Build, out *buildLog) *statusReporter {
@@ -59,20 +69,42 @@ func (w *Worker) newStatusReporter(p *store.Project, b *store.Build, out *buildL
 	if api == nil {
 		return nil
 	}
+	if w.pending.Add(1) > maxPendingReporters {
+		w.pending.Add(-1)
+		out.ferry("GitLab: the calls of %d builds are still waiting for GitLab; this build's status and tag are not sent", maxPendingReporters)
+		return nil
+	}
 	s := &statusReporter{
 		api: api, path: p.GitLabPath, sha: b.SHA, link: w.buildURL(b.ID), out: out,
-		calls: make(chan func(context.Context), 8), done: make(chan struct{}),
+		calls: make(chan func(context.Context), reporterQueue), after: make(chan func(), 1), ctx: w.gitlabCtx,
 	}
-	go s.loop()
+	w.reporters.Add(1)
+	go func() {
+		defer w.reporters.Done()
+		defer w.pending.Add(-1)
+		s.loop()
+	}()
 	return s
 }
 
+// reporterQueue is how many calls a build may have waiting; a build makes at most four.
+const reporterQueue = 8
+
 func (s *statusReporter) loop() {
-	defer close(s.done)
 	for call := range s.calls {
-		ctx, cancel := context.WithTimeout(context.Background(), gitlabCallTimeout)
+		ctx, cancel := context.WithTimeout(s.ctx, gitlabCallTimeout)
 		call(ctx)
 		cancel()
+	}
+	(<-s.after)()
+}
+
+// queue adds a call without ever waiting: a full queue drops it with a log line.
+func (s *statusReporter) queue(what string, call func(context.Context)) {
+	select {
+	case s.calls <- call:
+	default:
+		s.out.ferry("GitLab: %s not sent, too many calls waiting for GitLab", what)
 	}
 }
 
@@ -83,11 +115,11 @@ func (s *statusReporter) set(state, description string) {
 	if s == nil {
 		return
 	}
-	s.calls <- func(ctx context.Context) {
+	s.queue("commit status "+state, func(ctx context.Context) {
 		if err := s.api.SetCommitStatus(ctx, s.path, s.sha, state, s.link, description); err != nil {
 			s.out.ferry("GitLab: %v", err)
 		}
-	}
+	})
 }
 
 // tag queues the creation of a tag on the commit.
@@ -95,22 +127,24 @@ func (s *statusReporter) tag(name, message string) {
 	if s == nil {
 		return
 	}
-	s.calls <- func(ctx context.Context) {
+	s.queue("tag "+name, func(ctx context.Context) {
 		if err := s.api.CreateTag(ctx, s.path, name, s.sha, message); err != nil {
 			s.out.ferry("GitLab: %v", err)
 			return
 		}
 		s.out.ferry("GitLab: tagged commit %s as %s", ShortSHA(s.sha), name)
-	}
+	})
 }
 
-// close waits for the queued calls to end.
-func (s *statusReporter) close() {
+// end takes no more calls and runs then once the queued ones have ended, without waiting for
+// them; with no reporter it runs then at once.
+func (s *statusReporter) end(then func()) {
 	if s == nil {
+		then()
 		return
 	}
+	s.after <- then
 	close(s.calls)
-	<-s.done
 }
 
 // DefaultTagTemplate names the tag of a good build when the project sets no template.

@@ -43,7 +43,6 @@ func (r *run) execute() {
 	defer r.cleanup()
 	if cause := context.Cause(r.ctx); cause == errShutdown || cause == errLeaseLost {
 		r.out.ferry("build stopped on this worker (%v); it is taken over when its lease runs out", cause)
-		r.gitlab.close()
 		r.removeArtifact()
 		return
 	}
@@ -53,14 +52,12 @@ func (r *run) execute() {
 	done, stored := r.w.finish(r.b, r.owner, res)
 	if !stored {
 		r.out.ferry("could not record the end of the build; another worker holds it now")
-		r.gitlab.close()
 		r.removeArtifact()
 		return
 	}
 	if done.Status == store.BuildSuccess {
 		r.tag(done)
 	}
-	r.gitlab.close()
 	if done.Status == store.BuildSuccess {
 		r.prune()
 	}

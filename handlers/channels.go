@@ -28,9 +28,39 @@ func (s *Server) registerChannels(r *gin.RouterGroup) {
 // Notifier is what the channels API needs of the notify package: a test message sent now.
 // Test returns nil when the platform accepted the message, a *store.Error when the channel
 // cannot be used as configured, and otherwise an error whose text is the platform's answer,
-// fit to show (secrets redacted).
+// fit to show to administrators (secrets redacted). When that error has a Public method (see
+// publicError), everyone else is shown only what Public returns.
 type Notifier interface {
 	Test(ctx context.Context, ch *store.Channel) error
+}
+
+// publicError is an error that can say itself without what the remote server answered in its
+// own words (notify.SendError): the HTTP status or reply code, not the body.
+type publicError interface {
+	error
+	Public() string
+}
+
+// answerFor returns err as the current user may read it: whole for an administrator, and for
+// anyone else without the server's words. A channel URL can point at any address ferry
+// reaches, so showing the answer's body to whoever may set one would let them read it.
+func answerFor(c *gin.Context, err error) string {
+	var pe publicError
+	if u := currentUser(c); (u == nil || !u.Admin) && errors.As(err, &pe) {
+		return pe.Public()
+	}
+	return err.Error()
+}
+
+// hideAnswers removes what servers said from deliveries unless the current user is an
+// administrator (see answerFor).
+func hideAnswers(c *gin.Context, list []*store.Delivery) {
+	if u := currentUser(c); u != nil && u.Admin {
+		return
+	}
+	for _, d := range list {
+		d.LastAnswer = ""
+	}
 }
 
 const channelKey = "ferry.channel"
@@ -139,11 +169,24 @@ func (s *Server) createChannel(c *gin.Context) {
 		ch.ProjectID = &p.ID
 	}
 	applyChannelInput(ch, in)
+	if err := s.checkChannelURL(in.URL); err != nil {
+		s.fail(c, fmt.Errorf("create channel: %w", err))
+		return
+	}
 	if err := s.db.CreateChannel(c.Request.Context(), ch); err != nil {
 		s.fail(c, fmt.Errorf("create channel: %w", err))
 		return
 	}
 	c.JSON(http.StatusCreated, newChannelView(ch))
+}
+
+// checkChannelURL refuses a new channel URL that points where channels may not reach (this
+// machine, link-local and cloud metadata addresses, unless allowed): 400 naming the url.
+func (s *Server) checkChannelURL(raw *string) error {
+	if raw == nil || s.channelURLCheck == nil {
+		return nil
+	}
+	return s.channelURLCheck(*raw)
 }
 
 func applyChannelInput(ch *store.Channel, in channelInput) {
@@ -187,6 +230,10 @@ func (s *Server) updateChannel(c *gin.Context) {
 	if in.URL != nil && *in.URL == store.ShownURL(ch.URL) {
 		in.URL = nil
 	}
+	if err := s.checkChannelURL(in.URL); err != nil {
+		s.fail(c, fmt.Errorf("update channel %d: %w", ch.ID, err))
+		return
+	}
 	upd := store.ChannelUpdate{Kind: in.Kind, URL: in.URL, Secret: in.Secret, Keyword: in.Keyword, Format: in.Format,
 		Events: in.Events, Recipients: in.Recipients, Enabled: in.Enabled}
 	updated, err := s.db.UpdateChannel(c.Request.Context(), ch.ID, upd)
@@ -210,7 +257,8 @@ func (s *Server) deleteChannel(c *gin.Context) {
 }
 
 // testChannel sends a test message now and answers with the platform's result: 200 when it
-// was accepted, 502 with the platform's answer when not.
+// was accepted, 502 with the platform's answer when not (for non-administrators its status or
+// code only, see answerFor).
 func (s *Server) testChannel(c *gin.Context) {
 	ch, err := s.channel(c)
 	if err != nil {
@@ -229,7 +277,7 @@ func (s *Server) testChannel(c *gin.Context) {
 	case errors.As(err, &se):
 		s.fail(c, err)
 	default:
-		c.JSON(http.StatusBadGateway, gin.H{"sent": false, "error": err.Error()})
+		c.JSON(http.StatusBadGateway, gin.H{"sent": false, "error": answerFor(c, err)})
 	}
 }
 
@@ -256,5 +304,6 @@ func (s *Server) listDeliveries(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	hideAnswers(c, list)
 	c.JSON(http.StatusOK, list)
 }

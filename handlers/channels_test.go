@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ferry/handlers"
+	"ferry/notify"
 	"ferry/store"
 	"ferry/store/storetest"
 )
@@ -179,5 +180,71 @@ func TestDeliveriesShowFailures(t *testing.T) {
 			t.Errorf("deliveries = %+v", got)
 		}
 		admin.must(http.StatusBadRequest, "GET", "/api/v1/projects/orders/deliveries?status=lost", "")
+	})
+}
+
+// TestDeliveryAnswersShownToAdministratorsOnly: what a server answered in its own words can
+// be anything the address ferry was pointed at returns. Members (who see the deliveries of
+// their project, on the API and the settings page) get the status; administrators the answer.
+func TestDeliveryAnswersShownToAdministratorsOnly(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		h := newServer(t, db)
+		admin := tokenClient(t, h, db, mustUser(t, db, "boss", true))
+		mem := tokenClient(t, h, db, mustUser(t, db, "mem", false))
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects", `{"name":"orders","gitlab_path":"g/orders","clone_url":"https://x/y.git"}`)
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects/orders/members", `{"user":"mem"}`)
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects/orders/channels", `{"kind":"webhook","url":"https://hooks.example.com/x","events":["build.failed"]}`)
+		p, _ := db.GetProject(ctx, "orders")
+		storetest.FinishedBuild(t, db, p, store.BuildFailed)
+		_, err := db.QueueDeliveries(ctx, 0)
+		must(t, err)
+		ds, _ := db.ListDeliveries(ctx, store.DeliveryFilter{ProjectID: p.ID})
+		must(t, db.RecordDelivery(ctx, []int64{ds[0].ID}, store.DeliveryOutcome{
+			Error:  "webhook: answered HTTP 403 Forbidden (the answer's text is shown to administrators only)",
+			Answer: "webhook: answered HTTP 403 Forbidden: ami-id=ami-0abc secret-from-metadata"}))
+
+		memView := mem.must(http.StatusOK, "GET", "/api/v1/projects/orders/deliveries", "")
+		if strings.Contains(memView.body, "secret-from-metadata") || !strings.Contains(memView.body, "HTTP 403") {
+			t.Errorf("a member sees %s; want the status without the answer", memView.body)
+		}
+		adminView := admin.must(http.StatusOK, "GET", "/api/v1/projects/orders/deliveries", "")
+		if !strings.Contains(adminView.body, "secret-from-metadata") {
+			t.Errorf("an administrator sees %s; want the answer too", adminView.body)
+		}
+	})
+}
+
+// TestChannelURLsToThisMachineRefused: a channel URL naming this machine or a cloud metadata
+// address is refused when saved (400 naming the url), on create and on update; a private
+// network address is fine.
+func TestChannelURLsToThisMachineRefused(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		h := handlers.New(handlers.Config{DB: db, BaseURL: testBaseURL, ChannelURLCheck: notify.AddressPolicy{}.CheckURL}).Handler()
+		admin := tokenClient(t, h, db, mustUser(t, db, "boss", true))
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects", `{"name":"orders","gitlab_path":"g/orders","clone_url":"https://x/y.git"}`)
+		for _, u := range []string{
+			"http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+			"http://127.0.0.1:6379/",
+			"http://localhost:8080/admin",
+			"http://[::1]/x",
+		} {
+			r := admin.must(http.StatusBadRequest, "POST", "/api/v1/projects/orders/channels", `{"kind":"webhook","url":"`+u+`"}`)
+			if !strings.HasPrefix(r.errorText(t), "url:") {
+				t.Errorf("POST %s: error %q does not name the url", u, r.errorText(t))
+			}
+		}
+		admin.must(http.StatusBadRequest, "POST", "/api/v1/channels", `{"kind":"email","url":"smtp://127.0.0.1:25","recipients":["ops@example.com"]}`)
+		var ch channelJSON
+		admin.must(http.StatusCreated, "POST", "/api/v1/projects/orders/channels", `{"kind":"webhook","url":"http://10.20.30.40:8080/hook"}`).decode(t, &ch)
+		path := fmt.Sprintf("/api/v1/channels/%d", ch.ID)
+		r := admin.must(http.StatusBadRequest, "PATCH", path, `{"url":"http://169.254.169.254/latest/meta-data/"}`)
+		if !strings.HasPrefix(r.errorText(t), "url:") {
+			t.Errorf("PATCH: error %q does not name the url", r.errorText(t))
+		}
+		if got, _ := db.GetChannel(context.Background(), ch.ID); got.URL != "http://10.20.30.40:8080/hook" {
+			t.Errorf("the refused PATCH changed the URL to %s", got.URL)
+		}
+		admin.must(http.StatusOK, "PATCH", path, `{"enabled":false}`) // other fields still change
 	})
 }

@@ -81,6 +81,7 @@ func (s *Server) channelRows(c *gin.Context, p *store.Project, d *settingsData) 
 		d.Channels = append(d.Channels, channelRow{ID: ch.ID, Kind: ch.Kind, Target: target, Events: ch.Events, Enabled: ch.Enabled})
 	}
 	d.Failed, err = s.db.ListDeliveries(ctx, store.DeliveryFilter{ProjectID: p.ID, Status: store.DeliveryFailed, Limit: failedShown})
+	hideAnswers(c, d.Failed)
 	if err != nil {
 		return fmt.Errorf("list failed deliveries of %s: %w", p.Name, err)
 	}

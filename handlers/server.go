@@ -42,6 +42,9 @@ type Config struct {
 	Notifier Notifier
 	// Deployer is woken when a deployment is queued through the API (deploy.Worker); nil is fine.
 	Deployer DeploymentWaker
+	// ChannelURLCheck refuses channel URLs that point where channels may not reach
+	// (notify.AddressPolicy.CheckURL), with a store.EINVALID error naming the url; nil checks nothing.
+	ChannelURLCheck func(rawURL string) error
 }
 
 // Server serves ferry's HTTP API and pages.
@@ -57,6 +60,8 @@ type Server struct {
 	gitlab     GitLab
 	notifier   Notifier
 	deployer   DeploymentWaker
+	// channelURLCheck is Config.ChannelURLCheck.
+	channelURLCheck func(rawURL string) error
 	// finders find the project of routes that name a job by id, by route parameter; each
 	// resource's registerX adds its own (see ProjectFinder).
 	finders map[string]ProjectFinder
@@ -81,6 +86,8 @@ func New(cfg Config) *Server {
 		notifier:   cfg.Notifier,
 		deployer:   cfg.Deployer,
 		finders:    map[string]ProjectFinder{},
+
+		channelURLCheck: cfg.ChannelURLCheck,
 
 		projectLists: &projectLists{},
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -66,6 +67,9 @@ func (s *Server) downloadArtifact(c *gin.Context) {
 	h.Set("Content-Length", strconv.FormatInt(v.Size, 10))
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.tar.gz"`, v.Project, v.Name))
 	h.Set("X-Checksum-Sha256", v.SHA256)
+	// The server's write timeout suits pages, not a large artifact on a slow link: allow
+	// an hour (at least 64 KiB/s for the largest artifacts).
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(max(time.Hour, time.Duration(v.Size/(64<<10))*time.Second)))
 	c.Status(http.StatusOK)
 	if _, err := io.CopyN(c.Writer, f, v.Size); err != nil {
 		s.log.Warn("send artifact", "version", v.Name, "err", err)

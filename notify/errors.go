@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/textproto"
 	"net/url"
 	"time"
 
@@ -20,16 +21,59 @@ type SendError struct {
 	Platform   string        // "DingTalk", "WeCom", "Feishu", "webhook", "mail"
 	Permanent  bool          // trying again will fail the same way (bad secret, bad URL, refused auth)
 	RetryAfter time.Duration // a pause the platform asks for before the next try; 0 if none
-	Reason     string        // what happened, in words
-	Err        error         // the underlying error, if any
+	Reason     string        // what happened, in words; never the server's own words
+	// Answer is what the server said in its own words (the start of its body, its SMTP reply
+	// text, the message of a robot's error code), if anything. Whoever may set a channel URL
+	// could otherwise read any address ferry reaches through it, so Public leaves it out.
+	Answer string
+	Err    error // the underlying error, if any
 }
 
-// Error returns the platform, the reason and the underlying error, secrets redacted.
+// Error returns the platform, the reason, the server's answer and the underlying error,
+// secrets redacted: the whole story, for administrators and the server log.
 func (e *SendError) Error() string {
-	if e.Err != nil {
-		return fmt.Sprintf("%s: %s: %v", e.Platform, e.Reason, e.Err)
+	s := e.Platform + ": " + e.Reason
+	if e.Answer != "" {
+		s += ": " + e.Answer
 	}
-	return fmt.Sprintf("%s: %s", e.Platform, e.Reason)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Public returns the error without anything the server said in its own words: the platform,
+// the reason (with the HTTP status or reply code) and an underlying error made by this side
+// of the connection (refused, timed out, not found). It is what a non-administrator is shown.
+func (e *SendError) Public() string {
+	s := e.Platform + ": " + e.Reason
+	if e.Answer != "" {
+		s += " (the answer's text is shown to administrators only)"
+	}
+	if e.Err != nil && !remoteWords(e.Err) {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// PublicText is err as a non-administrator may read it: SendError's Public, or err's text
+// for other errors (which this package makes only from its own words).
+func PublicText(err error) string {
+	var se *SendError
+	if errors.As(err, &se) {
+		return se.Public()
+	}
+	return err.Error()
+}
+
+// remoteWords reports an error whose text quotes the server: a line that is not SMTP, or the
+// names in a certificate.
+func remoteWords(err error) bool {
+	var proto textproto.ProtocolError
+	var reply *textproto.Error
+	var hostnameErr x509.HostnameError
+	var certErr *tls.CertificateVerificationError
+	return errors.As(err, &proto) || errors.As(err, &reply) || errors.As(err, &hostnameErr) || errors.As(err, &certErr)
 }
 
 // Unwrap returns the underlying error.
@@ -47,8 +91,8 @@ func retryablef(platform string, after time.Duration, format string, args ...any
 // canceled context and for a SendError marked permanent; true for other SendErrors (rate
 // limits, server errors, network failures) and for errors this package did not classify.
 func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return false
+	if err == nil || errors.Is(err, context.Canceled) || store.ErrorCode(err) == store.EINVALID {
+		return false // a channel that cannot be used as configured stays so until changed
 	}
 	var se *SendError
 	if errors.As(err, &se) {
@@ -79,6 +123,8 @@ func networkError(platform, doing, target string, err error) *SendError {
 	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
 		return &SendError{Platform: platform, Permanent: true, Err: err,
 			Reason: fmt.Sprintf("%s %s: host %q not found", doing, target, dnsErr.Name)}
+	case errors.Is(err, errRefusedAddress):
+		return &SendError{Platform: platform, Permanent: true, Err: err, Reason: fmt.Sprintf("%s %s", doing, target)}
 	case errors.Is(err, errForeignRedirect):
 		return &SendError{Platform: platform, Permanent: true, Err: err, Reason: fmt.Sprintf("%s %s", doing, target)}
 	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostnameErr):

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 )
 
 const (
@@ -29,7 +32,13 @@ var errForeignRedirect = errors.New("refused to follow a redirect to another hos
 func newHTTPClient(opt Options) *http.Client {
 	transport := opt.Transport
 	if transport == nil {
-		transport = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// The proxy settings are read now, not once per process as http.ProxyFromEnvironment
+		// does, so the proxies the dialer lets through are the ones requests use.
+		proxy := httpproxy.FromEnvironment().ProxyFunc()
+		t.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
+		t.DialContext = opt.Addresses.proxyAwareDial(opt.Resolver, envProxies())
+		transport = t
 	}
 	return &http.Client{
 		Transport: transport,
@@ -95,10 +104,7 @@ func statusError(platform string, a answer) *SendError {
 		return nil
 	}
 	reason := fmt.Sprintf("answered HTTP %d %s", a.Status, http.StatusText(a.Status))
-	if text := quoteAnswer(a.Body); text != "" {
-		reason += ": " + text
-	}
-	e := &SendError{Platform: platform, Reason: reason, RetryAfter: a.RetryAfter}
+	e := &SendError{Platform: platform, Reason: reason, Answer: quoteAnswer(a.Body), RetryAfter: a.RetryAfter}
 	e.Permanent = a.Status < 500 && a.Status != http.StatusRequestTimeout && a.Status != http.StatusTooManyRequests
 	return e
 }

@@ -33,6 +33,8 @@ type mailSender struct {
 	timeout     time.Duration
 	hostname    string
 	now         func() time.Time
+	addresses   AddressPolicy
+	resolver    *net.Resolver
 }
 
 func newMailSender(ch Channel, opt Options) (*mailSender, error) {
@@ -41,7 +43,7 @@ func newMailSender(ch Channel, opt Options) (*mailSender, error) {
 		return nil, store.Errorf(store.EINVALID, "mail channel: url must look like smtp://user:pass@host:587 or smtps://user:pass@host:465, got %s", RedactURL(ch.URL))
 	}
 	s := &mailSender{host: u.Hostname(), implicitTLS: u.Scheme == "smtps", timeout: opt.timeout(defaultMailTimeout),
-		hostname: opt.Hostname, now: opt.now}
+		hostname: opt.Hostname, now: opt.now, addresses: opt.Addresses, resolver: opt.Resolver}
 	port := u.Port()
 	if port == "" {
 		port = map[bool]string{true: "465", false: "25"}[s.implicitTLS]
@@ -132,11 +134,11 @@ func (s *mailSender) Send(ctx context.Context, m Message) error {
 }
 
 func (s *mailSender) dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
+	d := s.addresses.dialer(s.resolver)
 	if !s.implicitTLS {
 		return d.DialContext(ctx, "tcp", s.addr)
 	}
-	td := tls.Dialer{NetDialer: &d, Config: s.tlsConfig}
+	td := tls.Dialer{NetDialer: d, Config: s.tlsConfig}
 	return td.DialContext(ctx, "tcp", s.addr)
 }
 
@@ -220,11 +222,16 @@ func (s *mailSender) failure(ctx context.Context, doing string, err error) error
 	var reply *textproto.Error
 	if errors.As(err, &reply) {
 		e := &SendError{Platform: mailPlatform, Permanent: reply.Code >= 500,
-			Reason: fmt.Sprintf("%s %s: server answered %d %s", doing, s.addr, reply.Code, oneLine(reply.Msg))}
+			Reason: fmt.Sprintf("%s %s: server answered %d", doing, s.addr, reply.Code), Answer: quoteAnswer([]byte(reply.Msg))}
 		if reply.Code == 535 || reply.Code == 534 {
-			e.Reason = fmt.Sprintf("%s %s: the server refused the user name or password (%d %s)", doing, s.addr, reply.Code, oneLine(reply.Msg))
+			e.Reason = fmt.Sprintf("%s %s: the server refused the user name or password (%d)", doing, s.addr, reply.Code)
 		}
 		return e
+	}
+	var proto textproto.ProtocolError
+	if errors.As(err, &proto) {
+		return &SendError{Platform: mailPlatform, Permanent: true, Answer: quoteAnswer([]byte(proto.Error())),
+			Reason: fmt.Sprintf("%s %s: the server does not answer as an SMTP server", doing, s.addr)}
 	}
 	return networkError(mailPlatform, doing, s.addr, err)
 }

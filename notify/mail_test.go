@@ -204,7 +204,7 @@ func sendMail(t *testing.T, url string, tlsConfig *tls.Config, m Message) error 
 	t.Helper()
 	s, err := New(Channel{Kind: KindMail, URL: url, From: "Ferry <ferry@example.com>",
 		Recipients: []string{"Ops <ops@example.com>", "张三 <zhangsan@example.com>"}},
-		Options{TLSConfig: tlsConfig, Timeout: 10 * time.Second, Hostname: "ferry.test"})
+		Options{TLSConfig: tlsConfig, Timeout: 10 * time.Second, Hostname: "ferry.test", Addresses: localAddresses})
 	if err != nil {
 		t.Fatalf("New mail sender: %v", err)
 	}
@@ -323,7 +323,7 @@ func TestMailFailures(t *testing.T) {
 	t.Run("server refuses the password", func(t *testing.T) {
 		srv, clientTLS := startMailServer(t, startTLSSMTP, &mailServer{mechanisms: []string{sasl.Plain}})
 		err := sendMail(t, mailURLWithPassword("smtp", srv.addr, "", "wrong-password"), clientTLS, failedDeployment())
-		checkFailure(t, err, "refused the user name or password (535 5.7.8 Authentication credentials invalid)", false)
+		checkFailure(t, err, "refused the user name or password (535): 5.7.8 Authentication credentials invalid", false)
 		if strings.Contains(err.Error(), "wrong-password") {
 			t.Errorf("error shows the password: %v", err)
 		}

@@ -47,11 +47,13 @@ func robotResult(platform, codeName string, a answer, policy codePolicy) error {
 			}
 			wait, retry := policy[code]
 			return &SendError{Platform: platform, Permanent: !retry, RetryAfter: max(wait, a.RetryAfter),
-				Reason: fmt.Sprintf("answered %s %d: %s", codeName, code, quoteAnswer([]byte(msg)))}
+				Reason: fmt.Sprintf("answered %s %d", codeName, code), Answer: quoteAnswer([]byte(msg))}
 		}
 	}
 	if err := statusError(platform, a); err != nil {
 		return err
 	}
-	return retryablef(platform, 0, "answered HTTP %d without a result code: %s", a.Status, quoteAnswer(a.Body))
+	e := retryablef(platform, 0, "answered HTTP %d without a result code", a.Status)
+	e.Answer = quoteAnswer(a.Body)
+	return e
 }

@@ -111,7 +111,7 @@ func markdownText(body map[string]any) string {
 
 func mustSender(t *testing.T, ch Channel) Sender {
 	t.Helper()
-	s, err := New(ch, Options{Timeout: 5 * time.Second})
+	s, err := New(ch, testOptions())
 	if err != nil {
 		t.Fatalf("New(%s): %v", ch.Kind, err)
 	}

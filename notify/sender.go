@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"crypto/tls"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -53,8 +54,14 @@ type Options struct {
 	Timeout time.Duration
 	// TLSConfig is used for SMTP (STARTTLS and smtps); nil means the system roots.
 	TLSConfig *tls.Config
-	// Transport carries HTTP requests; nil means a clone of http.DefaultTransport.
+	// Transport carries HTTP requests; nil means a clone of http.DefaultTransport that dials
+	// only where Addresses allows. A Transport given here must keep that rule itself.
 	Transport http.RoundTripper
+	// Addresses says where channels may connect (HTTP and SMTP); the zero value refuses this
+	// machine, link-local and cloud metadata addresses.
+	Addresses AddressPolicy
+	// Resolver looks up channel host names; nil means the system's.
+	Resolver *net.Resolver
 	// Now is the clock for signatures and mail dates; nil means time.Now.
 	Now func() time.Time
 	// Hostname is this machine's name, for SMTP EHLO and Message-ID; default "localhost".
@@ -78,6 +85,9 @@ func (o Options) timeout(fallback time.Duration) time.Duration {
 // New returns the Sender for ch. It fails with a store.EINVALID error naming the field when
 // the channel's kind, URL or recipients are wrong.
 func New(ch Channel, opt Options) (Sender, error) {
+	if err := opt.Addresses.CheckURL(ch.URL); err != nil {
+		return nil, err
+	}
 	switch ch.Kind {
 	case KindMail:
 		return newMailSender(ch, opt)

@@ -271,23 +271,33 @@ func (w *Worker) send(ctx context.Context, ch *store.Channel, b batch, senders m
 	for _, n := range b {
 		attempts = max(attempts, n.d.Attempts)
 	}
-	outcome := store.DeliveryOutcome{Error: failureText(err)}
+	outcome := store.DeliveryOutcome{Error: publicFailureText(err), Answer: failureText(err)}
 	if again, wait := NextTry(err, attempts+1); again {
 		retry := w.now().Add(wait)
 		outcome.RetryAt = &retry
 	}
-	w.logger().Warn("notice not delivered", "channel", ch.ID, "kind", ch.Kind, "deliveries", b.ids(), "error", outcome.Error, "retry", outcome.RetryAt != nil)
+	w.logger().Warn("notice not delivered", "channel", ch.ID, "kind", ch.Kind, "deliveries", b.ids(), "error", outcome.Answer, "retry", outcome.RetryAt != nil)
 	w.record(ctx, ch, b, outcome)
 	return SuggestedWait(err)
 }
 
-// failureText is an error as users read it on the deliveries page.
+// failureText is an error as administrators read it on the deliveries page: with what the
+// server said.
 func failureText(err error) string {
 	var se *store.Error
 	if errors.As(err, &se) {
 		return se.Message
 	}
 	return err.Error()
+}
+
+// publicFailureText is an error as everyone else reads it: without the server's own words.
+func publicFailureText(err error) string {
+	var se *store.Error
+	if errors.As(err, &se) {
+		return se.Message
+	}
+	return PublicText(err)
 }
 
 func (w *Worker) record(ctx context.Context, ch *store.Channel, b batch, o store.DeliveryOutcome) {

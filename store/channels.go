@@ -212,10 +212,10 @@ const channelQuery = `SELECT c.id, c.project_id, COALESCE(p.name, '') AS project
 func (db *DB) sealChannel(ch *Channel) (*channelRow, error) {
 	row := &channelRow{Channel: *ch}
 	var err error
-	if row.URLEnc, err = db.cipher.Seal(ch.URL); err != nil {
+	if row.URLEnc, err = db.cipher.Seal(ch.URL, SecretPlace("channels", "url_enc", ch.ID)); err != nil {
 		return nil, err
 	}
-	if row.SecretEnc, err = db.cipher.Seal(ch.Secret); err != nil {
+	if row.SecretEnc, err = db.cipher.Seal(ch.Secret, SecretPlace("channels", "secret_enc", ch.ID)); err != nil {
 		return nil, err
 	}
 	events, _ := json.Marshal(ch.Events)
@@ -227,10 +227,10 @@ func (db *DB) sealChannel(ch *Channel) (*channelRow, error) {
 func (db *DB) openChannel(row *channelRow) (*Channel, error) {
 	ch := row.Channel
 	var err error
-	if ch.URL, err = db.cipher.Open(row.URLEnc); err != nil {
+	if ch.URL, err = db.cipher.Open(row.URLEnc, SecretPlace("channels", "url_enc", ch.ID)); err != nil {
 		return nil, fmt.Errorf("channel %d url: %w", ch.ID, err)
 	}
-	if ch.Secret, err = db.cipher.Open(row.SecretEnc); err != nil {
+	if ch.Secret, err = db.cipher.Open(row.SecretEnc, SecretPlace("channels", "secret_enc", ch.ID)); err != nil {
 		return nil, fmt.Errorf("channel %d secret: %w", ch.ID, err)
 	}
 	if err := json.Unmarshal([]byte(row.EventsJSON), &ch.Events); err != nil {
@@ -279,10 +279,16 @@ func (db *DB) CreateChannel(ctx context.Context, ch *Channel) error {
 		}
 		ch.CreatedAt, ch.UpdatedAt = db.now(), db.now()
 		err := tx.GetContext(ctx, &ch.ID, db.q(`INSERT INTO channels (project_id, kind, url_enc, secret_enc, events, recipients, keyword, format, enabled, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), ch.ProjectID, ch.Kind, row.URLEnc, row.SecretEnc,
+			VALUES (?, ?, '', '', ?, ?, ?, ?, ?, ?, ?) RETURNING id`), ch.ProjectID, ch.Kind,
 			row.EventsJSON, row.RecipJSON, ch.Keyword, ch.Format, ch.Enabled, ch.CreatedAt, ch.UpdatedAt)
 		if err != nil {
 			return formatError(err, "channel")
+		}
+		// Secrets are sealed for the row's id, which the INSERT just gave.
+		for column, plain := range map[string]string{"url_enc": ch.URL, "secret_enc": ch.Secret} {
+			if _, err := db.sealInto(ctx, tx, "channels", column, ch.ID, plain); err != nil {
+				return err
+			}
 		}
 		return db.audit(ctx, tx, "channel.create", channelTarget(ch), fmt.Sprintf("channel %d: %s %s", ch.ID, ch.Kind, ShownURL(ch.URL)))
 	})

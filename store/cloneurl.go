@@ -119,7 +119,7 @@ func (db *DB) splitStoredCloneURLs(ctx context.Context) error {
 		if creds == "" {
 			continue
 		}
-		sealed, err := db.cipher.Seal(creds)
+		sealed, err := db.cipher.Seal(creds, SecretPlace("projects", "clone_credentials_enc", r.ID))
 		if err != nil {
 			return err
 		}

@@ -19,19 +19,23 @@ const (
 
 // Delivery is one notice for one channel: queued from an outbox entry, sent by the notify worker.
 type Delivery struct {
-	ID          int64      `db:"id" json:"id"`
-	ChannelID   int64      `db:"channel_id" json:"channel_id"`
-	ChannelKind string     `db:"channel_kind" json:"channel_kind"`
-	ProjectID   *int64     `db:"project_id" json:"-"`
-	Project     string     `db:"project" json:"project"`
-	OutboxID    *int64     `db:"outbox_id" json:"-"`
-	Event       string     `db:"event" json:"event"`
-	JobKind     string     `db:"job_kind" json:"job_kind"`
-	JobID       int64      `db:"job_id" json:"job_id"`
-	Status      string     `db:"status" json:"status"`
-	Attempts    int        `db:"attempts" json:"attempts"`
-	NextTryAt   time.Time  `db:"next_try_at" json:"next_try_at"`
-	LastError   string     `db:"last_error" json:"error"` // the platform's answer, secrets redacted
+	ID          int64     `db:"id" json:"id"`
+	ChannelID   int64     `db:"channel_id" json:"channel_id"`
+	ChannelKind string    `db:"channel_kind" json:"channel_kind"`
+	ProjectID   *int64    `db:"project_id" json:"-"`
+	Project     string    `db:"project" json:"project"`
+	OutboxID    *int64    `db:"outbox_id" json:"-"`
+	Event       string    `db:"event" json:"event"`
+	JobKind     string    `db:"job_kind" json:"job_kind"`
+	JobID       int64     `db:"job_id" json:"job_id"`
+	Status      string    `db:"status" json:"status"`
+	Attempts    int       `db:"attempts" json:"attempts"`
+	NextTryAt   time.Time `db:"next_try_at" json:"next_try_at"`
+	LastError   string    `db:"last_error" json:"error"` // why the last try failed, without the server's own words
+	// LastAnswer is the whole failure with what the server said (the start of its body, its
+	// SMTP reply), secrets redacted. Only administrators are shown it: through a channel URL
+	// anyone allowed to set one could read whatever ferry reaches.
+	LastAnswer  string     `db:"last_answer" json:"answer,omitempty"`
 	Title       string     `db:"title" json:"title"`
 	Message     string     `db:"message" json:"-"` // the notice as the worker built it (JSON); "" until then
 	MergedInto  *int64     `db:"merged_into" json:"merged_into,omitempty"`
@@ -43,7 +47,9 @@ type Delivery struct {
 // DeliveryOutcome is what came of one send.
 type DeliveryOutcome struct {
 	Sent  bool
-	Error string // why not, in the platform's words
+	Error string // why not, without the server's own words (shown to everyone)
+	// Answer is why not with what the server said (shown to administrators only).
+	Answer string
 	// RetryAt is when to try again a send that failed in a way worth retrying; nil gives up.
 	RetryAt *time.Time
 }
@@ -57,7 +63,7 @@ type DeliveryFilter struct {
 }
 
 const deliveryQuery = `SELECT d.id, d.channel_id, c.kind AS channel_kind, d.project_id, COALESCE(p.name, '') AS project,
-	d.outbox_id, d.event, d.job_kind, d.job_id, d.status, d.attempts, d.next_try_at, d.last_error, d.title, d.message,
+	d.outbox_id, d.event, d.job_kind, d.job_id, d.status, d.attempts, d.next_try_at, d.last_error, d.last_answer, d.title, d.message,
 	d.merged_into, d.merged_count, d.created_at, d.sent_at
 	FROM deliveries d JOIN channels c ON c.id = d.channel_id LEFT JOIN projects p ON p.id = d.project_id`
 
@@ -206,12 +212,12 @@ func (db *DB) RecordDelivery(ctx context.Context, ids []int64, o DeliveryOutcome
 	return db.Transact(ctx, func(tx *sqlx.Tx) error {
 		now := db.now()
 		if o.Sent {
-			if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, sent_at = ?, last_error = '', merged_count = ? WHERE id = ?`),
+			if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, sent_at = ?, last_error = '', last_answer = '', merged_count = ? WHERE id = ?`),
 				DeliverySent, now, len(ids)-1, ids[0]); err != nil {
 				return err
 			}
 			for _, id := range ids[1:] {
-				if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, sent_at = ?, last_error = '', merged_into = ? WHERE id = ?`),
+				if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, sent_at = ?, last_error = '', last_answer = '', merged_into = ? WHERE id = ?`),
 					DeliveryMerged, now, ids[0], id); err != nil {
 					return err
 				}
@@ -223,8 +229,8 @@ func (db *DB) RecordDelivery(ctx context.Context, ids []int64, o DeliveryOutcome
 			status, next = DeliveryPending, o.RetryAt.UTC().Truncate(time.Microsecond)
 		}
 		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_try_at = ?, last_error = ? WHERE id = ?`),
-				status, next, truncate(o.Error, 2000), id); err != nil {
+			if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_try_at = ?, last_error = ?, last_answer = ? WHERE id = ?`),
+				status, next, truncate(o.Error, 2000), truncate(o.Answer, 2000), id); err != nil {
 				return err
 			}
 		}

@@ -31,18 +31,17 @@ func (db *DB) CreateHost(ctx context.Context, h *Host) error {
 	if err := db.checkHost(h); err != nil {
 		return err
 	}
-	enc, err := db.cipher.Seal(h.PrivateKey)
-	if err != nil {
-		return err
-	}
 	return db.Transact(ctx, func(tx *sqlx.Tx) error {
 		h.CreatedAt, h.UpdatedAt = db.now(), db.now()
 		err := tx.GetContext(ctx, &h.ID, db.q(`INSERT INTO hosts (name, address, port, username, private_key_enc, host_key, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), h.Name, h.Address, h.Port, h.User, enc, h.HostKey, h.CreatedAt, h.UpdatedAt)
+			VALUES (?, ?, ?, ?, '', ?, ?, ?) RETURNING id`), h.Name, h.Address, h.Port, h.User, h.HostKey, h.CreatedAt, h.UpdatedAt)
 		if isUniqueViolation(err) {
 			return Errorf(ECONFLICT, "name: a host named %q already exists", h.Name)
 		}
 		if err != nil {
+			return err
+		}
+		if _, err := db.sealInto(ctx, tx, "hosts", "private_key_enc", h.ID, h.PrivateKey); err != nil {
 			return err
 		}
 		return db.audit(ctx, tx, "host.create", "host/"+h.Name, fmt.Sprintf("%s@%s:%d", h.User, h.Address, h.Port))
@@ -94,7 +93,7 @@ func (db *DB) getHost(ctx context.Context, q queryer, where string, arg any, wha
 func (db *DB) openHost(row *hostRow) (*Host, error) {
 	h := row.Host
 	var err error
-	if h.PrivateKey, err = db.cipher.Open(row.PrivateKeyEnc); err != nil {
+	if h.PrivateKey, err = db.cipher.Open(row.PrivateKeyEnc, SecretPlace("hosts", "private_key_enc", h.ID)); err != nil {
 		return nil, fmt.Errorf("host %s private key: %w", h.Name, err)
 	}
 	h.CreatedAt, h.UpdatedAt = h.CreatedAt.UTC(), h.UpdatedAt.UTC()
@@ -137,7 +136,7 @@ func (db *DB) UpdateHost(ctx context.Context, name string, upd HostUpdate) (*Hos
 		if err := db.checkHost(h); err != nil {
 			return err
 		}
-		enc, err := db.cipher.Seal(h.PrivateKey)
+		enc, err := db.cipher.Seal(h.PrivateKey, SecretPlace("hosts", "private_key_enc", h.ID))
 		if err != nil {
 			return err
 		}

@@ -55,7 +55,8 @@ func Migrations(d Dialect) ([]Migration, error) {
 }
 
 // Migrate applies every migration not yet recorded, each in its own transaction, and returns how
-// many it applied. On PostgreSQL an advisory lock makes concurrent starts wait for each other,
+// many it applied, then reseals secrets of the old format bound to their rows (ResealSecrets).
+// On PostgreSQL an advisory lock makes concurrent starts wait for each other,
 // so a migration is applied once.
 func (db *DB) Migrate(ctx context.Context) (int, error) {
 	all, err := Migrations(db.dialect)
@@ -92,6 +93,9 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 		applied++
 	}
 	if err := db.splitStoredCloneURLs(ctx); err != nil {
+		return applied, fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := db.ResealSecrets(ctx); err != nil {
 		return applied, fmt.Errorf("migrate: %w", err)
 	}
 	return applied, nil

@@ -65,11 +65,18 @@ func (db *DB) CreateProject(ctx context.Context, p *Project) error {
 		p.CreatedAt, p.UpdatedAt = db.now(), db.now()
 		err := tx.GetContext(ctx, &p.ID, db.q(`INSERT INTO projects (name, gitlab_path, clone_url, webhook_secret_enc,
 			gitlab_token_enc, trigger_rules, keep_versions, tag_template, created_at, updated_at, clone_credentials_enc)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-			p.Name, p.GitLabPath, p.CloneURL, row.WebhookSecretEnc, row.GitLabTokenEnc, row.TriggerRules,
-			p.KeepVersions, p.TagTemplate, p.CreatedAt, p.UpdatedAt, row.CloneCredentialsEnc)
+			VALUES (?, ?, ?, '', '', ?, ?, ?, ?, ?, '') RETURNING id`),
+			p.Name, p.GitLabPath, p.CloneURL, row.TriggerRules,
+			p.KeepVersions, p.TagTemplate, p.CreatedAt, p.UpdatedAt)
 		if err != nil {
 			return db.projectConflict(ctx, tx, err, p)
+		}
+		// Secrets are sealed for the row's id, which the INSERT just gave.
+		for column, plain := range map[string]string{"webhook_secret_enc": p.WebhookSecret,
+			"gitlab_token_enc": p.GitLabToken, "clone_credentials_enc": p.CloneCredentials} {
+			if _, err := db.sealInto(ctx, tx, "projects", column, p.ID, plain); err != nil {
+				return err
+			}
 		}
 		if err := db.storeSigningToken(ctx, tx, p); err != nil {
 			return err
@@ -103,13 +110,13 @@ func normalizeTrigger(t *Trigger) {
 func (db *DB) sealProject(p *Project) (*projectRow, error) {
 	row := &projectRow{Project: *p}
 	var err error
-	if row.WebhookSecretEnc, err = db.cipher.Seal(p.WebhookSecret); err != nil {
+	if row.WebhookSecretEnc, err = db.cipher.Seal(p.WebhookSecret, SecretPlace("projects", "webhook_secret_enc", p.ID)); err != nil {
 		return nil, err
 	}
-	if row.GitLabTokenEnc, err = db.cipher.Seal(p.GitLabToken); err != nil {
+	if row.GitLabTokenEnc, err = db.cipher.Seal(p.GitLabToken, SecretPlace("projects", "gitlab_token_enc", p.ID)); err != nil {
 		return nil, err
 	}
-	if row.CloneCredentialsEnc, err = db.cipher.Seal(p.CloneCredentials); err != nil {
+	if row.CloneCredentialsEnc, err = db.cipher.Seal(p.CloneCredentials, SecretPlace("projects", "clone_credentials_enc", p.ID)); err != nil {
 		return nil, err
 	}
 	rules, err := json.Marshal(p.Trigger)
@@ -123,13 +130,13 @@ func (db *DB) sealProject(p *Project) (*projectRow, error) {
 func (db *DB) openProject(row *projectRow) (*Project, error) {
 	p := row.Project
 	var err error
-	if p.WebhookSecret, err = db.cipher.Open(row.WebhookSecretEnc); err != nil {
+	if p.WebhookSecret, err = db.cipher.Open(row.WebhookSecretEnc, SecretPlace("projects", "webhook_secret_enc", p.ID)); err != nil {
 		return nil, fmt.Errorf("project %s webhook secret: %w", p.Name, err)
 	}
-	if p.GitLabToken, err = db.cipher.Open(row.GitLabTokenEnc); err != nil {
+	if p.GitLabToken, err = db.cipher.Open(row.GitLabTokenEnc, SecretPlace("projects", "gitlab_token_enc", p.ID)); err != nil {
 		return nil, fmt.Errorf("project %s GitLab token: %w", p.Name, err)
 	}
-	if p.CloneCredentials, err = db.cipher.Open(row.CloneCredentialsEnc); err != nil {
+	if p.CloneCredentials, err = db.cipher.Open(row.CloneCredentialsEnc, SecretPlace("projects", "clone_credentials_enc", p.ID)); err != nil {
 		return nil, fmt.Errorf("project %s clone credentials: %w", p.Name, err)
 	}
 	if err := json.Unmarshal([]byte(row.TriggerRules), &p.Trigger); err != nil {

@@ -179,7 +179,7 @@ func TestWebhookSigningTokenStoredEncrypted(t *testing.T) {
 		if err != nil || sealed == "" || strings.Contains(sealed, strings.TrimPrefix(token, "whsec_")) {
 			t.Fatalf("stored signing token %q, %v: want it sealed", sealed, err)
 		}
-		if plain, err := db.Cipher().Open(sealed); err != nil || plain != token {
+		if plain, err := db.Cipher().Open(sealed, store.SecretPlace("projects", "webhook_signing_token_enc", p.ID)); err != nil || plain != token {
 			t.Fatalf("sealed token opens to %q, %v", plain, err)
 		}
 		// Other changes leave it alone; "" removes it.

@@ -33,7 +33,7 @@ func (db *DB) storeSigningToken(ctx context.Context, tx *sqlx.Tx, p *Project) er
 	if err := ValidateSigningToken(p.WebhookSigningToken); err != nil {
 		return err
 	}
-	sealed, err := db.cipher.Seal(p.WebhookSigningToken)
+	sealed, err := db.cipher.Seal(p.WebhookSigningToken, SecretPlace("projects", "webhook_signing_token_enc", p.ID))
 	if err != nil {
 		return fmt.Errorf("encrypt the webhook signing token of %s: %w", p.Name, err)
 	}
@@ -44,7 +44,7 @@ func (db *DB) storeSigningToken(ctx context.Context, tx *sqlx.Tx, p *Project) er
 }
 
 func (db *DB) openSigningToken(row *projectRow) (string, error) {
-	token, err := db.cipher.Open(row.WebhookSigningTokenEnc)
+	token, err := db.cipher.Open(row.WebhookSigningTokenEnc, SecretPlace("projects", "webhook_signing_token_enc", row.ID))
 	if err != nil {
 		return "", fmt.Errorf("project %s webhook signing token: %w", row.Name, err)
 	}

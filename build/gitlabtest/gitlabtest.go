@@ -30,6 +30,8 @@ type Server struct {
 	calls    []Call
 	failNext int
 	nextID   int64
+	stall    chan struct{} // while not nil, requests wait for it to close
+	stalled  int           // requests waiting now
 }
 
 // Call is one request the fake received.
@@ -122,6 +124,33 @@ func (s *Server) FailNext(n int) {
 	s.failNext = n
 }
 
+// Stall makes every request wait, as a GitLab that hangs does, until release is called or
+// the client gives up. Pending requests are released when the test ends.
+func (s *Server) Stall(tb testing.TB) (release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	s.stall = ch
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.stall = nil
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+	tb.Cleanup(release)
+	return release
+}
+
+// Stalled returns how many requests are waiting for Stall's release now.
+func (s *Server) Stalled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stalled
+}
+
 // Calls returns every call received so far, oldest first.
 func (s *Server) Calls() []Call {
 	s.mu.Lock()
@@ -160,6 +189,16 @@ func (s *Server) mustProject(path string) *project {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	if stall := s.stall; stall != nil {
+		s.stalled++
+		s.mu.Unlock()
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+		}
+		s.mu.Lock()
+		s.stalled--
+	}
 	defer s.mu.Unlock()
 	call := Call{Method: r.Method, Path: r.URL.EscapedPath(), Body: readBody(r)}
 	rec := &recorder{ResponseWriter: w}

@@ -91,7 +91,12 @@ func (m *Main) Run(ctx context.Context) error {
 		Workers: max(m.Config.DeployWorkers, 1),
 		Logger:  m.Logger.With("part", "deploy"),
 	})
-	m.notifier = &notify.Worker{DB: db, BaseURL: m.Config.BaseURL, Logger: m.Logger.With("part", "notify")}
+	channelAddresses := notify.AddressPolicy{Allowed: m.Config.channelNets}
+	m.notifier = &notify.Worker{DB: db, BaseURL: m.Config.BaseURL, Logger: m.Logger.With("part", "notify"),
+		Options: notify.Options{Addresses: channelAddresses}}
+	if len(m.Config.channelNets) > 0 {
+		m.Logger.Info("notification channels may reach these networks refused by default", "FERRY_CHANNEL_ALLOWED_NETS", m.Config.ChannelAllowedNets)
+	}
 	srv := handlers.New(handlers.Config{
 		DB:            db,
 		BaseURL:       m.Config.BaseURL,
@@ -101,14 +106,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Notifier:      m.notifier,
 		Deployer:      m.deployer,
 
-		TrustedProxies: m.Config.TrustedProxies,
+		TrustedProxies:  m.Config.TrustedProxies,
+		ChannelURLCheck: channelAddresses.CheckURL,
 	})
-	m.server = &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
-	}
+	m.server = newHTTPServer(srv.Handler(), m.Logger, defaultServerTimeouts)
 	workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	go m.serve()
@@ -116,6 +117,36 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Logger.Info("ferry is ready", "url", m.Config.BaseURL, "listen", ln.Addr().String(),
 		"database", string(db.Dialect()), "data_dir", m.Config.DataDir, "build_sandbox", m.Config.BuildSandbox, "version", Version)
 	return nil
+}
+
+// serverTimeouts bound how long a client may take over each part of an exchange, so a slow or
+// stalled client (slowloris) cannot hold a connection and its goroutine for ever.
+type serverTimeouts struct {
+	// ReadHeader bounds reading the request line and headers.
+	ReadHeader time.Duration
+	// Read bounds reading the whole request, body included (bodies are at most 1 MiB).
+	Read time.Duration
+	// Write bounds the handler and writing its answer, counted from the end of the headers.
+	// A WebSocket log stream is not bound by it: the upgrade clears the connection's
+	// deadlines, and the stream keeps its own per-write deadline and pings. An artifact
+	// download sets its own longer deadline (handlers.downloadArtifact).
+	Write time.Duration
+	// Idle bounds the wait for the next request on a kept-alive connection.
+	Idle time.Duration
+}
+
+var defaultServerTimeouts = serverTimeouts{ReadHeader: 10 * time.Second, Read: time.Minute, Write: 2 * time.Minute, Idle: 2 * time.Minute}
+
+// newHTTPServer returns ferry's HTTP server for h with timeouts t.
+func newHTTPServer(h http.Handler, logger *slog.Logger, t serverTimeouts) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 func (m *Main) serve() {

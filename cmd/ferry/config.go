@@ -10,11 +10,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"ferry/notify"
 )
 
 // Config is everything ferry is told at start, from FERRY_* environment variables and flags of
@@ -44,6 +47,11 @@ type Config struct {
 	BuildSandbox string
 	// Bwrap is the bubblewrap program the sandbox runs; a name is looked up in PATH.
 	Bwrap string
+	// ChannelAllowedNets lists networks (CIDRs or addresses, comma-separated) notification
+	// channels may reach although they are refused by default: loopback, link-local, cloud
+	// metadata (FERRY_CHANNEL_ALLOWED_NETS). Validate parses it into channelNets.
+	ChannelAllowedNets string
+	channelNets        []netip.Prefix
 }
 
 // DefaultConfig returns the configuration of a plain `ferry serve`, read from env.
@@ -61,21 +69,22 @@ func DefaultConfig(env func(string) string) Config {
 		retention = -1 // Validate names the variable
 	}
 	return Config{
-		Addr:           get("FERRY_ADDR", "127.0.0.1:8080"),
-		DatabaseURL:    env("FERRY_DATABASE_URL"),
-		DataDir:        get("FERRY_DATA_DIR", "./ferry-data"),
-		SecretKey:      env("FERRY_SECRET_KEY"),
-		BaseURL:        env("FERRY_BASE_URL"),
-		LogLevel:       get("FERRY_LOG_LEVEL", "info"),
-		BuildWorkers:   workers,
-		DeployWorkers:  deployers,
-		LogRetention:   retention,
-		GitLabURL:      env("FERRY_GITLAB_URL"),
-		GitLabToken:    env("FERRY_GITLAB_TOKEN"),
-		ShutdownGrace:  15 * time.Second,
-		BuildSandbox:   get("FERRY_BUILD_SANDBOX", "bwrap"),
-		Bwrap:          get("FERRY_BWRAP", "bwrap"),
-		TrustedProxies: splitList(env("FERRY_TRUSTED_PROXIES")),
+		Addr:               get("FERRY_ADDR", "127.0.0.1:8080"),
+		DatabaseURL:        env("FERRY_DATABASE_URL"),
+		DataDir:            get("FERRY_DATA_DIR", "./ferry-data"),
+		SecretKey:          env("FERRY_SECRET_KEY"),
+		BaseURL:            env("FERRY_BASE_URL"),
+		LogLevel:           get("FERRY_LOG_LEVEL", "info"),
+		BuildWorkers:       workers,
+		DeployWorkers:      deployers,
+		LogRetention:       retention,
+		GitLabURL:          env("FERRY_GITLAB_URL"),
+		GitLabToken:        env("FERRY_GITLAB_TOKEN"),
+		ShutdownGrace:      15 * time.Second,
+		BuildSandbox:       get("FERRY_BUILD_SANDBOX", "bwrap"),
+		Bwrap:              get("FERRY_BWRAP", "bwrap"),
+		TrustedProxies:     splitList(env("FERRY_TRUSTED_PROXIES")),
+		ChannelAllowedNets: env("FERRY_CHANNEL_ALLOWED_NETS"),
 	}
 }
 
@@ -148,6 +157,11 @@ func (c *Config) Validate() error {
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")
 	}
+	nets, err := notify.ParseAllowedNets(c.ChannelAllowedNets)
+	if err != nil {
+		return fmt.Errorf("FERRY_CHANNEL_ALLOWED_NETS: %v", err)
+	}
+	c.channelNets = nets
 	return nil
 }
 
