@@ -29,6 +29,8 @@ type Main struct {
 
 	listener net.Listener
 	server   *http.Server
+	// metrics serves /metrics on FERRY_METRICS_ADDR (metrics.go); nil without one.
+	metrics *metricsServer
 	// cancel stops the workers; workers waits for them.
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
@@ -93,8 +95,12 @@ func (m *Main) Run(ctx context.Context) error {
 		Notifier:      m.notifier,
 		Deployer:      m.deployer,
 	})
+	handler, err := m.startMetrics(srv.Handler())
+	if err != nil {
+		return err
+	}
 	m.server = &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
@@ -190,6 +196,7 @@ func (m *Main) Close() error {
 	} else if m.listener != nil {
 		m.listener.Close()
 	}
+	errs = append(errs, m.metrics.close())
 	if m.cancel != nil {
 		m.cancel()
 		m.workers.Wait()

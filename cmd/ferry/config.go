@@ -35,6 +35,11 @@ type Config struct {
 	GitLabToken  string
 	// ShutdownGrace bounds how long in-flight requests may take after SIGINT/SIGTERM.
 	ShutdownGrace time.Duration
+	// MetricsAddr is a second listener that serves only /metrics; empty: none.
+	MetricsAddr string
+	// MetricsToken, when set, serves /metrics on the main listener to requests that send it
+	// as a Bearer token (and asks for it on MetricsAddr too).
+	MetricsToken string
 }
 
 // DefaultConfig returns the configuration of a plain `ferry serve`, read from env.
@@ -64,6 +69,8 @@ func DefaultConfig(env func(string) string) Config {
 		GitLabURL:     env("FERRY_GITLAB_URL"),
 		GitLabToken:   env("FERRY_GITLAB_TOKEN"),
 		ShutdownGrace: 15 * time.Second,
+		MetricsAddr:   env("FERRY_METRICS_ADDR"),
+		MetricsToken:  env("FERRY_METRICS_TOKEN"),
 	}
 }
 
@@ -77,6 +84,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BuildWorkers, "build-workers", c.BuildWorkers, "builds run at once by this process (FERRY_BUILD_WORKERS)")
 	fs.IntVar(&c.DeployWorkers, "deploy-workers", c.DeployWorkers, "deployments run at once by this process (FERRY_DEPLOY_WORKERS)")
 	fs.DurationVar(&c.LogRetention, "log-retention", c.LogRetention, "how long logs, webhook events and audit entries are kept (FERRY_LOG_RETENTION)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address of a listener serving only /metrics; empty: none (FERRY_METRICS_ADDR)")
 }
 
 // Validate fills derived values and checks the configuration.
@@ -104,6 +112,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DeployWorkers < 0 || c.DeployWorkers > 64 {
 		return fmt.Errorf("FERRY_DEPLOY_WORKERS %d: must be between 0 and 64", c.DeployWorkers)
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		return errors.New("FERRY_METRICS_TOKEN: must be at least 16 characters")
 	}
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")
