@@ -29,7 +29,7 @@ var listings = map[string]listing{
 	"projects": {
 		usage: "ferry projects [--json]", path: func(string) string { return "/projects" },
 		header: "NAME\tGITLAB PATH\tKEEP VERSIONS",
-		rows: eachRow(func(p store.Project) []any { return []any{p.Name, p.GitLabPath, p.KeepVersions} }),
+		rows:   eachRow(func(p store.Project) []any { return []any{p.Name, p.GitLabPath, p.KeepVersions} }),
 	},
 	"builds": {
 		usage: "ferry builds PROJECT [--status S,…] [--limit N] [--json]", project: true, paged: true,
