@@ -29,6 +29,7 @@ type cliSetup struct {
 func newCLISetup(t *testing.T, d store.Dialect) *cliSetup {
 	t.Helper()
 	s := &cliSetup{in: newInstance(t, d), cluster: sshtest.Start(t, 2, sshtest.Options{}), repo: newGitRepo(t)}
+	s.in.env = append(s.in.env, "FERRY_METRICS_TOKEN="+testMetricsToken)
 	s.srv = startServer(t, s.in.env)
 	res := runFerry(t, s.in.env, "", "token", "add", "admin")
 	if res.code != 0 {
@@ -184,6 +185,19 @@ func testCommandLine(t *testing.T, s *cliSetup) {
 		t.Errorf("ferry versions:\n%s", res.stdout)
 	}
 	testJobFailures(t, s, v1)
+
+	// What an operator's Prometheus sees of all this.
+	_, metrics := getMetrics(t, s.srv.URL+"/metrics", testMetricsToken)
+	for _, want := range []string{
+		`ferry_deployments_total{environment="staging",project="orders",status="success"} 3`,
+		`ferry_deployment_duration_seconds_count{environment="staging",project="orders",status="success"} 3`,
+		`ferry_builds_total{project="orders",status="failed"} 1`,
+		`ferry_queue_waiting{kind="deployment"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("no %q in /metrics", want)
+		}
+	}
 }
 
 // testLogin logs in with a password (wrong, then right) and with a token, and checks the
