@@ -39,7 +39,7 @@ func newBarView(out io.Writer, steps []*store.HostStep) *barView {
 				decor.Name(host, decor.WC{W: width + 1, C: decor.DindentRight}),
 				decor.Any(func(decor.Statistics) string { return v.state(host) }, decor.WC{W: 20, C: decor.DindentRight}),
 			),
-			mpb.AppendDecorators(decor.CountersKibiByte("% .1f / % .1f")),
+			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return v.bytes(host) })),
 		)
 	}
 	return v
@@ -58,6 +58,22 @@ func (v *barView) state(host string) string {
 	return h.Status
 }
 
+// bytes reads "1.2 MiB / 3.4 MiB" while uploading, "kept" for a release already on the host.
+func (v *barView) bytes(host string) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	h := v.last[host]
+	switch {
+	case h == nil:
+		return ""
+	case h.BytesTotal > 0:
+		return byteCount(h.BytesSent) + " / " + byteCount(h.BytesTotal)
+	case h.Status == store.HostSucceeded:
+		return "nothing to upload"
+	}
+	return ""
+}
+
 func (v *barView) lines(lines []store.LogLine) {
 	for _, l := range lines {
 		if l.Host != "" {
@@ -68,15 +84,21 @@ func (v *barView) lines(lines []store.LogLine) {
 	}
 }
 
+// hosts records the host steps for the decorators and moves the bars. The lock guards only
+// last: bar methods wait for the bar's goroutine, which may be drawing with the decorators.
 func (v *barView) hosts(steps []*store.HostStep) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
+	for _, h := range steps {
+		if v.bars[h.Host] != nil {
+			v.last[h.Host] = h
+		}
+	}
+	v.mu.Unlock()
 	for _, h := range steps {
 		bar := v.bars[h.Host]
 		if bar == nil {
 			continue
 		}
-		v.last[h.Host] = h
 		if h.BytesTotal > 0 && !bar.Completed() && !bar.Aborted() {
 			bar.SetTotal(h.BytesTotal, false)
 			bar.SetCurrent(h.BytesSent)
@@ -92,12 +114,10 @@ func (v *barView) hosts(steps []*store.HostStep) {
 
 func (v *barView) close(final []*store.HostStep) {
 	v.hosts(final)
-	v.mu.Lock()
 	for _, bar := range v.bars {
 		if !bar.Completed() {
 			bar.Abort(false)
 		}
 	}
-	v.mu.Unlock()
 	v.p.Wait()
 }

@@ -184,13 +184,14 @@ func testCommandLine(t *testing.T, s *cliSetup) {
 	if !strings.Contains(res.stdout, v1) || !strings.Contains(res.stdout, v2) {
 		t.Errorf("ferry versions:\n%s", res.stdout)
 	}
-	testJobFailures(t, s, v1)
+	testOnTerminal(t, s, v1, v2)
+	testJobFailures(t, s, v2)
 
 	// What an operator's Prometheus sees of all this.
 	_, metrics := getMetrics(t, s.srv.URL+"/metrics", testMetricsToken)
 	for _, want := range []string{
-		`ferry_deployments_total{environment="staging",project="orders",status="success"} 3`,
-		`ferry_deployment_duration_seconds_count{environment="staging",project="orders",status="success"} 3`,
+		`ferry_deployments_total{environment="staging",project="orders",status="success"} 4`,
+		`ferry_deployment_duration_seconds_count{environment="staging",project="orders",status="success"} 4`,
 		`ferry_builds_total{project="orders",status="failed"} 1`,
 		`ferry_queue_waiting{kind="deployment"} 0`,
 	} {
