@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +33,8 @@ func NewMetrics(cfg MetricsConfig) http.Handler {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&statsCollector{db: cfg.DB},
+		&statsCollector{db: cfg.DB, builds: newDurations(store.JobBuild, buildBuckets),
+			deployments: newDurations(store.JobDeployment, deploymentBuckets)},
 	)
 	log := cfg.Logger
 	if log == nil {
@@ -85,7 +87,10 @@ var (
 )
 
 // statsCollector turns a store.Stats snapshot into metrics at each scrape.
-type statsCollector struct{ db *store.DB }
+type statsCollector struct {
+	db                  *store.DB
+	builds, deployments *durations
+}
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWebhooks, descBuilds, descDeploy, descBuildDur, descDeployDur,
@@ -120,8 +125,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descNotices, prometheus.CounterValue, float64(n.N), n.Kind, n.Status)
 		}
 	}
-	histograms(ch, descBuildDur, buildBuckets, st.BuildTimings, false)
-	histograms(ch, descDeployDur, deploymentBuckets, st.DeploymentTimings, true)
+	for _, d := range []*durations{c.builds, c.deployments} {
+		if err := d.collect(ctx, c.db, ch); err != nil {
+			ch <- prometheus.NewInvalidMetric(d.desc, err)
+		}
+	}
 	now := time.Now()
 	for _, q := range st.Queues {
 		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(q.Waiting), q.Kind)
@@ -137,36 +145,83 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descViewers, prometheus.GaugeValue, float64(st.LogViewers))
 }
 
-// histograms sends one histogram per label set of timings (project and status, plus the
-// environment when withEnv).
-func histograms(ch chan<- prometheus.Metric, d *prometheus.Desc, bounds []float64, timings []store.Timing, withEnv bool) {
-	type key struct{ project, env, status string }
-	type hist struct {
-		count   uint64
-		sum     float64
-		buckets map[float64]uint64
+// durations keeps the histograms of one kind of job. Finished jobs never change, so each
+// scrape reads only the jobs from the oldest one that had not finished at the last scrape on,
+// and counts each job once.
+type durations struct {
+	kind   string
+	desc   *prometheus.Desc
+	bounds []float64
+
+	mu      sync.Mutex
+	from    int64          // read jobs with an id of at least this
+	counted map[int64]bool // ids >= from already in hists
+	hists   map[durationKey]*histogram
+}
+
+type durationKey struct{ project, env, status string }
+
+type histogram struct {
+	count   uint64
+	sum     float64
+	buckets map[float64]uint64
+}
+
+func newDurations(kind string, bounds []float64) *durations {
+	d := &durations{kind: kind, desc: descBuildDur, bounds: bounds, counted: map[int64]bool{}, hists: map[durationKey]*histogram{}}
+	if kind == store.JobDeployment {
+		d.desc = descDeployDur
 	}
-	all := map[key]*hist{}
+	return d
+}
+
+func (d *durations) collect(ctx context.Context, db *store.DB, ch chan<- prometheus.Metric) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	timings, firstOpen, err := db.ReadTimings(ctx, d.kind, d.from)
+	if err != nil {
+		return err
+	}
+	next := d.from
 	for _, t := range timings {
-		k := key{t.Project, t.Environment, t.Status}
-		h := all[k]
-		if h == nil {
-			h = &hist{buckets: make(map[float64]uint64, len(bounds))}
-			all[k] = h
+		next = max(next, t.ID+1)
+		if d.counted[t.ID] {
+			continue
 		}
-		h.count++
-		h.sum += t.Seconds
-		for _, b := range bounds {
-			if t.Seconds <= b {
-				h.buckets[b]++ // cumulative, as Prometheus wants
-			}
+		d.counted[t.ID] = true
+		d.observe(t)
+	}
+	if firstOpen > 0 {
+		next = firstOpen
+	}
+	for id := range d.counted {
+		if id < next {
+			delete(d.counted, id)
 		}
 	}
-	for k, h := range all {
+	d.from = next
+	for k, h := range d.hists {
 		labels := []string{k.project, k.status}
-		if withEnv {
+		if d.kind == store.JobDeployment {
 			labels = []string{k.project, k.env, k.status}
 		}
-		ch <- prometheus.MustNewConstHistogram(d, h.count, h.sum, h.buckets, labels...)
+		ch <- prometheus.MustNewConstHistogram(d.desc, h.count, h.sum, h.buckets, labels...)
+	}
+	return nil
+}
+
+func (d *durations) observe(t store.Timing) {
+	k := durationKey{t.Project, t.Environment, t.Status}
+	h := d.hists[k]
+	if h == nil {
+		h = &histogram{buckets: make(map[float64]uint64, len(d.bounds))}
+		d.hists[k] = h
+	}
+	h.count++
+	h.sum += t.Seconds
+	for _, b := range d.bounds {
+		if t.Seconds <= b {
+			h.buckets[b]++ // cumulative, as Prometheus wants
+		}
 	}
 }

@@ -79,6 +79,21 @@ func TestMetricsReadTheStore(t *testing.T) {
 		if regexp.MustCompile(`ferry_builds_total\{[^}]*status="(pending|running)"`).MatchString(body) {
 			t.Error("builds_total counts builds that have not ended")
 		}
+		// The running build ends: the next scrape counts it, once, and nothing twice.
+		_, err = db.FinishBuild(ctx, again.ID, "alive", store.BuildResult{Status: store.BuildFailed, Error: "exit 1"})
+		must(t, err)
+		for range 2 {
+			next := scrape(t, h, "")
+			for _, want := range []string{
+				`ferry_build_duration_seconds_count{project="orders",status="failed"} 2`,
+				`ferry_build_duration_seconds_count{project="orders",status="success"} 1`,
+				`ferry_builds_total{project="orders",status="failed"} 2`,
+			} {
+				if !strings.Contains(next, want) {
+					t.Errorf("after the running build failed: no %q in /metrics", want)
+				}
+			}
+		}
 		oldest := regexp.MustCompile(`ferry_queue_oldest_waiting_seconds\{kind="build"\} (\S+)`).FindStringSubmatch(body)
 		if oldest == nil || oldest[1] == "0" {
 			t.Errorf("oldest waiting build: %v, want the age of the waiting build", oldest)
