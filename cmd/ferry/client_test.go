@@ -254,7 +254,7 @@ func testJobFailures(t *testing.T, s *cliSetup, kept string) {
 	s.ferry(t, 1, "", "cancel", "build", "999999")
 	s.ferry(t, 1, "", "builds", "no-such-project")
 
-	broken := strings.Replace(releasePipeline, "cp -R service dist", "echo the build breaks here; exit 3", 1)
+	broken := strings.Replace(releasePipeline, "cp -R service dist", "seq 1 3000; echo the build breaks here; exit 3", 1)
 	if err := os.WriteFile(filepath.Join(s.repo.dir, ".ferry.yml"), []byte(broken), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +276,17 @@ func testJobFailures(t *testing.T, s *cliSetup, kept string) {
 	if !strings.Contains(res.stdout, "the build breaks here") {
 		t.Errorf("ferry logs build:\n%s", res.stdout)
 	}
+	checkCountedLines(t, res.stdout, 3000)
+
+	// The stream breaks every 128 KiB (a message holds up to 1,000 lines, about 80 KiB here):
+	// ferry logs -f reconnects after the last line it got and shows every line once.
+	proxy, proxyURL := startCuttingProxy(t, s.srv.URL, 128<<10)
+	res = s.ferryEnv(t, append(s.env[:len(s.env):len(s.env)], "FERRY_URL="+proxyURL), 1, "", "logs", "build", itoa(id), "-f")
+	checkCountedLines(t, res.stdout, 3000)
+	if proxy.cutCount() < 2 {
+		t.Errorf("the proxy cut %d connections; the log of 3,000 lines should have needed more", proxy.cutCount())
+	}
+	t.Logf("the log stream was cut %d times", proxy.cutCount())
 	var deployments []store.Deployment
 	if err := json.Unmarshal([]byte(s.ferry(t, 0, "", "deployments", "orders", "--json", "--limit", "1").stdout), &deployments); err != nil || len(deployments) != 1 || deployments[0].Version != kept {
 		t.Fatalf("ferry deployments --json --limit 1: %v %+v", err, deployments)
