@@ -79,7 +79,7 @@ func ask(std streams, in *bufio.Reader, prompt string, secret bool) (string, err
 		}
 	}
 	line, err := in.ReadString('\n')
-	if err != nil && !errors.Is(err, os.ErrClosed) && line == "" && err.Error() != "EOF" {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read %s: %w", strings.TrimSuffix(prompt, ": "), err)
 	}
 	return strings.TrimSpace(line), nil
