@@ -115,7 +115,7 @@ func followBuild(ctx context.Context, c *apiClient, id int64, stdout io.Writer) 
 		}
 	})
 	if err != nil {
-		return err
+		return stoppedFollowing(ctx, store.JobBuild, id, err)
 	}
 	var b store.Build
 	if err := c.call(ctx, "GET", fmt.Sprintf("/builds/%d", id), nil, &b); err != nil {
@@ -161,7 +161,7 @@ func followDeployment(ctx context.Context, c *apiClient, id int64, stdout io.Wri
 	polling.Wait()
 	if err != nil {
 		view.close(nil)
-		return err
+		return stoppedFollowing(ctx, store.JobDeployment, id, err)
 	}
 	if err := c.call(ctx, "GET", fmt.Sprintf("/deployments/%d", id), nil, &d); err != nil {
 		view.close(nil)
@@ -242,4 +242,12 @@ func hostSummary(h *store.HostStep) string {
 		s += ": " + oneLine(h.Error)
 	}
 	return s
+}
+
+// stoppedFollowing says, when the user interrupted, that the job goes on without them.
+func stoppedFollowing(ctx context.Context, kind string, id int64, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("stopped following; %s %d goes on (ferry logs %s %d -f, or ferry cancel %s %d)", kind, id, kind, id, kind, id)
+	}
+	return err
 }

@@ -319,7 +319,7 @@ func logsCommand(ctx context.Context, args []string, env func(string) string, st
 		return printStoredLog(ctx, c, kind, id, *host, print)
 	}
 	if _, err := streamLog(ctx, c, kind, id, 0, print); err != nil {
-		return err
+		return stoppedFollowing(ctx, kind, id, err)
 	}
 	var job struct{ Status, Error string }
 	if err := c.call(ctx, "GET", fmt.Sprintf("/%ss/%d", kind, id), nil, &job); err != nil {
