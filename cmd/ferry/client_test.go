@@ -148,7 +148,10 @@ func testCommandLine(t *testing.T, s *cliSetup) {
 
 	s.repo.commit("second release")
 	v2 := s.build(t)
-	s.ferry(t, 0, "", "deploy", "orders", "staging", v2, "--strategy", "rolling:50%", "--follow")
+	res = s.ferry(t, 0, "", "deploy", "orders", "staging", v2, "--strategy", "rolling:50%", "--hosts", "host-2,host-1", "--follow")
+	if !strings.Contains(res.stdout, "(rolling") || !strings.Contains(res.stdout, "on host-2, host-1") {
+		t.Errorf("ferry deploy --strategy rolling:50%% --hosts host-2,host-1 did not roll out so:\n%s", res.stdout)
+	}
 	for _, h := range s.cluster.Hosts() {
 		assertRunning(t, h, v2)
 	}
