@@ -196,6 +196,7 @@ func testCommandLine(t *testing.T, s *cliSetup) {
 		`ferry_deployments_total{environment="staging",project="orders",status="success"} 4`,
 		`ferry_deployment_duration_seconds_count{environment="staging",project="orders",status="success"} 4`,
 		`ferry_builds_total{project="orders",status="failed"} 1`,
+		`ferry_deployments_total{environment="staging",project="orders",status="failed"} 1`,
 		`ferry_queue_waiting{kind="deployment"} 0`,
 	} {
 		if !strings.Contains(metrics, want) {
@@ -257,6 +258,25 @@ func testJobFailures(t *testing.T, s *cliSetup, kept string) {
 	s.ferry(t, 1, "", "cancel", "build", "999999")
 	s.ferry(t, 1, "", "builds", "no-such-project")
 
+	// A release that never gets healthy: the deployment fails, and so does ferry.
+	sick := strings.Replace(releasePipeline, `health: { command: 'kill -0 "$(cat run/app.pid)" && grep -qx "$FERRY_VERSION" VERSION', timeout: 20s }`,
+		`health: { command: 'echo never healthy; exit 1', timeout: 2s }`, 1)
+	if sick == releasePipeline {
+		t.Fatal("the test pipeline has no health check to break")
+	}
+	if err := os.WriteFile(filepath.Join(s.repo.dir, ".ferry.yml"), []byte(sick), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.repo.commit("a release that never gets healthy")
+	v3 := s.build(t)
+	res = s.ferry(t, 1, "", "deploy", "orders", "staging", v3, "--follow")
+	if !regexp.MustCompile(`^ferry: deployment \d+ failed: .*host-1`).MatchString(res.stderr) || !strings.Contains(res.stdout, "host-1: failed") {
+		t.Errorf("a failed deployment followed:\nstdout:\n%s\nstderr: %s", res.stdout, res.stderr)
+	}
+	for _, h := range s.cluster.Hosts() {
+		assertRunning(t, h, kept) // host-1 was switched back, host-2 never reached
+	}
+
 	broken := strings.Replace(releasePipeline, "cp -R service dist", "seq 1 3000; echo the build breaks here; exit 3", 1)
 	if err := os.WriteFile(filepath.Join(s.repo.dir, ".ferry.yml"), []byte(broken), 0o644); err != nil {
 		t.Fatal(err)
@@ -291,8 +311,8 @@ func testJobFailures(t *testing.T, s *cliSetup, kept string) {
 	}
 	t.Logf("the log stream was cut %d times", proxy.cutCount())
 	var deployments []store.Deployment
-	if err := json.Unmarshal([]byte(s.ferry(t, 0, "", "deployments", "orders", "--json", "--limit", "1").stdout), &deployments); err != nil || len(deployments) != 1 || deployments[0].Version != kept {
-		t.Fatalf("ferry deployments --json --limit 1: %v %+v", err, deployments)
+	if err := json.Unmarshal([]byte(s.ferry(t, 0, "", "deployments", "orders", "--json", "--status", "success", "--limit", "1").stdout), &deployments); err != nil || len(deployments) != 1 || deployments[0].Version != kept {
+		t.Fatalf("ferry deployments --json --status success --limit 1: %v %+v", err, deployments)
 	}
 	res = s.ferry(t, 0, "", "logs", "deployment", itoa(deployments[0].ID), "--host", "host-2")
 	if !strings.Contains(res.stdout, kept) || strings.Contains(res.stdout, "host-1") {
