@@ -68,14 +68,15 @@ func loadClientConfig(env func(string) string) (clientConfig, error) {
 			return cfg, fmt.Errorf("read %s: %w", path, rerr)
 		}
 	}
-	if v := env("FERRY_URL"); v != "" {
-		cfg.URL = v
+	if v := strings.TrimRight(env("FERRY_URL"), "/"); v != "" && v != strings.TrimRight(cfg.URL, "/") {
+		// The stored token belongs to the stored server: never send it to another one.
+		cfg.URL, cfg.Token = v, ""
 	}
 	if v := env("FERRY_TOKEN"); v != "" {
 		cfg.Token = v
 	}
 	if cfg.URL == "" || cfg.Token == "" {
-		return cfg, errors.New("not logged in: run ferry login URL, or set FERRY_URL and FERRY_TOKEN")
+		return cfg, fmt.Errorf("not logged in to %s: run ferry login URL, or set FERRY_URL and FERRY_TOKEN", orNone(cfg.URL))
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
 	return cfg, nil
@@ -228,4 +229,11 @@ func parseArgs(fs *flag.FlagSet, args []string, min, max int, usage string) ([]s
 		return nil, usagef("usage: %s", usage)
 	}
 	return pos, nil
+}
+
+func orNone(url string) string {
+	if url == "" {
+		return "any server"
+	}
+	return url
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"ferry/deploy/sshtest"
@@ -321,3 +323,43 @@ func testJobFailures(t *testing.T, s *cliSetup, kept string) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestStoredTokenStaysWithItsServer is the attack on the stored login: FERRY_URL pointing
+// elsewhere (a typo, or a variable a job inherits) must not receive the stored token.
+func TestStoredTokenStaysWithItsServer(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Write([]byte(`[]`))
+	}))
+	defer other.Close()
+	config := filepath.Join(t.TempDir(), "config")
+	if err := os.MkdirAll(filepath.Join(config, "ferry"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stored := `{"url": "https://ferry.example.com", "token": "ferry_the-stored-secret-token-000000"}`
+	if err := os.WriteFile(filepath.Join(config, "ferry", "config.json"), []byte(stored), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runFerry(t, ferryEnv("XDG_CONFIG_HOME="+config, "FERRY_URL="+other.URL), "", "projects")
+	if res.code != 1 || !strings.Contains(res.stderr, "not logged in to "+other.URL) {
+		t.Errorf("FERRY_URL of another server without FERRY_TOKEN: exit %d, %q", res.code, res.stderr)
+	}
+	res = runFerry(t, ferryEnv("XDG_CONFIG_HOME="+config, "FERRY_URL="+other.URL, "FERRY_TOKEN=ferry_given-for-this-one-0000000000"), "", "projects")
+	if res.code != 0 {
+		t.Errorf("with FERRY_TOKEN: exit %d, %q", res.code, res.stderr)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, auth := range seen {
+		if strings.Contains(auth, "the-stored-secret") {
+			t.Errorf("the stored token was sent to %s", other.URL)
+		}
+	}
+	if len(seen) != 1 || seen[0] != "Bearer ferry_given-for-this-one-0000000000" {
+		t.Errorf("requests to the other server carried %q, want only the given token", seen)
+	}
+}
