@@ -25,8 +25,8 @@ type streamMessage struct {
 	LastSeq *int64          `json:"last_seq"`
 }
 
-// How the stream reconnects: after a connection that broke, at once and then with growing
-// pauses; it gives up after maxReconnects failures in a row.
+// How the stream reconnects: after a pause that grows with each failure in a row (from 250 ms
+// to 2 s); it gives up after maxReconnects failures in a row without a new line.
 const (
 	maxReconnects  = 12
 	reconnectPause = 250 * time.Millisecond
