@@ -306,7 +306,10 @@ func testJobFailures(t *testing.T, s *cliSetup, kept string) {
 	// The stream breaks every 128 KiB (a message holds up to 1,000 lines, about 80 KiB here):
 	// ferry logs -f reconnects after the last line it got and shows every line once.
 	proxy, proxyURL := startCuttingProxy(t, s.srv.URL, 128<<10)
-	res = s.ferryEnv(t, append(s.env[:len(s.env):len(s.env)], "FERRY_URL="+proxyURL), 1, "", "logs", "build", itoa(id), "-f")
+	res = s.ferryEnv(t, append(s.env[:len(s.env):len(s.env)], "FERRY_URL="+proxyURL, "FERRY_TOKEN="+s.token), 1, "", "logs", "build", itoa(id), "-f")
+	if !strings.HasPrefix(res.stderr, "ferry: build "+itoa(id)+" failed: ") {
+		t.Errorf("ferry logs build -f through the proxy: %q, want the build's failure", res.stderr)
+	}
 	checkCountedLines(t, res.stdout, 3000)
 	if proxy.cutCount() < 2 {
 		t.Errorf("the proxy cut %d connections; the log of 3,000 lines should have needed more", proxy.cutCount())
