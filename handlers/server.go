@@ -154,6 +154,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerInstances(api)
 	s.registerChannels(api)
 	s.registerStreams(api)
+	s.registerOpenAPI(api)
 	return r
 }
 

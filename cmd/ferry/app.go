@@ -31,6 +31,8 @@ type Main struct {
 
 	listener net.Listener
 	server   *http.Server
+	// metrics serves /metrics on FERRY_METRICS_ADDR (metrics.go); nil without one.
+	metrics *metricsServer
 	// cancel stops the workers; workers waits for them.
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
@@ -109,7 +111,11 @@ func (m *Main) Run(ctx context.Context) error {
 		TrustedProxies:  m.Config.TrustedProxies,
 		ChannelURLCheck: channelAddresses.CheckURL,
 	})
-	m.server = newHTTPServer(srv.Handler(), m.Logger, defaultServerTimeouts)
+	handler, err := m.startMetrics(srv.Handler())
+	if err != nil {
+		return err
+	}
+	m.server = newHTTPServer(handler, m.Logger, defaultServerTimeouts)
 	workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	go m.serve()
@@ -231,6 +237,7 @@ func (m *Main) Close() error {
 	} else if m.listener != nil {
 		m.listener.Close()
 	}
+	errs = append(errs, m.metrics.close())
 	if m.cancel != nil {
 		m.cancel()
 		m.workers.Wait()

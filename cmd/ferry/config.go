@@ -52,6 +52,11 @@ type Config struct {
 	// metadata (FERRY_CHANNEL_ALLOWED_NETS). Validate parses it into channelNets.
 	ChannelAllowedNets string
 	channelNets        []netip.Prefix
+	// MetricsAddr is a second listener that serves only /metrics; empty: none.
+	MetricsAddr string
+	// MetricsToken, when set, serves /metrics on the main listener to requests that send it
+	// as a Bearer token (and asks for it on MetricsAddr too).
+	MetricsToken string
 }
 
 // DefaultConfig returns the configuration of a plain `ferry serve`, read from env.
@@ -85,6 +90,8 @@ func DefaultConfig(env func(string) string) Config {
 		Bwrap:              get("FERRY_BWRAP", "bwrap"),
 		TrustedProxies:     splitList(env("FERRY_TRUSTED_PROXIES")),
 		ChannelAllowedNets: env("FERRY_CHANNEL_ALLOWED_NETS"),
+		MetricsAddr:        env("FERRY_METRICS_ADDR"),
+		MetricsToken:       env("FERRY_METRICS_TOKEN"),
 	}
 }
 
@@ -115,6 +122,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LogRetention, "log-retention", c.LogRetention, "how long logs, webhook events and audit entries are kept (FERRY_LOG_RETENTION)")
 	fs.StringVar(&c.BuildSandbox, "build-sandbox", c.BuildSandbox, "bwrap: build scripts run isolated in bubblewrap; off: they run as ferry's user and can read its secrets (FERRY_BUILD_SANDBOX)")
 	fs.StringVar(&c.Bwrap, "bwrap", c.Bwrap, "the bubblewrap program for the build sandbox (FERRY_BWRAP)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address of a listener serving only /metrics; empty: none (FERRY_METRICS_ADDR)")
 }
 
 // Validate fills derived values and checks the configuration.
@@ -153,6 +161,9 @@ func (c *Config) Validate() error {
 	}
 	if err := checkProxies(c.TrustedProxies); err != nil {
 		return err
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		return errors.New("FERRY_METRICS_TOKEN: must be at least 16 characters")
 	}
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")

@@ -5,6 +5,11 @@
 //	ferry user add NAME      add a user (password from stdin, or generated and printed)
 //	ferry token add USER     print a new API token of USER on stdout
 //	ferry version            print the version
+//	ferry backup FILE        back up the data dir (SQLite: the database too)
+//	ferry restore FILE       restore a backup into an empty data dir
+//
+// and the client commands that talk to a server's API: login, projects, builds, versions,
+// deployments, instances, build, deploy, rollback, logs, cancel, retry (docs/cli.md).
 package main
 
 import (
@@ -28,6 +33,11 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(2)
 	}
+	var usage *usageError
+	if errors.As(err, &usage) {
+		fmt.Fprintln(os.Stderr, "ferry:", err)
+		os.Exit(2)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferry:", err)
 		os.Exit(1)
@@ -42,7 +52,24 @@ commands:
   user add NAME       add a user; --admin makes an administrator; the password is read from
                       stdin, or generated and printed when stdin is a terminal or empty
   token add USER      print a new API token for USER on stdout (TOKEN=$(ferry token add admin))
-  version             print ferry's version
+  version             print ferry's version and the commit it was built from
+  backup FILE         back up the data dir into FILE (.tar.gz): with SQLite a consistent copy of
+                      the database taken while ferry runs, the secret key and the artifacts
+  restore FILE        restore a backup into an empty data dir
+
+client commands (they talk to a ferry server; see docs/cli.md):
+  login URL [--user NAME]                 store the server and an API token (FERRY_URL and
+                                          FERRY_TOKEN override what is stored)
+  projects | builds P | versions P | deployments P | instances P   [--json]
+  build P (--ref REF | --sha SHA) [--follow]
+  deploy P ENV (VERSION | --latest) [--hosts a,b] [--strategy rolling:25%] [--follow]
+  rollback P ENV [--yes] [--follow]       deploy the version that ran on ENV before
+  logs build|deployment ID [-f]           print a log; -f follows it live
+  cancel build|deployment ID
+  retry build|deployment ID [--follow]
+
+Exit status: 0 success, 1 the operation failed (with --follow: the build or deployment did not
+succeed), 2 the command was used wrongly.
 
 Configuration comes from FERRY_* environment variables; run "ferry serve -h" for the flags.
 `
@@ -64,15 +91,45 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 	case "token":
 		return tokenCommand(ctx, cfg, rest, stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "ferry", Version)
+		fmt.Fprintln(stdout, versionLine())
 		return nil
+	case "backup":
+		return backupCommand(ctx, cfg, rest, stdout, stderr)
+	case "restore":
+		return restoreCommand(ctx, cfg, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
+		if handled, err := clientCommand(ctx, cmd, rest, env, streams{stdin, stdout, stderr}); handled {
+			return err
+		}
 		fmt.Fprintf(stderr, "ferry: unknown command %q\n\n%s", cmd, usage)
 		return flag.ErrHelp
 	}
+}
+
+// clientCommand runs a command that talks to a ferry server; handled is false for a name that
+// is none of them.
+func clientCommand(ctx context.Context, cmd string, args []string, env func(string) string, std streams) (handled bool, err error) {
+	if l, ok := listings[cmd]; ok {
+		return true, listCommand(ctx, cmd, l, args, env, std.stdout)
+	}
+	switch cmd {
+	case "login":
+		return true, loginCommand(ctx, args, std)
+	case "build":
+		return true, buildCommand(ctx, args, env, std)
+	case "deploy":
+		return true, deployCommand(ctx, args, env, std)
+	case "rollback":
+		return true, rollbackCommand(ctx, args, env, std)
+	case "logs":
+		return true, logsCommand(ctx, args, env, std)
+	case "cancel", "retry":
+		return true, jobCommand(ctx, cmd, args, env, std)
+	}
+	return false, nil
 }
 
 func parseFlags(name string, cfg *Config, args []string, stderr io.Writer, extra func(*flag.FlagSet)) ([]string, error) {
