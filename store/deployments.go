@@ -165,7 +165,10 @@ func (db *DB) createDeployment(ctx context.Context, tx *sqlx.Tx, nd NewDeploymen
 	if !hasActor(ctx) {
 		return d, nil
 	}
-	detail := fmt.Sprintf("deployment %d of %s to %s, %s", d.ID, d.Version, strings.Join(names, ", "), d.Status)
+	detail := fmt.Sprintf("deployment %d of %s to %s", d.ID, d.Version, strings.Join(names, ", "))
+	if d.Status != DeploymentQueued {
+		detail += ", " + d.Status
+	}
 	return d, db.audit(ctx, tx, "deployment.create", envTarget(d.Project, d.Environment), detail)
 }
 
