@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 	_ "time/tzdata" // time zones of recurring freezes work on hosts without a zoneinfo database
@@ -183,8 +184,7 @@ func (w *FreezeWindow) String() string {
 		kind = fmt.Sprintf("recurring freeze %q for %s (%s)", f.Cron, f.Duration, zone)
 	} else {
 		kind = fmt.Sprintf("freeze from %s until %s", f.From, f.Until)
-		if _, err := time.Parse(time.RFC3339, f.Until); err == nil {
-			u, _ := time.Parse(time.RFC3339, f.Until)
+		if u, err := time.Parse(time.RFC3339, f.Until); err == nil {
 			loc = u.Location()
 		}
 	}
@@ -195,16 +195,15 @@ func (w *FreezeWindow) String() string {
 }
 
 // clock returns the time the gates judge by: the database server's clock, so that several ferry
-// processes on several machines agree when a schedule is due or a freeze ends, moved by however
-// far a test moved db.Now. SQLite's clock is this machine's.
+// processes on several machines agree when a schedule is due or a freeze ends. SQLite's clock is
+// this machine's; a test that replaced db.Now sets the time itself.
 func (db *DB) clock(ctx context.Context, q queryer) (time.Time, error) {
-	if db.dialect != Postgres {
+	if db.dialect != Postgres || reflect.ValueOf(db.Now).Pointer() != reflect.ValueOf(time.Now).Pointer() {
 		return db.now(), nil
 	}
 	var t time.Time
 	if err := q.GetContext(ctx, &t, `SELECT clock_timestamp()`); err != nil {
 		return time.Time{}, fmt.Errorf("read the database clock: %w", err)
 	}
-	skew := db.Now().Sub(time.Now())
-	return t.Add(skew).UTC().Truncate(time.Microsecond), nil
+	return t.UTC().Truncate(time.Microsecond), nil
 }
