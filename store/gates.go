@@ -340,3 +340,21 @@ func durationWords(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// PromoteEvery runs PromoteDeployments at once and then every period until ctx ends, telling
+// report what each pass did.
+func (db *DB) PromoteEvery(ctx context.Context, period time.Duration, report func(PromoteResult, error)) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		res, err := db.PromoteDeployments(ctx)
+		if report != nil && ctx.Err() == nil {
+			report(res, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
