@@ -23,6 +23,7 @@ const langCookie = "ferry_lang"
 var statusWords = []string{
 	"pending", "running", "success", "failed", "timeout", "canceled", "duplicate",
 	"queued", "waiting", "succeeded", "skipped",
+	"awaiting_approval", "scheduled", "rejected",
 }
 
 // registerLanguage registers the language switch: GET /lang/zh?next=/projects/orders.
@@ -330,4 +331,38 @@ var messages = map[string][2]string{
 	"audit.from":       {"From", "来源"},
 	"audit.none":       {"No entries.", "没有记录。"},
 	"audit.older":      {"Older entries", "更早的记录"},
+
+	// change control: approvals, schedules, freezes
+	"status.awaiting_approval": {"awaiting approval", "待审批"},
+	"status.scheduled":         {"scheduled", "已定时"},
+	"status.rejected":          {"rejected", "已驳回"},
+	"deploy.when":              {"When", "何时部署"},
+	"deploy.now":               {"Now", "立即"},
+	"deploy.later":             {"At a time", "定时"},
+	"deploy.at":                {"Time (your time zone)", "时间（你所在时区）"},
+	"deploy.needs_approval":    {"Needs %d approval(s) by someone other than you before it runs.", "运行前需要除你以外的 %d 人审批。"},
+	"deploy.approvers":         {"Who may approve: %s.", "可审批的人：%s。"},
+	"deploy.no_approvers":      {"Nobody else may approve deployments here yet: ask an administrator.", "目前没有其他人可以审批此环境的部署，请联系管理员。"},
+	"deploy.frozen":            {"Frozen now: %s. A deployment now is refused; schedule it for after the freeze.", "当前处于冻结期：%s。现在部署会被拒绝，请定时到冻结期之后。"},
+	"deploy.override":          {"Override the freeze (administrators)", "越过冻结期（仅管理员）"},
+	"deploy.override_reason":   {"Reason for the override", "越过冻结的理由"},
+	"approval.heading":         {"Approvals", "审批"},
+	"approval.needed":          {"%d approval(s) needed", "需要 %d 人审批"},
+	"approval.comment":         {"Comment", "备注"},
+	"approval.approve":         {"Approve", "批准"},
+	"approval.reject":          {"Reject", "驳回"},
+	"approval.none":            {"No decisions yet.", "还没有审批记录。"},
+	"approval.who":             {"Who may still decide: %s.", "尚可审批的人：%s。"},
+	"approval.expires":         {"Ends as rejected if not approved by %s.", "若在 %s 前未获批准，将自动驳回。"},
+	"approval.decision":        {"Decision", "决定"},
+	"approval.approved":        {"approved", "批准"},
+	"approval.rejected":        {"rejected", "驳回"},
+	"col.requested_by":         {"Requested by", "申请人"},
+	"col.scheduled_at":         {"Scheduled for", "计划时间"},
+	"col.frozen_by":            {"Frozen by", "冻结窗口"},
+	"col.override_reason":      {"Freeze overridden", "越过冻结"},
+	"dash.approvals":           {"Waiting for your approval", "等待你审批"},
+	"env.frozen":               {"frozen: %s", "冻结中：%s"},
+	"env.approvals":            {"%d approval(s)", "需 %d 人审批"},
+	"env.gated":                {"%d awaiting approval or scheduled", "%d 个待审批或已定时"},
 }

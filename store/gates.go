@@ -358,3 +358,8 @@ func (db *DB) PromoteEvery(ctx context.Context, period time.Duration, report fun
 		}
 	}
 }
+
+// DeploymentWaiting reports whether status is one of the change-control waits before queued.
+func DeploymentWaiting(status string) bool {
+	return status == DeploymentAwaitingApproval || status == DeploymentScheduled
+}

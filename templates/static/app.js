@@ -78,6 +78,7 @@
     const out = {};
     for (const el of form.elements) {
       if (!el.name || el.name === 'csrf_token' || el.disabled) continue;
+      if (el.type === 'radio' && !el.checked) continue;
       let value;
       if (el.type === 'checkbox') {
         if ('bool' in el.dataset) value = el.checked;
@@ -114,7 +115,8 @@
     try {
       let data = formData(form);
       if (form.classList.contains('deploy-form')) data = deployBody(form, data);
-      then(form, await api(form.dataset.method || 'POST', form.dataset.url, data));
+      const url = (ev.submitter && ev.submitter.dataset.url) || form.dataset.url;
+      then(form, await api(form.dataset.method || 'POST', url, data));
     } catch (e) {
       showError(form, e);
     } finally {
@@ -134,6 +136,11 @@
       if (chosen === boxes.length) delete data.hosts;
     }
     if (data.strategy && !data.strategy.kind) delete data.strategy;
+    // "At a time" sends the local time picked as an RFC 3339 instant; "now" sends none.
+    if (data.when === 'later' && data.scheduled_at) data.scheduled_at = new Date(data.scheduled_at).toISOString();
+    else delete data.scheduled_at;
+    delete data.when;
+    if (!data.override_freeze) { delete data.override_freeze; delete data.reason; }
     return data;
   }
 
@@ -297,6 +304,7 @@
       const waiting = document.getElementById('waiting');
       if (waiting) waiting.textContent = d.waiting_for || '';
       if (d.status === 'queued' || d.status === 'running') setTimeout(tick, 1000);
+      else if (d.status === 'awaiting_approval' || d.status === 'scheduled') setTimeout(tick, 5000);
       else jobEnded(d.status);
     }
     setTimeout(tick, 1000);
