@@ -115,7 +115,8 @@
     try {
       let data = formData(form);
       if (form.classList.contains('deploy-form')) data = deployBody(form, data);
-      const url = (ev.submitter && ev.submitter.dataset.url) || form.dataset.url;
+      // A submit button may post elsewhere than its form (approve and reject share a comment).
+      const url = (ev.submitter && ev.submitter.dataset.action) || form.dataset.url;
       then(form, await api(form.dataset.method || 'POST', url, data));
     } catch (e) {
       showError(form, e);

@@ -1,0 +1,116 @@
+package handlers_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"ferry/handlers"
+	"ferry/store"
+	"ferry/store/storetest"
+)
+
+// gatedPages is the page fixture with staging needing one approval and prod frozen now, and a
+// deployment to staging that ann asked for.
+func gatedPages(t *testing.T, db *store.DB) (*pageFixture, *store.Deployment) {
+	t.Helper()
+	f := newPageFixture(t, db)
+	ctx := context.Background()
+	_, err := db.CancelDeployment(ctx, f.deployment.ID)
+	must(t, err)
+	one := 1
+	_, err = db.UpdateEnvironment(ctx, f.project.ID, "staging", store.EnvironmentUpdate{ApprovalsRequired: &one})
+	must(t, err)
+	now := time.Now().UTC()
+	freezes := []store.Freeze{{From: now.Add(-time.Hour).Format(time.RFC3339), Until: now.Add(time.Hour).Format(time.RFC3339), Reason: "year-end close"}}
+	_, err = db.UpdateEnvironment(ctx, f.project.ID, "prod", store.EnvironmentUpdate{Freezes: &freezes})
+	must(t, err)
+	asAnn := store.WithActor(ctx, store.Actor{UserID: f.member.ID, Name: f.member.Name})
+	d, err := db.CreateDeployment(asAnn, store.NewDeployment{ProjectID: f.project.ID, EnvironmentID: f.staging.ID,
+		VersionID: f.version.ID, TriggeredBy: "api by ann"})
+	must(t, err)
+	return f, d
+}
+
+func TestPagesShowChangeControl(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f, d := gatedPages(t, db)
+		h := newServer(t, db)
+		ann, root := sessionClient(t, h, db, f.member), sessionClient(t, h, db, f.admin)
+		path := fmt.Sprintf("/deployments/%d", d.ID)
+
+		page := root.must(200, "GET", path, "").body
+		for _, want := range []string{`id="decide"`, `id="approve"`, `id="reject"`, "awaiting approval", `id="approvers">Who may still decide: root.`} {
+			if !strings.Contains(page, want) {
+				t.Errorf("the administrator's deployment page lacks %q", want)
+			}
+		}
+		page = ann.must(200, "GET", path, "").body
+		if strings.Contains(page, `id="decide"`) || !strings.Contains(page, `id="requested-by">ann<`) {
+			t.Errorf("the requester is offered a decision, or the page does not say who asked")
+		}
+		if dash := root.must(200, "GET", "/", "").body; !strings.Contains(dash, `id="my-approvals"`) || !strings.Contains(dash, path) {
+			t.Errorf("the dashboard does not list what waits for the administrator")
+		}
+		if dash := ann.must(200, "GET", "/", "").body; strings.Contains(dash, `id="my-approvals"`) {
+			t.Errorf("the dashboard asks the requester to approve")
+		}
+		project := ann.must(200, "GET", "/projects/orders", "").body
+		if !strings.Contains(project, `class="badge warn frozen">frozen: &#34;year-end close&#34;`) {
+			t.Errorf("the project page does not show prod frozen")
+		}
+		dialog := ann.must(200, "GET", "/projects/orders/deploy", "").body
+		for _, want := range []string{"Needs 1 approval(s) by someone other than you before it runs.", "Who may approve: root.",
+			`name="when" value="later"`, "Frozen now:"} {
+			if !strings.Contains(dialog, want) {
+				t.Errorf("the deploy dialog lacks %q", want)
+			}
+		}
+		if strings.Contains(dialog, `name="override_freeze"`) {
+			t.Errorf("a member is offered the freeze override")
+		}
+		if !strings.Contains(root.must(200, "GET", "/projects/orders/deploy", "").body, `name="override_freeze"`) {
+			t.Errorf("the administrator is not offered the freeze override")
+		}
+		zh := get(t, root, path, map[string]string{"Accept-Language": "zh-CN"}).body
+		if !strings.Contains(zh, "批准") || !strings.Contains(zh, "待审批") {
+			t.Errorf("the Chinese deployment page lacks the approval words")
+		}
+	})
+}
+
+func TestBrowserApproveOnTheDeploymentPage(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	f, d := gatedPages(t, db)
+	srv := httptest.NewServer(handlers.New(handlers.Config{DB: db}).Handler())
+	defer srv.Close()
+	c := newChrome(t)
+	c.run("log in",
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(`input[name=password]`),
+		chromedp.SendKeys(`input[name=name]`, f.admin.Name),
+		chromedp.SendKeys(`input[name=password]`, "password-"+f.admin.Name),
+		chromedp.Click(`form[action="/login"] button[type=submit]`),
+		chromedp.WaitVisible(`#my-approvals`),
+	)
+	c.run("open what waits for me",
+		chromedp.Click(fmt.Sprintf(`#my-approvals a[href="/deployments/%d"]`, d.ID)),
+		chromedp.WaitVisible(`#decide`),
+		chromedp.SendKeys(`#decide-comment`, "smoke tests passed"),
+		chromedp.Click(`#approve`),
+	)
+	// The page reloads after the decision.
+	c.run("see the decision", chromedp.WaitVisible(`#approvals tr[data-user="root"]`),
+		waitFor(`document.getElementById('job-status').dataset.status === "queued"`),
+		waitFor(`document.getElementById('decide') === null`))
+	got, err := db.GetDeployment(context.Background(), d.ID)
+	must(t, err)
+	if got.Status != store.DeploymentQueued || len(got.Approvals) != 1 || got.Approvals[0].Comment != "smoke tests passed" {
+		t.Fatalf("after approving on the page: %s %+v", got.Status, *got.Approvals[0])
+	}
+}
