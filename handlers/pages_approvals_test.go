@@ -113,4 +113,21 @@ func TestBrowserApproveOnTheDeploymentPage(t *testing.T) {
 	if got.Status != store.DeploymentQueued || len(got.Approvals) != 1 || got.Approvals[0].Comment != "smoke tests passed" {
 		t.Fatalf("after approving on the page: %s %+v", got.Status, *got.Approvals[0])
 	}
+
+	// Deploy at a time two hours ahead, picked in the browser's own time zone.
+	c.run("schedule from the dialog",
+		chromedp.Navigate(srv.URL+"/projects/orders/deploy?env=staging"),
+		chromedp.WaitVisible(`#deploy-form`),
+		chromedp.Click(`input[name=when][value=later]`),
+		eval(`(() => { const t = new Date(Date.now() + 2*3600*1000 - new Date().getTimezoneOffset()*60000);
+			document.getElementById('deploy-at').value = t.toISOString().slice(0, 16); return true; })()`),
+		chromedp.Click(`#deploy-submit`),
+		chromedp.WaitVisible(`#scheduled-at`),
+	)
+	list, err := db.ListDeployments(context.Background(), store.DeploymentFilter{ProjectID: f.project.ID, Limit: 1})
+	must(t, err)
+	s := list[0]
+	if s.ScheduledAt == nil || s.ScheduledAt.Sub(time.Now().Add(2*time.Hour)).Abs() > 2*time.Minute || s.Status != store.DeploymentAwaitingApproval {
+		t.Fatalf("the dialog asked for %s at %v, want awaiting approval, two hours ahead", s.Status, s.ScheduledAt)
+	}
 }
