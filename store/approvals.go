@@ -240,6 +240,30 @@ func (db *DB) ListApprovals(ctx context.Context, userID int64) ([]*Deployment, e
 	return out, nil
 }
 
+// ApproverEmails returns the mail addresses of the people who may still decide on deployment
+// id (see ListApprovers), sorted by name; ENOTFOUND for no such deployment.
+func (db *DB) ApproverEmails(ctx context.Context, id int64) ([]string, error) {
+	d, err := db.GetDeployment(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var requester int64
+	if d.RequestedByID != nil {
+		requester = *d.RequestedByID
+	}
+	users, err := db.ListApprovers(ctx, d.EnvironmentID, d.ID, requester)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, u := range users {
+		if u.Email != "" {
+			out = append(out, u.Email)
+		}
+	}
+	return out, nil
+}
+
 // ListApprovers returns the people who may approve deployments to an environment, by name:
 // administrators and members with the right to deploy there, except exceptUserID (the
 // requester; 0 for none). For a deployment (deploymentID not 0), people who decided on it
