@@ -77,6 +77,10 @@ func TestPagesShowChangeControl(t *testing.T) {
 		if !strings.Contains(root.must(200, "GET", "/projects/orders/deploy", "").body, `name="override_freeze"`) {
 			t.Errorf("the administrator is not offered the freeze override")
 		}
+		settings := root.must(200, "GET", "/projects/orders/settings", "").body
+		if !strings.Contains(settings, `name="approvals_required" type="number" min="0" max="10" value="1"`) || !strings.Contains(settings, "year-end close") {
+			t.Errorf("the settings page does not show the environments' gates")
+		}
 		zh := get(t, root, path, map[string]string{"Accept-Language": "zh-CN"}).body
 		if !strings.Contains(zh, "批准") || !strings.Contains(zh, "待审批") {
 			t.Errorf("the Chinese deployment page lacks the approval words")
@@ -112,6 +116,21 @@ func TestBrowserApproveOnTheDeploymentPage(t *testing.T) {
 	must(t, err)
 	if got.Status != store.DeploymentQueued || len(got.Approvals) != 1 || got.Approvals[0].Comment != "smoke tests passed" {
 		t.Fatalf("after approving on the page: %s %+v", got.Status, *got.Approvals[0])
+	}
+
+	// An administrator sets prod's gates in the settings: two approvals, and a weekly freeze.
+	c.run("set the gates of prod",
+		chromedp.Navigate(srv.URL+"/projects/orders/settings"),
+		chromedp.Click(`details[data-env="prod"] summary`),
+		chromedp.SetValue(`details[data-env="prod"] input[name=approvals_required]`, "2"),
+		chromedp.SetValue(`details[data-env="prod"] textarea[name=freezes]`, `[{"cron": "0 18 * * 5", "duration": "62h", "timezone": "Asia/Shanghai"}]`),
+		chromedp.Click(`details[data-env="prod"] button[type=submit]`),
+	)
+	c.run("see the gates saved", chromedp.WaitVisible(`tr[data-env="prod"] .badge.approvals`))
+	prod, err := db.GetEnvironment(context.Background(), f.project.ID, "prod")
+	must(t, err)
+	if prod.ApprovalsRequired != 2 || len(prod.Freezes) != 1 || prod.Freezes[0].Timezone != "Asia/Shanghai" {
+		t.Fatalf("prod after the settings form: %+v", prod)
 	}
 
 	// Deploy at a time two hours ahead, picked in the browser's own time zone.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"strings"
@@ -206,4 +207,14 @@ func (db *DB) clock(ctx context.Context, q queryer) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("read the database clock: %w", err)
 	}
 	return t.UTC().Truncate(time.Microsecond), nil
+}
+
+// FreezesJSON returns the environment's freezes as indented JSON, as forms show them.
+func (e *Environment) FreezesJSON() string {
+	fs := e.Freezes
+	if fs == nil {
+		fs = []Freeze{}
+	}
+	b, _ := json.MarshalIndent(fs, "", "  ")
+	return string(b)
 }

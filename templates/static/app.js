@@ -89,6 +89,9 @@
         value = el.value.trim();
         if (value === '') continue;
         if ('int' in el.dataset) value = parseInt(value, 10);
+        if ('json' in el.dataset) {
+          try { value = JSON.parse(value); } catch (e) { throw new Error(el.dataset.jsonError + ': ' + e.message); }
+        }
       }
       put(out, el.name, value, 'list' in el.dataset);
     }
