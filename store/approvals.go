@@ -63,6 +63,13 @@ func (db *DB) decideDeployment(ctx context.Context, id int64, decision, comment 
 		return nil, Errorf(EINVALID, "comment: at most 2000 characters")
 	}
 	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
+		if db.dialect == Postgres {
+			// Two people deciding at once take turns, so that the second sees the first's
+			// approval when it counts them (SQLite's writers take turns anyway).
+			if _, err := tx.ExecContext(ctx, db.q(`SELECT id FROM deployments WHERE id = ? FOR UPDATE`), id); err != nil {
+				return err
+			}
+		}
 		d, err := db.getDeployment(ctx, tx, id)
 		if err != nil {
 			return err

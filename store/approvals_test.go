@@ -425,3 +425,34 @@ func TestCancelAScheduledDeployment(t *testing.T) {
 		wantCode(t, "a time in the past", err, store.EINVALID, "scheduled_at")
 	})
 }
+
+// Two people approving at the same moment the deployment that needs both: it is queued.
+func TestSimultaneousApprovals(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		g := newGateFixture(t, db)
+		g.setGates(t, false, 2)
+		for round := range 5 {
+			d, err := db.CreateDeployment(g.as("alice"), g.deploy(g.v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for _, who := range []string{"carol", "dave"} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := db.ApproveDeployment(g.as(who), d.ID, ""); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if d = mustGet(t, db, d.ID); d.Status != store.DeploymentQueued || len(d.Approvals) != 2 {
+				t.Fatalf("round %d: %s with %d approvals, want queued", round, d.Status, len(d.Approvals))
+			}
+			if _, err := db.CancelDeployment(actorCtx(), d.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
