@@ -456,3 +456,22 @@ func TestSimultaneousApprovals(t *testing.T) {
 		}
 	})
 }
+
+func TestApprovalExpiryIsConfigurable(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		g := newGateFixture(t, db)
+		db.ApprovalExpiry = 2 * time.Hour
+		g.setGates(t, false, 1)
+		d, err := db.CreateDeployment(g.as("alice"), g.deploy(g.v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.ApprovalExpiresAt.Equal(g.clock.Now().Add(2 * time.Hour)) {
+			t.Fatalf("expires at %s, want in 2 h", d.ApprovalExpiresAt)
+		}
+		g.clock.Add(2 * time.Hour)
+		if res, err := db.PromoteDeployments(context.Background()); err != nil || res.Expired != 1 {
+			t.Fatalf("after 2 h: %+v %v", res, err)
+		}
+	})
+}

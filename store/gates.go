@@ -19,9 +19,17 @@ import (
 // change is a conditional UPDATE on the status it expects, so that several processes running
 // the promotion at once move each deployment once.
 
-// ApprovalExpiry is how long a deployment waits for approval (counted from its request, or
-// from its scheduled time when that is later) before it ends as rejected.
-const ApprovalExpiry = 24 * time.Hour
+// DefaultApprovalExpiry is how long a deployment waits for approval (counted from its request,
+// or from its scheduled time when that is later) before it ends as rejected, unless
+// DB.ApprovalExpiry says otherwise.
+const DefaultApprovalExpiry = 24 * time.Hour
+
+func (db *DB) approvalExpiry() time.Duration {
+	if db.ApprovalExpiry > 0 {
+		return db.ApprovalExpiry
+	}
+	return DefaultApprovalExpiry
+}
 
 // MaxScheduleAhead is how far ahead a deployment may be scheduled.
 const MaxScheduleAhead = 366 * 24 * time.Hour
@@ -97,7 +105,7 @@ func (db *DB) gateDeployment(ctx context.Context, tx *sqlx.Tx, nd NewDeployment,
 		if g.scheduledAt != nil {
 			base = *g.scheduledAt
 		}
-		exp := base.Add(ApprovalExpiry)
+		exp := base.Add(db.approvalExpiry())
 		g.status, g.expiresAt = DeploymentAwaitingApproval, &exp
 	}
 	if g.scheduledAt != nil || g.override != "" {
@@ -285,8 +293,8 @@ func (db *DB) expireApprovals(ctx context.Context, now time.Time) (int, error) {
 			if err != nil {
 				return err
 			}
-			reason := fmt.Sprintf("expired: only %s approvals when the time to approve (%s) ran out at %s",
-				approvalCount(d), durationWords(ApprovalExpiry), d.ApprovalExpiresAt.Format(time.RFC3339))
+			reason := fmt.Sprintf("expired: only %s approvals when the time to approve ran out at %s",
+				approvalCount(d), d.ApprovalExpiresAt.Format(time.RFC3339))
 			ended, err := db.endAwaiting(ctx, tx, d, reason, OutboxDeploymentRejected)
 			if err != nil || !ended {
 				return err
@@ -332,13 +340,6 @@ func approvalCount(d *Deployment) string {
 		}
 	}
 	return fmt.Sprintf("%d of %d", n, d.ApprovalsRequired)
-}
-
-func durationWords(d time.Duration) string {
-	if d%time.Hour == 0 {
-		return fmt.Sprintf("%d h", int(d/time.Hour))
-	}
-	return d.String()
 }
 
 // PromoteEvery runs PromoteDeployments at once and then every period until ctx ends, telling

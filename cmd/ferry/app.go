@@ -63,6 +63,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.DB = db
+	db.ApprovalExpiry = m.Config.ApprovalExpiry
 	if _, err := db.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate database: %w", err)
 	}

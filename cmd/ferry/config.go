@@ -35,6 +35,8 @@ type Config struct {
 	GitLabToken  string
 	// ShutdownGrace bounds how long in-flight requests may take after SIGINT/SIGTERM.
 	ShutdownGrace time.Duration
+	// ApprovalExpiry is how long a deployment waits for approval before it ends as rejected.
+	ApprovalExpiry time.Duration
 }
 
 // DefaultConfig returns the configuration of a plain `ferry serve`, read from env.
@@ -64,7 +66,22 @@ func DefaultConfig(env func(string) string) Config {
 		GitLabURL:     env("FERRY_GITLAB_URL"),
 		GitLabToken:   env("FERRY_GITLAB_TOKEN"),
 		ShutdownGrace: 15 * time.Second,
+
+		ApprovalExpiry: approvalExpiry(env),
 	}
+}
+
+// approvalExpiry reads FERRY_APPROVAL_EXPIRY; a bad value is -1, which Validate names.
+func approvalExpiry(env func(string) string) time.Duration {
+	v := env("FERRY_APPROVAL_EXPIRY")
+	if v == "" {
+		return 24 * time.Hour
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return -1
+	}
+	return d
 }
 
 // Flags registers the configuration's flags on fs, with the current values as defaults.
@@ -104,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DeployWorkers < 0 || c.DeployWorkers > 64 {
 		return fmt.Errorf("FERRY_DEPLOY_WORKERS %d: must be between 0 and 64", c.DeployWorkers)
+	}
+	if c.ApprovalExpiry < time.Minute && c.ApprovalExpiry != 0 {
+		return errors.New("FERRY_APPROVAL_EXPIRY: want a duration of at least 1m, such as 24h")
 	}
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")

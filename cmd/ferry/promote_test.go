@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,5 +63,13 @@ func promoteMust(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestBadApprovalExpiry(t *testing.T) {
+	env := append(ferryEnv("FERRY_DATA_DIR="+filepath.Join(t.TempDir(), "data"), "FERRY_ADDR=127.0.0.1:0"), "FERRY_APPROVAL_EXPIRY=tomorrow")
+	res := runFerry(t, env, "", "serve")
+	if res.code == 0 || !strings.Contains(res.stderr, "FERRY_APPROVAL_EXPIRY: want a duration") {
+		t.Fatalf("exit %d, stderr:\n%s", res.code, res.stderr)
 	}
 }
