@@ -412,6 +412,11 @@ func TestCancelAScheduledDeployment(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Retention keeps the version a scheduled deployment will put on the hosts.
+		g.mustVersion(t, "v2", 2)
+		if removed, err := db.PruneVersions(context.Background(), g.project.ID, 1); err != nil || len(removed) != 0 {
+			t.Fatalf("retention removed %v (%v) while a deployment of v1 is scheduled", removed, err)
+		}
 		if d, err = db.CancelDeployment(g.as("alice"), d.ID); err != nil || d.Status != store.DeploymentCanceled {
 			t.Fatalf("cancel: %+v %v", d, err)
 		}
