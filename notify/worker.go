@@ -85,6 +85,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		sends int
 		errs  []error
 	)
+	w.owner() // named once here: the senders below would race to fill it in
 	for range cmpOr(w.Senders, DefaultSenders) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
