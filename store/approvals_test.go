@@ -480,3 +480,23 @@ func TestApprovalExpiryIsConfigurable(t *testing.T) {
 		}
 	})
 }
+
+// Not even an administrator approves what they asked for.
+func TestAnAdministratorCannotApproveTheirOwn(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		g := newGateFixture(t, db)
+		g.setGates(t, true, 1)
+		d, err := db.CreateDeployment(g.as("carol"), g.deploy(g.v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = db.ApproveDeployment(g.as("carol"), d.ID, "")
+		wantCode(t, "an administrator approves their own", err, store.EFORBIDDEN, "four-eyes")
+		if list, _ := db.ListApprovals(context.Background(), g.users["carol"].ID); len(list) != 0 {
+			t.Errorf("the administrator is asked to approve their own deployment")
+		}
+		if d, err = db.ApproveDeployment(g.as("dave"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
+			t.Fatalf("dave's approval: %+v %v", d, err)
+		}
+	})
+}
