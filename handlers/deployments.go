@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -45,6 +46,11 @@ type deploymentInput struct {
 	Version     string         `json:"version"`
 	Hosts       []string       `json:"hosts"`
 	Strategy    *strategyInput `json:"strategy"`
+	// ScheduledAt (RFC 3339, in the future) runs the deployment later.
+	ScheduledAt string `json:"scheduled_at"`
+	// OverrideFreeze with Reason deploys during a freeze; administrators only.
+	OverrideFreeze bool   `json:"override_freeze"`
+	Reason         string `json:"reason"`
 }
 
 func (s *Server) createDeployment(c *gin.Context) {
@@ -108,7 +114,27 @@ func (s *Server) newDeployment(c *gin.Context, p *store.Project, in deploymentIn
 		}
 		nd.Strategy = &st
 	}
-	return nd, nil
+	return nd, changeControl(c, in, &nd)
+}
+
+// changeControl reads the schedule and the freeze override of a deployment request.
+func changeControl(c *gin.Context, in deploymentInput, nd *store.NewDeployment) error {
+	if in.ScheduledAt != "" {
+		at, err := time.Parse(time.RFC3339, in.ScheduledAt)
+		if err != nil {
+			return store.Errorf(store.EINVALID, "scheduled_at: %q is not an RFC 3339 time such as 2026-12-24T22:00:00+08:00", clip(in.ScheduledAt, 60))
+		}
+		nd.ScheduledAt = &at
+	}
+	if in.OverrideFreeze {
+		if !currentUser(c).Admin {
+			return store.Errorf(store.EFORBIDDEN, "only an administrator may override a freeze")
+		}
+		nd.OverrideFreeze, nd.OverrideReason = true, in.Reason
+	} else if in.Reason != "" {
+		return store.Errorf(store.EINVALID, "reason: only used with override_freeze: true")
+	}
+	return nil
 }
 
 // versionGone says why a project has no kept version called name: retention removed it, or

@@ -24,6 +24,9 @@ type environmentInput struct {
 	Hosts     *[]string      `json:"hosts"`
 	Protected *bool          `json:"protected"`
 	Strategy  *strategyInput `json:"strategy"`
+	// Change control (see store/gates.go).
+	ApprovalsRequired *int            `json:"approvals_required"`
+	Freezes           *[]store.Freeze `json:"freezes"`
 }
 
 // strategyInput is a rollout strategy as the API takes it: batch may be a number or a string.
@@ -95,6 +98,8 @@ func (s *Server) createEnvironment(c *gin.Context) {
 	if in.Strategy != nil {
 		e.Strategy = in.Strategy.strategy()
 	}
+	set(&e.ApprovalsRequired, in.ApprovalsRequired)
+	set(&e.Freezes, in.Freezes)
 	if err := s.db.CreateEnvironment(c.Request.Context(), e); err != nil {
 		s.fail(c, fmt.Errorf("create environment %q of %s: %w", e.Name, p.Name, err))
 		return
@@ -118,7 +123,8 @@ func (s *Server) updateEnvironment(c *gin.Context) {
 		return
 	}
 	p := projectOf(c)
-	upd := store.EnvironmentUpdate{Name: in.Name, Hosts: in.Hosts, Protected: in.Protected}
+	upd := store.EnvironmentUpdate{Name: in.Name, Hosts: in.Hosts, Protected: in.Protected,
+		ApprovalsRequired: in.ApprovalsRequired, Freezes: in.Freezes}
 	if in.Strategy != nil {
 		st := in.Strategy.strategy()
 		upd.Strategy = &st

@@ -49,6 +49,8 @@ type dashboardData struct {
 	Projects    []*store.Project
 	Builds      []*store.Build
 	Deployments []*store.Deployment
+	// Approvals are the deployments waiting for the user's approval.
+	Approvals []*store.Deployment
 }
 
 // dashboardPage lists the projects the user can see and their latest builds and deployments.
@@ -64,6 +66,10 @@ func (s *Server) dashboardPage(c *gin.Context) {
 		return
 	}
 	fillCommitURLs(d.Builds, projects...)
+	if d.Approvals, err = s.db.ListApprovals(c.Request.Context(), currentUser(c).ID); err != nil {
+		s.fail(c, err)
+		return
+	}
 	s.render(c, http.StatusOK, "projects.html", "projects", d)
 }
 
@@ -181,6 +187,9 @@ type envView struct {
 	Running  *store.Deployment
 	Queued   int
 	Estimate time.Duration
+	// Gated counts deployments awaiting approval or scheduled; Frozen is the freeze in force.
+	Gated  int
+	Frozen *store.FreezeWindow
 }
 
 // hostCell is one host of the grid and the version it runs now ("" for none).
@@ -243,13 +252,13 @@ func (s *Server) environmentGrid(ctx context.Context, p *store.Project) ([]envVi
 		byHost[in.Host] = in
 	}
 	active, err := s.db.ListDeployments(ctx, store.DeploymentFilter{ProjectID: p.ID,
-		Status: []string{store.DeploymentQueued, store.DeploymentRunning}, Limit: 200})
+		Status: []string{store.DeploymentQueued, store.DeploymentRunning, store.DeploymentAwaitingApproval, store.DeploymentScheduled}, Limit: 200})
 	if err != nil {
 		return nil, fmt.Errorf("list deployments in progress of %s: %w", p.Name, err)
 	}
 	views := make([]envView, 0, len(envs))
 	for _, e := range envs {
-		v := envView{Env: e}
+		v := envView{Env: e, Frozen: store.FrozenAt(e.Freezes, time.Now())}
 		for _, h := range e.Hosts {
 			cell := hostCell{Host: h}
 			if in := byHost[h]; in != nil {
@@ -262,6 +271,8 @@ func (s *Server) environmentGrid(ctx context.Context, p *store.Project) ([]envVi
 			case dep.EnvironmentID != e.ID:
 			case dep.Status == store.DeploymentRunning:
 				v.Running = dep
+			case store.DeploymentWaiting(dep.Status):
+				v.Gated++
 			default:
 				v.Queued++
 			}

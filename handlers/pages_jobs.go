@@ -84,6 +84,9 @@ type deploymentData struct {
 	Retryable  bool // ended with hosts that did not succeed
 	Estimate   time.Duration
 	Host       string // the host whose log is shown; "" for all
+	// MayDecide says the user may approve or reject it now; Approvers who else still may.
+	MayDecide bool
+	Approvers string
 	jobLog
 }
 
@@ -97,7 +100,11 @@ func (s *Server) deploymentPage(c *gin.Context) {
 		return
 	}
 	d := deploymentData{Project: p, Deployment: dep,
-		Active: dep.Status == store.DeploymentQueued || dep.Status == store.DeploymentRunning}
+		Active: dep.Status == store.DeploymentQueued || dep.Status == store.DeploymentRunning || store.DeploymentWaiting(dep.Status)}
+	if err := s.approvalData(c, &d); err != nil {
+		s.fail(c, err)
+		return
+	}
 	for _, h := range dep.Hosts {
 		if h.Host == c.Query("host") {
 			d.Host = h.Host
@@ -134,6 +141,7 @@ type deployData struct {
 type deployEnv struct {
 	Env     *store.Environment
 	Allowed bool
+	Gates   deployGates
 }
 
 // deployPage is the deploy dialog: environment, version, hosts and strategy. It posts to the
@@ -157,7 +165,12 @@ func (s *Server) deployPage(c *gin.Context) {
 	}
 	d := deployData{Project: p, Versions: versions, SelectedVersion: c.Query("version"), SelectedEnv: c.Query("env")}
 	for _, e := range envs {
-		d.Environments = append(d.Environments, deployEnv{Env: e, Allowed: !e.Protected || production})
+		gates, err := s.gatesFor(ctx, e, u)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		d.Environments = append(d.Environments, deployEnv{Env: e, Allowed: !e.Protected || production, Gates: gates})
 	}
 	if d.Running, err = s.runningVersions(ctx, p.ID); err != nil {
 		s.fail(c, err)

@@ -151,6 +151,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerBuilds(api)
 	s.registerVersions(api)
 	s.registerDeployments(api)
+	s.registerApprovals(api)
 	s.registerInstances(api)
 	s.registerChannels(api)
 	s.registerStreams(api)

@@ -91,7 +91,7 @@ func (s *Server) streamDeploymentLog(c *gin.Context) {
 		if err != nil {
 			return "", false, err
 		}
-		return d.Status, d.Status != store.DeploymentQueued && d.Status != store.DeploymentRunning, nil
+		return d.Status, d.Status != store.DeploymentQueued && d.Status != store.DeploymentRunning && !store.DeploymentWaiting(d.Status), nil
 	}}
 	s.serveLogStream(c, st)
 }

@@ -25,6 +25,11 @@ const (
 	DeploymentSucceeded Event = "deployment.succeeded"
 	DeploymentFailed    Event = "deployment.failed"
 	DeploymentCanceled  Event = "deployment.canceled"
+	// Change control: a deployment waits for approval (mailed to the people who may approve),
+	// was approved by enough people, or was rejected (by a person, or nobody approved in time).
+	DeploymentAwaitingApproval Event = "deployment.awaiting_approval"
+	DeploymentApproved         Event = "deployment.approved"
+	DeploymentRejected         Event = "deployment.rejected"
 	// Digest is a message made by a Limiter that merges notices which had to wait for a rate
 	// limit; its Merged field holds them.
 	Digest Event = "digest"
@@ -75,9 +80,17 @@ func (m Message) Title() string {
 	case DeploymentStarted, DeploymentSucceeded, DeploymentFailed, DeploymentCanceled:
 		return fmt.Sprintf("%s: deployment of %s to %s %s", project, oneLine(m.Version),
 			oneLine(m.Environment), strings.TrimPrefix(string(m.Event), "deployment."))
+	case DeploymentAwaitingApproval, DeploymentApproved, DeploymentRejected:
+		return fmt.Sprintf("%s: deployment of %s to %s %s", project, oneLine(m.Version), oneLine(m.Environment), gateWords[m.Event])
 	default:
 		return fmt.Sprintf("%s: %s", project, oneLine(string(m.Event)))
 	}
+}
+
+var gateWords = map[Event]string{
+	DeploymentAwaitingApproval: "awaits your approval",
+	DeploymentApproved:         "was approved",
+	DeploymentRejected:         "was rejected",
 }
 
 // Failed reports whether the message is about a failure (and so shows a log tail).

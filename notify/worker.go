@@ -85,6 +85,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		sends int
 		errs  []error
 	)
+	w.owner() // named once here: the senders below would race to fill it in
 	for range cmpOr(w.Senders, DefaultSenders) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -256,7 +257,13 @@ func (w *Worker) send(ctx context.Context, ch *store.Channel, b batch, senders m
 	if ch.Kind == store.ChannelEmail && b[0].d.ProjectID != nil {
 		projectID = *b[0].d.ProjectID
 	}
-	sender, err := w.senderFor(ctx, ch, projectID, senders)
+	var sender Sender
+	var err error
+	if forApprovers(ch, b) {
+		sender, err = w.approverSender(ctx, ch, b[0].d.JobID)
+	} else {
+		sender, err = w.senderFor(ctx, ch, projectID, senders)
+	}
 	if err == nil {
 		err = sender.Send(ctx, msg)
 	}

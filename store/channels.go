@@ -27,7 +27,8 @@ var ChannelKinds = []string{ChannelEmail, ChannelDingTalk, ChannelWeCom, Channel
 
 // ChannelEvents lists the events a channel can choose, in the order they are shown.
 var ChannelEvents = []string{OutboxBuildFailed, OutboxBuildSucceeded, OutboxDeploymentStarted,
-	OutboxDeploymentSucceeded, OutboxDeploymentFailed, OutboxDeploymentCanceled}
+	OutboxDeploymentSucceeded, OutboxDeploymentFailed, OutboxDeploymentCanceled,
+	OutboxDeploymentAwaitingApproval, OutboxDeploymentApproved, OutboxDeploymentRejected}
 
 // maxRecipients bounds a mail channel's extra addresses.
 const maxRecipients = 100

@@ -35,6 +35,8 @@ type DB struct {
 	Now func() time.Time
 	// PasswordCost is the bcrypt cost for new password hashes.
 	PasswordCost int
+	// ApprovalExpiry is how long a deployment waits for approval; 0 means DefaultApprovalExpiry.
+	ApprovalExpiry time.Duration
 	// logs fans stored log lines out to subscribers (loghub.go).
 	logs logHub
 }

@@ -14,7 +14,8 @@ import (
 
 const deploymentColumns = `d.id, d.project_id, p.name AS project, d.environment_id, e.name AS environment,
 	d.version_id, v.name AS version, d.status, d.strategy, d.triggered_by, d.build_id, d.error, d.queued_at,
-	d.started_at, d.finished_at, d.attempts, d.cancel_requested`
+	d.started_at, d.finished_at, d.attempts, d.cancel_requested, d.requested_by, d.requested_by_id, d.scheduled_at,
+	d.approvals_required, d.approval_expires_at, d.frozen_by, d.override_reason`
 
 const deploymentFrom = ` FROM deployments d JOIN projects p ON p.id = d.project_id
 	JOIN environments e ON e.id = d.environment_id JOIN versions v ON v.id = d.version_id`
@@ -35,7 +36,10 @@ func (r *deploymentRow) open() (*Deployment, error) {
 	d.QueuedAt = d.QueuedAt.UTC()
 	utc(d.StartedAt)
 	utc(d.FinishedAt)
+	utc(d.ScheduledAt)
+	utc(d.ApprovalExpiresAt)
 	d.Hosts = []*HostStep{}
+	d.Approvals = []*Approval{}
 	return &d, nil
 }
 
@@ -132,12 +136,18 @@ func (db *DB) createDeployment(ctx context.Context, tx *sqlx.Tx, nd NewDeploymen
 	if err != nil {
 		return nil, err
 	}
+	gate, err := db.gateDeployment(ctx, tx, nd, plan.environment)
+	if err != nil {
+		return nil, err
+	}
 	d := &Deployment{ProjectID: nd.ProjectID, Project: plan.project, EnvironmentID: nd.EnvironmentID,
-		Environment: plan.environment, VersionID: nd.VersionID, Version: plan.version, Status: DeploymentQueued,
+		Environment: plan.environment, VersionID: nd.VersionID, Version: plan.version, Status: gate.status,
 		TriggeredBy: truncate(nd.TriggeredBy, 200), BuildID: nd.BuildID, QueuedAt: db.now()}
 	err = tx.GetContext(ctx, &d.ID, db.q(`INSERT INTO deployments (project_id, environment_id, version_id, status, strategy,
-		triggered_by, build_id, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		d.ProjectID, d.EnvironmentID, d.VersionID, d.Status, plan.strategy, d.TriggeredBy, d.BuildID, d.QueuedAt)
+		triggered_by, build_id, queued_at, requested_by, requested_by_id, scheduled_at, approvals_required, approval_expires_at,
+		frozen_by, override_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		d.ProjectID, d.EnvironmentID, d.VersionID, d.Status, plan.strategy, d.TriggeredBy, d.BuildID, d.QueuedAt,
+		truncate(gate.requestedBy, 200), gate.requestedByID, gate.scheduledAt, gate.approvals, gate.expiresAt, gate.frozenBy, gate.override)
 	if err != nil {
 		return nil, fmt.Errorf("queue deployment: %w", err)
 	}
@@ -149,17 +159,26 @@ func (db *DB) createDeployment(ctx context.Context, tx *sqlx.Tx, nd NewDeploymen
 			return nil, err
 		}
 	}
+	if err := db.afterGate(ctx, tx, d, gate); err != nil {
+		return nil, err
+	}
 	if !hasActor(ctx) {
 		return d, nil
 	}
 	detail := fmt.Sprintf("deployment %d of %s to %s", d.ID, d.Version, strings.Join(names, ", "))
+	if d.Status != DeploymentQueued {
+		detail += ", " + d.Status
+	}
 	return d, db.audit(ctx, tx, "deployment.create", envTarget(d.Project, d.Environment), detail)
 }
 
 // CreateDeployment queues a deployment with a waiting host step per host (all hosts of the
 // environment in its order when nd.Hosts is empty). EINVALID when the version was removed by
 // retention, a host is not in the environment (naming it) or the environment has no hosts;
-// ENOTFOUND for an unknown version or environment. Audited.
+// ENOTFOUND for an unknown version or environment. Audited. It passes the change-control gates
+// first (gates.go): it starts as awaiting_approval or scheduled when they say so; ECONFLICT
+// (naming the window and its end) when a person asks during a freeze without an administrator's
+// override; EFORBIDDEN when a non-administrator overrides; EINVALID for a past scheduled_at.
 func (db *DB) CreateDeployment(ctx context.Context, nd NewDeployment) (*Deployment, error) {
 	var id int64
 	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
@@ -202,6 +221,12 @@ func (db *DB) getDeployment(ctx context.Context, q queryer, id int64) (*Deployme
 		if d.WaitingFor, err = db.waitingFor(ctx, q, d); err != nil {
 			return nil, err
 		}
+	}
+	if err := db.loadApprovals(ctx, q, d); err != nil {
+		return nil, err
+	}
+	if d.WaitingFor == "" {
+		d.WaitingFor = gateWaitingFor(d)
 	}
 	return d, nil
 }

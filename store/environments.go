@@ -14,20 +14,36 @@ type EnvironmentUpdate struct {
 	Hosts     *[]string
 	Protected *bool
 	Strategy  *Strategy
+	// ApprovalsRequired and Freezes are the change-control gates (see gates.go).
+	ApprovalsRequired *int
+	Freezes           *[]Freeze
 }
 
 type environmentRow struct {
 	Environment
 	StrategyJSON string `db:"strategy"`
+	FreezesJSON  string `db:"freezes"`
 }
 
-const environmentColumns = `id, project_id, name, protected, strategy, created_at, updated_at`
+const environmentColumns = `id, project_id, name, protected, strategy, approvals_required, freezes, created_at, updated_at`
+
+// freezesJSON encodes an environment's freezes for its row.
+func freezesJSON(fs []Freeze) string {
+	if fs == nil {
+		fs = []Freeze{}
+	}
+	b, _ := json.Marshal(fs)
+	return string(b)
+}
 
 // CreateEnvironment stores e, with its hosts named in e.Hosts, for the project e.ProjectID.
 // A host name that does not exist is EINVALID.
 func (db *DB) CreateEnvironment(ctx context.Context, e *Environment) error {
 	if e.Hosts == nil {
 		e.Hosts = []string{}
+	}
+	if e.Freezes == nil {
+		e.Freezes = []Freeze{}
 	}
 	if err := e.Validate(); err != nil {
 		return err
@@ -42,8 +58,9 @@ func (db *DB) CreateEnvironment(ctx context.Context, e *Environment) error {
 			return err
 		}
 		e.CreatedAt, e.UpdatedAt = db.now(), db.now()
-		err = tx.GetContext(ctx, &e.ID, db.q(`INSERT INTO environments (project_id, name, protected, strategy, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`), e.ProjectID, e.Name, e.Protected, string(strategy), e.CreatedAt, e.UpdatedAt)
+		err = tx.GetContext(ctx, &e.ID, db.q(`INSERT INTO environments (project_id, name, protected, strategy, approvals_required, freezes,
+			created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), e.ProjectID, e.Name, e.Protected, string(strategy),
+			e.ApprovalsRequired, freezesJSON(e.Freezes), e.CreatedAt, e.UpdatedAt)
 		if isUniqueViolation(err) {
 			return Errorf(ECONFLICT, "name: project %s already has an environment named %q", p.Name, e.Name)
 		}
@@ -66,6 +83,12 @@ func environmentDetail(e *Environment) string {
 	s := fmt.Sprintf("hosts %v", e.Hosts)
 	if e.Protected {
 		s += ", protected"
+	}
+	if e.ApprovalsRequired > 0 {
+		s += fmt.Sprintf(", %d approvals required", e.ApprovalsRequired)
+	}
+	if len(e.Freezes) > 0 {
+		s += ", freezes " + freezesJSON(e.Freezes)
 	}
 	return s
 }
@@ -108,6 +131,12 @@ func (db *DB) openEnvironment(ctx context.Context, q queryer, row *environmentRo
 	e := row.Environment
 	if err := json.Unmarshal([]byte(row.StrategyJSON), &e.Strategy); err != nil {
 		return nil, fmt.Errorf("environment %s strategy: %w", e.Name, err)
+	}
+	e.Freezes = []Freeze{}
+	if row.FreezesJSON != "" {
+		if err := json.Unmarshal([]byte(row.FreezesJSON), &e.Freezes); err != nil {
+			return nil, fmt.Errorf("environment %s freezes: %w", e.Name, err)
+		}
 	}
 	e.Hosts = []string{}
 	if err := q.SelectContext(ctx, &e.Hosts, db.q(`SELECT h.name FROM environment_hosts eh JOIN hosts h ON h.id = eh.host_id
@@ -159,13 +188,20 @@ func (db *DB) UpdateEnvironment(ctx context.Context, projectID int64, name strin
 		if upd.Strategy != nil {
 			e.Strategy = *upd.Strategy
 		}
+		if upd.ApprovalsRequired != nil {
+			e.ApprovalsRequired = *upd.ApprovalsRequired
+		}
+		if upd.Freezes != nil {
+			e.Freezes = append([]Freeze{}, *upd.Freezes...)
+		}
 		if err := e.Validate(); err != nil {
 			return err
 		}
 		strategy, _ := json.Marshal(e.Strategy)
 		e.UpdatedAt = db.now()
-		_, err = tx.ExecContext(ctx, db.q(`UPDATE environments SET name = ?, protected = ?, strategy = ?, updated_at = ? WHERE id = ?`),
-			e.Name, e.Protected, string(strategy), e.UpdatedAt, e.ID)
+		_, err = tx.ExecContext(ctx, db.q(`UPDATE environments SET name = ?, protected = ?, strategy = ?, approvals_required = ?,
+			freezes = ?, updated_at = ? WHERE id = ?`), e.Name, e.Protected, string(strategy), e.ApprovalsRequired, freezesJSON(e.Freezes),
+			e.UpdatedAt, e.ID)
 		if isUniqueViolation(err) {
 			return Errorf(ECONFLICT, "name: project %s already has an environment named %q", p.Name, e.Name)
 		}

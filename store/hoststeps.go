@@ -126,7 +126,7 @@ func (db *DB) CancelDeployment(ctx context.Context, id int64) (*Deployment, erro
 			return err
 		}
 		switch d.Status {
-		case DeploymentQueued:
+		case DeploymentQueued, DeploymentAwaitingApproval, DeploymentScheduled:
 			if err := db.endDeployment(ctx, tx, id, DeploymentCanceled, "", HostCanceled); err != nil {
 				return err
 			}
@@ -158,7 +158,7 @@ func (db *DB) RetryDeployment(ctx context.Context, id int64, triggeredBy string)
 		if err != nil {
 			return err
 		}
-		if d.Status == DeploymentQueued || d.Status == DeploymentRunning {
+		if d.Status == DeploymentQueued || d.Status == DeploymentRunning || d.Status == DeploymentAwaitingApproval || d.Status == DeploymentScheduled {
 			return Errorf(EINVALID, "deployment %d has not ended yet (%s); cancel it or wait", id, d.Status)
 		}
 		nd := NewDeployment{ProjectID: d.ProjectID, EnvironmentID: d.EnvironmentID, VersionID: d.VersionID,

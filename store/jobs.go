@@ -32,6 +32,15 @@ const (
 	DeploymentCanceled = "canceled"
 )
 
+// Deployment statuses of change control: DeploymentAwaitingApproval waits for enough
+// approvals, DeploymentScheduled for its time or for a freeze to end (both come before queued);
+// DeploymentRejected is final (rejected by a person, or nobody approved it in time).
+const (
+	DeploymentAwaitingApproval = "awaiting_approval"
+	DeploymentScheduled        = "scheduled"
+	DeploymentRejected         = "rejected"
+)
+
 // Host step statuses. The finished ones match the deploy package's HostResult.Status.
 const (
 	HostWaiting   = "waiting"
@@ -56,6 +65,11 @@ const (
 	OutboxDeploymentSucceeded = "deployment.succeeded"
 	OutboxDeploymentFailed    = "deployment.failed"
 	OutboxDeploymentCanceled  = "deployment.canceled"
+	// Change control: a deployment waits for approval, was approved (by enough people), or was
+	// rejected (by a person, or because nobody approved it in time).
+	OutboxDeploymentAwaitingApproval = "deployment.awaiting_approval"
+	OutboxDeploymentApproved         = "deployment.approved"
+	OutboxDeploymentRejected         = "deployment.rejected"
 )
 
 // Event is one webhook delivery as received, and what ferry decided about it.
@@ -195,6 +209,20 @@ type Deployment struct {
 	FinishedAt      *time.Time `db:"finished_at" json:"finished_at,omitempty"`
 	Attempts        int        `db:"attempts" json:"attempts"`
 	CancelRequested bool       `db:"cancel_requested" json:"cancel_requested"`
+	// RequestedBy is who asked for it ("ferry" for an automatic deployment after a build).
+	RequestedBy   string `db:"requested_by" json:"requested_by"`
+	RequestedByID *int64 `db:"requested_by_id" json:"-"`
+	// ScheduledAt is when it should run; nil means as soon as its gates let it.
+	ScheduledAt       *time.Time `db:"scheduled_at" json:"scheduled_at"`
+	ApprovalsRequired int        `db:"approvals_required" json:"approvals_required"`
+	// ApprovalExpiresAt is when a deployment still awaiting approval ends as rejected.
+	ApprovalExpiresAt *time.Time `db:"approval_expires_at" json:"approval_expires_at,omitempty"`
+	// Approvals are the decisions on it, oldest first, filled in by GetDeployment.
+	Approvals []*Approval `db:"-" json:"approvals"`
+	// FrozenBy names the freeze window a due deployment waits on; "" when none.
+	FrozenBy string `db:"frozen_by" json:"frozen_by"`
+	// OverrideReason is why an administrator deployed during a freeze; "" when nobody did.
+	OverrideReason string `db:"override_reason" json:"override_reason"`
 	// WaitingFor says, for a queued deployment, what it waits for ("deployment 12 to staging"),
 	// filled in by GetDeployment.
 	WaitingFor string `db:"-" json:"waiting_for,omitempty"`
@@ -235,6 +263,11 @@ type NewDeployment struct {
 	Strategy    *Strategy
 	TriggeredBy string
 	BuildID     *int64
+	// ScheduledAt asks for the deployment to run at that time (which must be in the future).
+	ScheduledAt *time.Time
+	// OverrideFreeze deploys during a freeze; only an administrator may, with OverrideReason.
+	OverrideFreeze bool
+	OverrideReason string
 }
 
 // DeploymentFilter selects deployments; zero fields select all. Newest first.

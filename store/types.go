@@ -217,6 +217,12 @@ type Environment struct {
 	Strategy  Strategy  `db:"-" json:"strategy"`
 	CreatedAt time.Time `db:"created_at" json:"created_at"`
 	UpdatedAt time.Time `db:"updated_at" json:"updated_at"`
+
+	// ApprovalsRequired is how many people other than the requester must approve a deployment
+	// here before it is queued; 0 means none.
+	ApprovalsRequired int `db:"approvals_required" json:"approvals_required"`
+	// Freezes are the periods in which the environment takes no deployments.
+	Freezes []Freeze `db:"-" json:"freezes"`
 }
 
 // Validate checks an environment's name, host names and strategy.
@@ -233,6 +239,12 @@ func (e *Environment) Validate() error {
 			return Errorf(EINVALID, "hosts: %q is named twice", h)
 		}
 		seen[h] = true
+	}
+	if e.ApprovalsRequired < 0 || e.ApprovalsRequired > 10 {
+		return Errorf(EINVALID, "approvals_required: %d is not between 0 (none) and 10", e.ApprovalsRequired)
+	}
+	if err := ValidateFreezes(e.Freezes); err != nil {
+		return err
 	}
 	return e.Strategy.Validate()
 }

@@ -115,9 +115,10 @@ func (db *DB) PruneVersions(ctx context.Context, projectID int64, keep int) ([]*
 			WHERE v.project_id = ? AND v.deleted_at IS NULL
 			AND v.name NOT IN (SELECT version FROM instances WHERE project_id = ?)
 			AND v.name NOT IN (SELECT previous FROM instances WHERE project_id = ?)
-			AND v.id NOT IN (SELECT version_id FROM deployments WHERE project_id = ? AND status IN (?, ?))
+			AND v.id NOT IN (SELECT version_id FROM deployments WHERE project_id = ? AND status IN (?, ?, ?, ?))
 			AND v.id NOT IN (SELECT k.id FROM versions k WHERE k.project_id = ? AND k.deleted_at IS NULL ORDER BY k.id DESC LIMIT ?)
-			ORDER BY v.id`), projectID, projectID, projectID, projectID, DeploymentQueued, DeploymentRunning, projectID, keep)
+			ORDER BY v.id`), projectID, projectID, projectID, projectID, DeploymentQueued, DeploymentRunning,
+			DeploymentAwaitingApproval, DeploymentScheduled, projectID, keep)
 		if err != nil {
 			return err
 		}

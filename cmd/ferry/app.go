@@ -70,6 +70,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.DB = db
+	db.ApprovalExpiry = m.Config.ApprovalExpiry
 	if _, err := db.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate database: %w", err)
 	}
@@ -181,6 +182,22 @@ func (m *Main) startWorkers(ctx context.Context) {
 		run("deploy", m.deployer.Run)
 	}
 	run("notify", m.notifier.Run)
+	run("promote", func(ctx context.Context) error {
+		// Scheduled and approved deployments that came due are queued; approvals run out.
+		m.DB.PromoteEvery(ctx, 10*time.Second, func(res store.PromoteResult, err error) {
+			if err != nil {
+				m.Logger.Warn("promoting due deployments failed", "err", err)
+				return
+			}
+			if res.Queued > 0 {
+				m.deployer.Wake()
+			}
+			if res.Queued+res.Expired > 0 {
+				m.Logger.Info("change control", "queued", res.Queued, "frozen", res.Frozen, "expired", res.Expired)
+			}
+		})
+		return nil
+	})
 	run("retention", func(ctx context.Context) error {
 		m.DB.PurgeEvery(ctx, m.Config.LogRetention, time.Hour, func(st store.PurgeStats, err error) {
 			if err != nil {

@@ -57,6 +57,8 @@ type Config struct {
 	// MetricsToken, when set, serves /metrics on the main listener to requests that send it
 	// as a Bearer token (and asks for it on MetricsAddr too).
 	MetricsToken string
+	// ApprovalExpiry is how long a deployment waits for approval before it ends as rejected.
+	ApprovalExpiry time.Duration
 }
 
 // DefaultConfig returns the configuration of a plain `ferry serve`, read from env.
@@ -92,6 +94,7 @@ func DefaultConfig(env func(string) string) Config {
 		ChannelAllowedNets: env("FERRY_CHANNEL_ALLOWED_NETS"),
 		MetricsAddr:        env("FERRY_METRICS_ADDR"),
 		MetricsToken:       env("FERRY_METRICS_TOKEN"),
+		ApprovalExpiry:     approvalExpiry(env),
 	}
 }
 
@@ -104,6 +107,19 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// approvalExpiry reads FERRY_APPROVAL_EXPIRY; a bad value is -1, which Validate names.
+func approvalExpiry(env func(string) string) time.Duration {
+	v := env("FERRY_APPROVAL_EXPIRY")
+	if v == "" {
+		return 24 * time.Hour
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return -1
+	}
+	return d
 }
 
 // Flags registers the configuration's flags on fs, with the current values as defaults.
@@ -164,6 +180,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
 		return errors.New("FERRY_METRICS_TOKEN: must be at least 16 characters")
+	}
+	if c.ApprovalExpiry < time.Minute && c.ApprovalExpiry != 0 {
+		return errors.New("FERRY_APPROVAL_EXPIRY: want a duration of at least 1m, such as 24h")
 	}
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")

@@ -79,6 +79,7 @@
     const out = {};
     for (const el of form.elements) {
       if (!el.name || el.name === 'csrf_token' || el.disabled) continue;
+      if (el.type === 'radio' && !el.checked) continue;
       let value;
       if (el.type === 'checkbox') {
         if ('bool' in el.dataset) value = el.checked;
@@ -89,6 +90,9 @@
         value = el.value.trim();
         if (value === '') continue;
         if ('int' in el.dataset) value = parseInt(value, 10);
+        if ('json' in el.dataset) {
+          try { value = JSON.parse(value); } catch (e) { throw new Error(el.dataset.jsonError + ': ' + e.message); }
+        }
       }
       put(out, el.name, value, 'list' in el.dataset);
     }
@@ -115,7 +119,9 @@
     try {
       let data = formData(form);
       if (form.classList.contains('deploy-form')) data = deployBody(form, data);
-      then(form, await api(form.dataset.method || 'POST', form.dataset.url, data));
+      // A submit button may post elsewhere than its form (approve and reject share a comment).
+      const url = (ev.submitter && ev.submitter.dataset.action) || form.dataset.url;
+      then(form, await api(form.dataset.method || 'POST', url, data));
     } catch (e) {
       showError(form, e);
     } finally {
@@ -135,6 +141,11 @@
       if (chosen === boxes.length) delete data.hosts;
     }
     if (data.strategy && !data.strategy.kind) delete data.strategy;
+    // "At a time" sends the local time picked as an RFC 3339 instant; "now" sends none.
+    if (data.when === 'later' && data.scheduled_at) data.scheduled_at = new Date(data.scheduled_at).toISOString();
+    else delete data.scheduled_at;
+    delete data.when;
+    if (!data.override_freeze) { delete data.override_freeze; delete data.reason; }
     return data;
   }
 
@@ -308,6 +319,7 @@
       const waiting = document.getElementById('waiting');
       if (waiting) waiting.textContent = d.waiting_for || '';
       if (d.status === 'queued' || d.status === 'running') setTimeout(tick, 1000);
+      else if (d.status === 'awaiting_approval' || d.status === 'scheduled') setTimeout(tick, 5000);
       else jobEnded(d.status);
     }
     setTimeout(tick, 1000);
