@@ -64,49 +64,52 @@ func TestAcceptOfferedHostKey(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := actorCtx()
 		f := newJobFixture(t, db)
-		prod := &store.Environment{ProjectID: f.project.ID, Name: "prod", Protected: true, Hosts: []string{"web2"}}
+		// A host of its own: a protected environment may not share one with staging.
+		db1 := &store.Host{Name: "db1", Address: "127.0.0.1", User: "deploy"}
+		recordMust(t, db.CreateHost(ctx, db1))
+		prod := &store.Environment{ProjectID: f.project.ID, Name: "prod", Protected: true, Hosts: []string{"db1"}}
 		recordMust(t, db.CreateEnvironment(ctx, prod))
-		if envs, err := db.ProtectedEnvironmentsOf(ctx, f.hosts[1].ID); err != nil || strings.Join(envs, ",") != "orders/prod" {
-			t.Errorf("protected environments of web2 = %v, %v", envs, err)
+		if envs, err := db.ProtectedEnvironmentsOf(ctx, db1.ID); err != nil || strings.Join(envs, ",") != "orders/prod" {
+			t.Errorf("protected environments of db1 = %v, %v", envs, err)
 		}
 		if envs, err := db.ProtectedEnvironmentsOf(ctx, f.hosts[0].ID); err != nil || len(envs) != 0 {
 			t.Errorf("protected environments of web1 = %v, %v", envs, err)
 		}
 
-		_, err := db.AcceptHostKey(ctx, "web2", "SHA256:abc")
+		_, err := db.AcceptHostKey(ctx, "db1", "SHA256:abc")
 		wantCode(t, "nothing offered", err, store.EINVALID, "has not offered a host key yet")
 		_, offered := MustKeyPair(t)
-		recordMust(t, db.OfferHostKey(ctx, f.hosts[1].ID, offered+" comment"))
+		recordMust(t, db.OfferHostKey(ctx, db1.ID, offered+" comment"))
 		key, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(offered))
 		fp := ssh.FingerprintSHA256(key)
-		h, err := db.GetHost(ctx, "web2")
+		h, err := db.GetHost(ctx, "db1")
 		recordMust(t, err)
 		if h.HostKey != "" || h.OfferedFingerprint() != fp {
-			t.Fatalf("after the offer, web2 pins %q and offers %q, want nothing pinned and %s offered", h.HostKey, h.OfferedFingerprint(), fp)
+			t.Fatalf("after the offer, db1 pins %q and offers %q, want nothing pinned and %s offered", h.HostKey, h.OfferedFingerprint(), fp)
 		}
-		_, err = db.AcceptHostKey(ctx, "web2", "")
+		_, err = db.AcceptHostKey(ctx, "db1", "")
 		wantCode(t, "no fingerprint", err, store.EINVALID, "fingerprint: required")
 		_, other := MustKeyPair(t)
 		otherKey, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(other))
-		_, err = db.AcceptHostKey(ctx, "web2", ssh.FingerprintSHA256(otherKey))
-		wantCode(t, "wrong fingerprint", err, store.EINVALID, "is not the key host web2 offered ("+fp+")")
+		_, err = db.AcceptHostKey(ctx, "db1", ssh.FingerprintSHA256(otherKey))
+		wantCode(t, "wrong fingerprint", err, store.EINVALID, "is not the key host db1 offered ("+fp+")")
 
-		h, err = db.AcceptHostKey(ctx, "web2", fp)
+		h, err = db.AcceptHostKey(ctx, "db1", fp)
 		recordMust(t, err)
 		if h.HostKey != offered || h.OfferedHostKey != "" {
 			t.Fatalf("accepted host pins %q, offers %q", h.HostKey, h.OfferedHostKey)
 		}
-		if got, _ := db.GetHost(ctx, "web2"); got.HostKey != offered {
+		if got, _ := db.GetHost(ctx, "db1"); got.HostKey != offered {
 			t.Errorf("stored host key %q, want %q", got.HostKey, offered)
 		}
-		_, err = db.AcceptHostKey(ctx, "web2", fp)
+		_, err = db.AcceptHostKey(ctx, "db1", fp)
 		wantCode(t, "pinned already", err, store.ECONFLICT, "already has a pinned host key")
 		// Once a key is pinned, an offer changes nothing.
-		recordMust(t, db.OfferHostKey(ctx, f.hosts[1].ID, other))
-		if got, _ := db.GetHost(ctx, "web2"); got.OfferedHostKey != "" || got.HostKey != offered {
+		recordMust(t, db.OfferHostKey(ctx, db1.ID, other))
+		if got, _ := db.GetHost(ctx, "db1"); got.OfferedHostKey != "" || got.HostKey != offered {
 			t.Errorf("an offer to a pinned host changed it: %+v", got)
 		}
-		if log := recordAuditText(t, db); !strings.Contains(log, "host.accept_key host/web2 accepted the offered key "+fp) {
+		if log := recordAuditText(t, db); !strings.Contains(log, "host.accept_key host/db1 accepted the offered key "+fp) {
 			t.Errorf("audit log lacks the acceptance:\n%s", log)
 		}
 	})
