@@ -244,7 +244,13 @@ func TestPushWebhookBuildsVersionAndTags(t *testing.T) {
 			Status string
 			Next   int64
 		}
-		e.admin.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/builds/%d/log", b.ID), "").decode(t, &log)
+		// GitLab is told beside the build, after its result: its last call (the tag) ends the log.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			e.admin.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/builds/%d/log", b.ID), "").decode(t, &log)
+			if n := len(log.Lines); (n > 0 && strings.Contains(log.Lines[n-1].Text, "GitLab: tagged commit")) || time.Now().After(deadline) {
+				break
+			}
+		}
 		if log.Status != "success" || len(log.Lines) == 0 || log.Next != log.Lines[len(log.Lines)-1].Seq {
 			t.Fatalf("log answer: status %s, %d lines, next %d", log.Status, len(log.Lines), log.Next)
 		}
