@@ -359,7 +359,7 @@ func TestAutoDeployPassesTheGates(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		g := newGateFixture(t, db)
 		g.setGates(t, true, 1)
-		b := mustBuild(t, db, g.project.ID, 2)
+		b := mustPushBuild(t, db, g.project.ID, 2)
 		mustClaimBuild(t, db, "w", b.ID)
 		v := newVersion("v2", 2)
 		_, err := db.FinishBuild(context.Background(), b.ID, "w", store.BuildResult{Status: store.BuildSuccess, Version: v,
@@ -389,7 +389,7 @@ func TestAutoDeployPassesTheGates(t *testing.T) {
 		// In a freeze an automatic deployment waits instead of failing the build.
 		now := g.clock.Now()
 		g.setGates(t, false, 0, store.Freeze{From: now.Add(-time.Hour).Format(time.RFC3339), Until: now.Add(time.Hour).Format(time.RFC3339)})
-		b = mustBuild(t, db, g.project.ID, 3)
+		b = mustPushBuild(t, db, g.project.ID, 3)
 		mustClaimBuild(t, db, "w", b.ID)
 		if _, err = db.FinishBuild(context.Background(), b.ID, "w", store.BuildResult{Status: store.BuildSuccess, Version: newVersion("v3", 3),
 			Deploy: []store.NewDeployment{{EnvironmentID: g.staging.ID}}}); err != nil {
@@ -499,4 +499,16 @@ func TestAnAdministratorCannotApproveTheirOwn(t *testing.T) {
 			t.Fatalf("dave's approval: %+v %v", d, err)
 		}
 	})
+}
+
+// mustPushBuild records a push of commit i that builds: a push, not a person's API build, is
+// the authority an automatic deployment to a protected environment needs.
+func mustPushBuild(t testing.TB, db *store.DB, projectID int64, i int) *store.Build {
+	t.Helper()
+	_, b, _, err := db.RecordEvent(context.Background(), &store.Event{ProjectID: &projectID, Kind: "push", Ref: "refs/heads/main", SHA: sha(i)},
+		ptr(newBuild(projectID, i)))
+	if err != nil || b == nil {
+		t.Fatalf("push of commit %d: build %v, %v", i, b, err)
+	}
+	return b
 }
