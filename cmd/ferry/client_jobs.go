@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"ferry/store"
 )
@@ -52,12 +53,14 @@ func buildCommand(ctx context.Context, args []string, env func(string) string, s
 // deployCommand queues a deployment:
 // ferry deploy PROJECT ENVIRONMENT (VERSION | --latest) [--hosts a,b] [--strategy KIND[:N]] [--follow].
 func deployCommand(ctx context.Context, args []string, env func(string) string, std streams) error {
-	const usage = "ferry deploy PROJECT ENVIRONMENT (VERSION | --latest) [--hosts a,b] [--strategy rolling:25%] [--follow]"
+	const usage = "ferry deploy PROJECT ENVIRONMENT (VERSION | --latest) [--hosts a,b] [--strategy rolling:25%] [--at TIME] [--override-freeze REASON] [--follow]"
 	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
 	latest := fs.Bool("latest", false, "deploy the newest kept version")
 	hosts := fs.String("hosts", "", "only these hosts of the environment, in this order (comma list)")
 	strategy := fs.String("strategy", "", "serial, parallel[:N], rolling:N or canary:N (N a count or a percentage)")
 	follow := fs.Bool("follow", false, "show progress until the deployment ends; exit 0 only on success")
+	at := fs.String("at", "", "run it later: an RFC 3339 time, or HH:MM for the next such time on this machine's clock")
+	override := fs.String("override-freeze", "", "administrators: deploy during a freeze, for this reason (audited)")
 	pos, err := parseArgs(fs, args, 2, 3, usage)
 	if err != nil {
 		return err
@@ -66,6 +69,16 @@ func deployCommand(ctx context.Context, args []string, env func(string) string, 
 		return usagef("give a VERSION or --latest; usage: %s", usage)
 	}
 	body := map[string]any{"environment": pos[1]}
+	if *at != "" {
+		when, err := parseAt(*at, time.Now())
+		if err != nil {
+			return err
+		}
+		body["scheduled_at"] = when.Format(time.RFC3339)
+	}
+	if *override != "" {
+		body["override_freeze"], body["reason"] = true, *override
+	}
 	if *hosts != "" {
 		body["hosts"] = strings.Split(*hosts, ",")
 	}
@@ -98,7 +111,7 @@ func queueDeployment(ctx context.Context, c *apiClient, project string, body map
 	if err := c.call(ctx, "POST", "/projects/"+pathEscape(project)+"/deployments", body, &d); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "deployment %d queued: %s to %s of %s (%d hosts)\n", d.ID, d.Version, d.Environment, d.Project, len(d.Hosts))
+	fmt.Fprintf(stdout, "deployment %d %s: %s to %s of %s (%d hosts)\n", d.ID, waitingWords(&d), d.Version, d.Environment, d.Project, len(d.Hosts))
 	if !follow {
 		return nil
 	}
@@ -352,4 +365,63 @@ func printStoredLog(ctx context.Context, c *apiClient, kind string, id int64, ho
 		}
 		after = page.Next
 	}
+}
+
+// parseAt reads --at: an RFC 3339 time, or HH:MM meaning the next such time of the local clock.
+func parseAt(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	hm, err := time.ParseInLocation("15:04", s, now.Location())
+	if err != nil {
+		return time.Time{}, usagef("--at %q: want an RFC 3339 time such as 2026-12-24T22:00:00+08:00, or HH:MM such as 22:00", s)
+	}
+	t := time.Date(now.Year(), now.Month(), now.Day(), hm.Hour(), hm.Minute(), 0, 0, now.Location())
+	if !t.After(now) {
+		t = t.AddDate(0, 0, 1)
+	}
+	return t, nil
+}
+
+// waitingWords says what a new deployment does now: queued, or what it waits for.
+func waitingWords(d *store.Deployment) string {
+	switch d.Status {
+	case store.DeploymentAwaitingApproval:
+		return fmt.Sprintf("awaits %d approval(s) (ferry approve %d)", d.ApprovalsRequired, d.ID)
+	case store.DeploymentScheduled:
+		words := "scheduled"
+		if d.ScheduledAt != nil {
+			words += " for " + d.ScheduledAt.Local().Format("2006-01-02 15:04 MST")
+		}
+		if d.FrozenBy != "" {
+			words += ", waiting on the freeze " + d.FrozenBy
+		}
+		return words
+	}
+	return d.Status
+}
+
+// decideCommand approves or rejects a deployment that waits for approval.
+func decideCommand(ctx context.Context, verb string, args []string, env func(string) string, std streams) error {
+	usage := "ferry " + verb + " DEPLOYMENT_ID [--comment TEXT]"
+	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
+	comment := fs.String("comment", "", "why, for the record")
+	pos, err := parseArgs(fs, args, 1, 1, usage)
+	if err != nil {
+		return err
+	}
+	id, err := strconv.ParseInt(pos[0], 10, 64)
+	if err != nil || id <= 0 {
+		return usagef("usage: %s", usage)
+	}
+	c, err := clientFromEnv(env)
+	if err != nil {
+		return err
+	}
+	var d store.Deployment
+	if err := c.call(ctx, "POST", fmt.Sprintf("/deployments/%d/%s", id, verb), map[string]any{"comment": *comment}, &d); err != nil {
+		return err
+	}
+	fmt.Fprintf(std.stdout, "deployment %d: %sd; now %s (%s to %s of %s)\n", d.ID, verb, waitingWords(&d), d.Version, d.Environment, d.Project)
+	return nil
 }

@@ -55,6 +55,14 @@ var listings = map[string]listing{
 			return []any{d.ID, d.Environment, d.Version, d.Status, d.TriggeredBy, when(d.QueuedAt)}
 		}),
 	},
+	"approvals": {
+		usage: "ferry approvals [--json]", path: func(string) string { return "/approvals" },
+		header: "ID\tPROJECT\tENVIRONMENT\tVERSION\tREQUESTED BY\tAPPROVALS\tQUEUED",
+		rows: eachRow(func(d store.Deployment) []any {
+			return []any{d.ID, d.Project, d.Environment, d.Version, d.RequestedBy,
+				fmt.Sprintf("%d of %d", approvedCount(d.Approvals), d.ApprovalsRequired), when(d.QueuedAt)}
+		}),
+	},
 	"instances": {
 		usage: "ferry instances PROJECT [--json]", project: true,
 		path:   func(p string) string { return "/projects/" + pathEscape(p) + "/instances" },
@@ -181,4 +189,14 @@ func clientFromEnv(env func(string) string) (*apiClient, error) {
 		return nil, err
 	}
 	return newAPIClient(cfg), nil
+}
+
+func approvedCount(list []*store.Approval) int {
+	n := 0
+	for _, a := range list {
+		if a.Decision == store.DecisionApproved {
+			n++
+		}
+	}
+	return n
 }

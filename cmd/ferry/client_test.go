@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"ferry/deploy/sshtest"
 	"ferry/store"
@@ -205,6 +206,7 @@ func testCommandLine(t *testing.T, s *cliSetup) {
 			t.Errorf("no %q in /metrics", want)
 		}
 	}
+	testChangeControl(t, s, v1)
 }
 
 // testLogin logs in with a password (wrong, then right) and with a token, and checks the
@@ -365,4 +367,54 @@ func TestStoredTokenStaysWithItsServer(t *testing.T) {
 	if len(seen) != 1 || seen[0] != "Bearer ferry_given-for-this-one-0000000000" {
 		t.Errorf("requests to the other server carried %q, want only the given token", seen)
 	}
+}
+
+// testChangeControl schedules a deployment for later and cancels it, then has one that needs
+// approval refused to its requester and approved by someone else, all with the command line.
+func testChangeControl(t *testing.T, s *cliSetup, kept string) {
+	s.ferry(t, 2, "", "deploy", "orders", "staging", kept, "--at", "tonight")
+	at := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)
+	res := s.ferry(t, 0, "", "deploy", "orders", "staging", kept, "--at", at.Format(time.RFC3339))
+	m := regexp.MustCompile(`^deployment (\d+) scheduled for `).FindStringSubmatch(res.stdout)
+	if m == nil {
+		t.Fatalf("ferry deploy --at: %q, want it scheduled", res.stdout)
+	}
+	s.ferry(t, 0, "", "cancel", "deployment", m[1])
+
+	api := newClient(t, s.srv.URL, s.token)
+	api.api(http.StatusOK, "PATCH", "/api/v1/projects/orders/environments/staging", map[string]any{"approvals_required": 1}, nil)
+	if res := runFerry(t, s.in.env, "", "user", "add", "bob", "--admin"); res.code != 0 {
+		t.Fatalf("ferry user add bob: exit %d: %s", res.code, res.stderr)
+	}
+	bob := runFerry(t, s.in.env, "", "token", "add", "bob")
+	asBob := append(s.env[:len(s.env):len(s.env)], "FERRY_TOKEN="+strings.TrimSpace(bob.stdout))
+
+	res = s.ferry(t, 0, "", "deploy", "orders", "staging", kept)
+	m = regexp.MustCompile(`^deployment (\d+) awaits 1 approval\(s\) \(ferry approve (\d+)\)`).FindStringSubmatch(res.stdout)
+	if m == nil || m[1] != m[2] {
+		t.Fatalf("ferry deploy into an environment that needs approval: %q", res.stdout)
+	}
+	id := m[1]
+	res = s.ferry(t, 1, "", "approve", id)
+	if !strings.Contains(res.stderr, "someone else must approve") {
+		t.Errorf("the requester approving: %q, want the four-eyes refusal", res.stderr)
+	}
+	res = s.ferryEnv(t, asBob, 0, "", "approvals")
+	if !regexp.MustCompile(`(?m)^` + id + `\s+orders\s+staging\s+` + regexp.QuoteMeta(kept) + `\s+admin\s+0 of 1\s`).MatchString(res.stdout) {
+		t.Errorf("ferry approvals as bob:\n%s", res.stdout)
+	}
+	res = s.ferryEnv(t, asBob, 0, "", "approve", id, "--comment", "looks right")
+	if !strings.Contains(res.stdout, "deployment "+id+": approved; now queued") {
+		t.Errorf("bob approving: %q", res.stdout)
+	}
+	res = s.ferryEnv(t, asBob, 1, "", "reject", id)
+	if !strings.Contains(res.stderr, "already") && !strings.Contains(res.stderr, "no longer awaits approval") && !strings.Contains(res.stderr, "does not await approval") {
+		t.Errorf("deciding twice: %q, want it refused as already decided", res.stderr)
+	}
+	var d store.Deployment
+	api.api(http.StatusOK, "GET", "/api/v1/deployments/"+id, nil, &d)
+	if len(d.Approvals) != 1 || d.Approvals[0].User != "bob" || d.Approvals[0].Comment != "looks right" {
+		t.Errorf("approvals on deployment %s: %+v", id, d.Approvals)
+	}
+	runFerry(t, s.env, "", "logs", "deployment", id, "-f") // let it end before the hosts stop
 }

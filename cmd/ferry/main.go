@@ -60,13 +60,16 @@ commands:
 client commands (they talk to a ferry server; see docs/cli.md):
   login URL [--user NAME]                 store the server and an API token (FERRY_URL and
                                           FERRY_TOKEN override what is stored)
-  projects | builds P | versions P | deployments P | instances P   [--json]
+  projects | builds P | versions P | deployments P | instances P | approvals   [--json]
   build P (--ref REF | --sha SHA) [--follow]
-  deploy P ENV (VERSION | --latest) [--hosts a,b] [--strategy rolling:25%] [--follow]
+  deploy P ENV (VERSION | --latest) [--hosts a,b] [--strategy rolling:25%] [--at TIME]
+         [--override-freeze REASON] [--follow]
   rollback P ENV [--yes] [--follow]       deploy the version that ran on ENV before
   logs build|deployment ID [-f]           print a log; -f follows it live
   cancel build|deployment ID
   retry build|deployment ID [--follow]
+  approve ID [--comment TEXT]             approve a deployment that waits for approval
+  reject ID [--comment TEXT]              reject it
 
 Exit status: 0 success, 1 the operation failed (with --follow: the build or deployment did not
 succeed), 2 the command was used wrongly.
@@ -128,6 +131,8 @@ func clientCommand(ctx context.Context, cmd string, args []string, env func(stri
 		return true, logsCommand(ctx, args, env, std)
 	case "cancel", "retry":
 		return true, jobCommand(ctx, cmd, args, env, std)
+	case "approve", "reject":
+		return true, decideCommand(ctx, cmd, args, env, std)
 	}
 	return false, nil
 }
