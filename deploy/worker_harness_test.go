@@ -99,7 +99,9 @@ func (f *deployFixture) startWorker(opts workerOptions) {
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{f.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.worker = deploy.NewWorker(deploy.WorkerConfig{DB: f.db, Owner: storetest.Name("worker"), Workers: 2,
-		LeaseTTL: 900 * time.Millisecond, Poll: 100 * time.Millisecond, MaxAttempts: opts.maxAttempts, Logger: logger,
+		// Short enough that takeover tests wait little, long enough that a busy machine (the race
+		// detector, sshds and SQLite on two cores) renews in time.
+		LeaseTTL: 2 * time.Second, Poll: 100 * time.Millisecond, MaxAttempts: opts.maxAttempts, Logger: logger,
 		MaxLogBytes: opts.maxLogBytes, MaxHostLogBytes: opts.maxHostLogBytes})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
