@@ -359,10 +359,15 @@ func TestAutoDeployPassesTheGates(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		g := newGateFixture(t, db)
 		g.setGates(t, true, 1)
-		b := mustBuild(t, db, g.project.ID, 2)
+		// Asked for by alice, who has the production right (a build nobody with it asked
+		// for does not deploy to a protected environment by itself).
+		b, err := db.CreateBuild(g.as("alice"), newBuild(g.project.ID, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
 		mustClaimBuild(t, db, "w", b.ID)
 		v := newVersion("v2", 2)
-		_, err := db.FinishBuild(context.Background(), b.ID, "w", store.BuildResult{Status: store.BuildSuccess, Version: v,
+		_, err = db.FinishBuild(context.Background(), b.ID, "w", store.BuildResult{Status: store.BuildSuccess, Version: v,
 			Deploy: []store.NewDeployment{{EnvironmentID: g.staging.ID}}})
 		if err != nil {
 			t.Fatal(err)
@@ -372,17 +377,17 @@ func TestAutoDeployPassesTheGates(t *testing.T) {
 			t.Fatalf("%d deployments, %v", len(list), err)
 		}
 		d := list[0]
-		if d.Status != store.DeploymentAwaitingApproval || d.RequestedBy != "ferry" {
-			t.Fatalf("automatic deployment %s by %q, want awaiting approval", d.Status, d.RequestedBy)
+		if d.Status != store.DeploymentAwaitingApproval || d.RequestedBy != "alice" {
+			t.Fatalf("automatic deployment %s by %q, want awaiting approval, asked for by alice", d.Status, d.RequestedBy)
 		}
 		if got, _ := db.ClaimDeployment(context.Background(), "w", time.Minute); got != nil {
 			t.Fatal("a worker claimed an automatic deployment awaiting approval")
 		}
-		// Nobody asked for it, so any person with the right may approve, here the production right.
+		// Anyone else with the right may approve, here the production right.
 		if _, err := db.ApproveDeployment(g.as("bob"), d.ID, ""); store.ErrorCode(err) != store.EFORBIDDEN {
 			t.Fatalf("bob approved a protected deployment: %v", err)
 		}
-		if d, err = db.ApproveDeployment(g.as("alice"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
+		if d, err = db.ApproveDeployment(g.as("dave"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
 			t.Fatalf("approved: %+v %v", d, err)
 		}
 
@@ -494,6 +499,41 @@ func TestAnAdministratorCannotApproveTheirOwn(t *testing.T) {
 		wantCode(t, "an administrator approves their own", err, store.EFORBIDDEN, "four-eyes")
 		if list, _ := db.ListApprovals(context.Background(), g.users["carol"].ID); len(list) != 0 {
 			t.Errorf("the administrator is asked to approve their own deployment")
+		}
+		if d, err = db.ApproveDeployment(g.as("dave"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
+			t.Fatalf("dave's approval: %+v %v", d, err)
+		}
+	})
+}
+
+// The attack: a member with the production right asks for a build of the branch's tip by hand;
+// the good build deploys itself to an environment that needs one approval. The deployment
+// comes from their request, so the four-eyes rule must keep them from approving it alone.
+func TestWhoAskedForABuildCannotApproveItsAutomaticDeployment(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		g := newGateFixture(t, db)
+		g.setGates(t, true, 1)
+		b, err := db.CreateBuild(g.as("alice"), newBuild(g.project.ID, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustClaimBuild(t, db, "w", b.ID)
+		if _, err := db.FinishBuild(context.Background(), b.ID, "w", store.BuildResult{Status: store.BuildSuccess, Version: newVersion("v2", 2),
+			Deploy: []store.NewDeployment{{EnvironmentID: g.staging.ID}}}); err != nil {
+			t.Fatal(err)
+		}
+		list, err := db.ListDeployments(context.Background(), store.DeploymentFilter{ProjectID: g.project.ID})
+		if err != nil || len(list) != 1 || list[0].Status != store.DeploymentAwaitingApproval {
+			t.Fatalf("deployments %+v, %v; want one awaiting approval", list, err)
+		}
+		d := list[0]
+		if d.RequestedBy != "alice" {
+			t.Errorf("the automatic deployment of alice's build reads as requested by %q", d.RequestedBy)
+		}
+		_, err = db.ApproveDeployment(g.as("alice"), d.ID, "")
+		wantCode(t, "alice approves the deployment of the build she asked for", err, store.EFORBIDDEN, "four-eyes")
+		if list, _ := db.ListApprovals(context.Background(), g.users["alice"].ID); len(list) != 0 {
+			t.Errorf("alice is asked to approve the deployment of her own build")
 		}
 		if d, err = db.ApproveDeployment(g.as("dave"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
 			t.Fatalf("dave's approval: %+v %v", d, err)

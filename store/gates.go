@@ -81,6 +81,10 @@ func (db *DB) gateDeployment(ctx context.Context, tx *sqlx.Tx, nd NewDeployment,
 	g := &deployGate{status: DeploymentQueued, requestedBy: ActorFrom(ctx).Name, approvals: eg.Approvals}
 	if a := ActorFrom(ctx); person && a.UserID != 0 {
 		g.requestedByID = &a.UserID
+	} else if !person && nd.askedBy != nil {
+		// A build asked for by a person deploys by itself: that person asked for this
+		// deployment too, so they may not approve it alone.
+		g.requestedBy, g.requestedByID = nd.askedBy.Name, &nd.askedBy.UserID
 	}
 	if nd.ScheduledAt != nil {
 		at := nd.ScheduledAt.UTC().Truncate(time.Microsecond)
