@@ -540,3 +540,53 @@ func TestWhoAskedForABuildCannotApproveItsAutomaticDeployment(t *testing.T) {
 		}
 	})
 }
+
+// The attack: a member with the production right schedules a deployment to a protected
+// environment (up to a year ahead), or asks for one that waits for approval, and then loses
+// the right (leaves the team). The deployment must not go on on the right they no longer have.
+func TestADeploymentWaitingForItsTimeNeedsItsRequestersRightStill(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		g := newGateFixture(t, db)
+		g.setGates(t, true, 0)
+		nd := g.deploy(g.v)
+		at := g.clock.Now().Add(time.Hour)
+		nd.ScheduledAt = &at
+		d, err := db.CreateDeployment(g.as("alice"), nd)
+		if err != nil || d.Status != store.DeploymentScheduled {
+			t.Fatalf("scheduled: %+v %v", d, err)
+		}
+		if _, err := db.SetMember(actorCtx(), g.project.ID, "alice", false); err != nil {
+			t.Fatal(err)
+		}
+		g.clock.Add(time.Hour)
+		if res, err := db.PromoteDeployments(context.Background()); err != nil || res.Queued != 0 {
+			t.Fatalf("promoted %+v, %v: alice's deployment was queued after she lost the production right", res, err)
+		}
+		if d = mustGet(t, db, d.ID); d.Status != store.DeploymentCanceled || !strings.Contains(d.Error, "production right") {
+			t.Errorf("alice's due deployment is %s (%q), want canceled saying why", d.Status, d.Error)
+		}
+		if got, _ := db.ClaimDeployment(context.Background(), "w", time.Minute); got != nil {
+			t.Fatal("a worker claimed it")
+		}
+
+		// Awaiting approval: approved by someone else after the requester lost the right.
+		g.setGates(t, true, 1)
+		if _, err := db.SetMember(actorCtx(), g.project.ID, "alice", true); err != nil {
+			t.Fatal(err)
+		}
+		d, err = db.CreateDeployment(g.as("alice"), g.deploy(g.v))
+		if err != nil || d.Status != store.DeploymentAwaitingApproval {
+			t.Fatalf("awaiting: %+v %v", d, err)
+		}
+		if _, err := db.SetMember(actorCtx(), g.project.ID, "alice", false); err != nil {
+			t.Fatal(err)
+		}
+		d, err = db.ApproveDeployment(g.as("dave"), d.ID, "")
+		if err == nil && d.Status == store.DeploymentQueued {
+			t.Fatal("dave's approval queued the deployment of alice, who no longer has the production right")
+		}
+		if got, _ := db.ClaimDeployment(context.Background(), "w", time.Minute); got != nil {
+			t.Fatal("a worker claimed it")
+		}
+	})
+}
