@@ -185,3 +185,23 @@ func TestAKeyTrustedOnFirstUseIsNotTrustedOnceTheHostIsProtected(t *testing.T) {
 		}
 	})
 }
+
+// A deployment checks that its host is in no protected environment before it trusts a key on
+// first use; an administrator may protect the environment between that check and the pin. The
+// store's pin checks again, in its own transaction.
+func TestNoKeyIsTrustedOnFirstUseForAProtectedHost(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := actorCtx()
+		f := newJobFixture(t, db)
+		recordMust(t, db.CreateHost(ctx, &store.Host{Name: "db1", Address: "127.0.0.1", User: "deploy"}))
+		recordMust(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: f.project.ID, Name: "prod", Protected: true, Hosts: []string{"db1"}}))
+		h, err := db.GetHost(ctx, "db1")
+		recordMust(t, err)
+		_, key := MustKeyPair(t)
+		err = db.PinHostKey(ctx, h.ID, key)
+		wantCode(t, "trust on first use for a protected host", err, store.EFORBIDDEN, "orders/prod")
+		if h, _ := db.GetHost(ctx, "db1"); h.HostKey != "" {
+			t.Errorf("db1, in a protected environment, pinned %q on first use", h.HostKey)
+		}
+	})
+}

@@ -203,6 +203,15 @@ func (db *DB) PinHostKey(ctx context.Context, hostID int64, key string) error {
 		default:
 			return Errorf(ECONFLICT, "host %s already has another host key pinned", h.Name)
 		}
+		var protected []string
+		if err := tx.SelectContext(ctx, &protected, db.q(`SELECT p.name || '/' || e.name FROM environment_hosts eh
+			JOIN environments e ON e.id = eh.environment_id JOIN projects p ON p.id = e.project_id
+			WHERE eh.host_id = ? AND e.protected ORDER BY 1`), h.ID); err != nil {
+			return err
+		}
+		if len(protected) > 0 { // protected since the caller looked: only an administrator pins its key
+			return Errorf(EFORBIDDEN, "host %s is in the protected environment %s, so its key is not trusted on first use; an administrator accepts it", h.Name, strings.Join(protected, ", "))
+		}
 		if _, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET host_key = ?, host_key_first_use = TRUE, offered_host_key = '', updated_at = ? WHERE id = ?`), probe.HostKey, db.now(), h.ID); err != nil {
 			return err
 		}
