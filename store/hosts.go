@@ -203,6 +203,11 @@ func (db *DB) PinHostKey(ctx context.Context, hostID int64, key string) error {
 		default:
 			return Errorf(ECONFLICT, "host %s already has another host key pinned", h.Name)
 		}
+		if db.dialect == Postgres { // take turns with a change protecting it (checkSharedHosts locks its hosts)
+			if _, err := tx.ExecContext(ctx, db.q(`SELECT id FROM hosts WHERE id = ? FOR UPDATE`), h.ID); err != nil {
+				return err
+			}
+		}
 		var protected []string
 		if err := tx.SelectContext(ctx, &protected, db.q(`SELECT p.name || '/' || e.name FROM environment_hosts eh
 			JOIN environments e ON e.id = eh.environment_id JOIN projects p ON p.id = e.project_id
