@@ -227,11 +227,31 @@ func (s *Sandbox) command(dirs sandboxDirs, env []string, argv ...string) (*exec
 		}
 		args = append(args, "--ro-bind", objects, sandboxObjects)
 	}
+	own, inside := bwrapEnv(env)
+	args = append(args, inside...)
 	args = append(args, "--remount-ro", "/", "--chdir", sandboxSrc, "--")
 	cmd := exec.Command(s.bwrap, append(args, argv...)...)
-	// bwrap hands its environment to the script; it is the script's clean one.
-	cmd.Env = env
+	// bwrap hands its environment to the script, plus what --setenv adds inside.
+	cmd.Env = own
 	return cmd, nil
+}
+
+// bwrapEnv splits the script's environment into what bwrap itself may run with and --setenv
+// arguments for the rest. bwrap runs as ferry, outside the sandbox, before any namespace, so
+// a variable from build.env (the pushed .ferry.yml) must never reach its dynamic loader or
+// libc: LD_PRELOAD or LD_AUDIT would load a library of the pusher's choice into it. Only the
+// variables ferry sets itself stay in bwrap's environment; the script gets every one.
+func bwrapEnv(env []string) (own, setenv []string) {
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(name, "FERRY_"), slices.Contains([]string{"PATH", "HOME", "TMPDIR", "LANG", "CI", "XDG_CACHE_HOME"}, name):
+			own = append(own, kv)
+		default:
+			setenv = append(setenv, "--setenv", name, value)
+		}
+	}
+	return own, setenv
 }
 
 // pointAlternates makes the checkout borrow objects from where the sandbox shows the mirror's

@@ -310,3 +310,38 @@ func TestSweepEndsWhatADeadFerryLeft(t *testing.T) {
 		t.Errorf("the workspace of a live ferry was removed: %v", err)
 	}
 }
+
+// The attack on the sandbox's door: build.env comes from the pushed .ferry.yml, and bwrap was
+// started with the script's environment, so LD_PRELOAD named a library that the dynamic
+// loader put into bwrap itself, running as ferry outside the sandbox, before any namespace.
+// Here the library lies outside the sandbox (as the checkout does, at its path in the data
+// dir); loaded, it leaves a mark. The script must still get the variable.
+func TestBuildEnvCannotLoadCodeIntoBwrap(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "escaped")
+	src := filepath.Join(dir, "evil.c")
+	lib := filepath.Join(dir, "evil.so")
+	must(t, os.WriteFile(src, []byte(`#include <stdio.h>
+__attribute__((constructor)) static void escape(void) {
+	FILE *f = fopen("`+mark+`", "a");
+	if (f) { fputs("ran outside the sandbox\n", f); fclose(f); }
+}
+`), 0o600))
+	if out, err := exec.Command("gcc", "-shared", "-fPIC", "-o", lib, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	for _, name := range []string{"LD_PRELOAD", "LD_AUDIT"} {
+		s := sandboxScript(t, `echo "seen: $`+name+`"`)
+		s.Env = map[string]string{name: lib}
+		var log lineLog
+		if err := s.Run(context.Background(), log.add); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, log.text())
+		}
+		if data, err := os.ReadFile(mark); err == nil {
+			t.Fatalf("build.env %s=%s ran code outside the sandbox: %s", name, lib, data)
+		}
+		if !strings.Contains(log.text(), "seen: "+lib) {
+			t.Errorf("the script did not get %s from build.env:\n%s", name, log.text())
+		}
+	}
+}

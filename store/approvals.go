@@ -164,6 +164,16 @@ func (db *DB) applyDecision(ctx context.Context, tx *sqlx.Tx, d *Deployment, a A
 	if n := countApproved(d); n < d.ApprovalsRequired {
 		return nil
 	}
+	if refusal, err := db.requesterRefusal(ctx, tx, d); err != nil || refusal != "" {
+		if err != nil {
+			return err
+		}
+		ended, err := db.endAwaiting(ctx, tx, d, refusal, OutboxDeploymentRejected)
+		if err == nil && !ended {
+			err = Errorf(ECONFLICT, "deployment %d no longer awaits approval", d.ID)
+		}
+		return err
+	}
 	next, frozenBy, err := db.afterApproval(ctx, tx, d, now)
 	if err != nil {
 		return err

@@ -359,10 +359,15 @@ func TestAutoDeployPassesTheGates(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		g := newGateFixture(t, db)
 		g.setGates(t, true, 1)
-		b := mustPushBuild(t, db, g.project.ID, 2)
+		// Asked for by alice, who has the production right (a build nobody with it asked
+		// for does not deploy to a protected environment by itself).
+		b, err := db.CreateBuild(g.as("alice"), newBuild(g.project.ID, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
 		mustClaimBuild(t, db, "w", b.ID)
 		v := newVersion("v2", 2)
-		_, err := db.FinishBuild(context.Background(), b.ID, "w", store.BuildResult{Status: store.BuildSuccess, Version: v,
+		_, err = db.FinishBuild(context.Background(), b.ID, "w", store.BuildResult{Status: store.BuildSuccess, Version: v,
 			Deploy: []store.NewDeployment{{EnvironmentID: g.staging.ID}}})
 		if err != nil {
 			t.Fatal(err)
@@ -372,24 +377,24 @@ func TestAutoDeployPassesTheGates(t *testing.T) {
 			t.Fatalf("%d deployments, %v", len(list), err)
 		}
 		d := list[0]
-		if d.Status != store.DeploymentAwaitingApproval || d.RequestedBy != "ferry" {
-			t.Fatalf("automatic deployment %s by %q, want awaiting approval", d.Status, d.RequestedBy)
+		if d.Status != store.DeploymentAwaitingApproval || d.RequestedBy != "alice" {
+			t.Fatalf("automatic deployment %s by %q, want awaiting approval, asked for by alice", d.Status, d.RequestedBy)
 		}
 		if got, _ := db.ClaimDeployment(context.Background(), "w", time.Minute); got != nil {
 			t.Fatal("a worker claimed an automatic deployment awaiting approval")
 		}
-		// Nobody asked for it, so any person with the right may approve, here the production right.
+		// Anyone else with the right may approve, here the production right.
 		if _, err := db.ApproveDeployment(g.as("bob"), d.ID, ""); store.ErrorCode(err) != store.EFORBIDDEN {
 			t.Fatalf("bob approved a protected deployment: %v", err)
 		}
-		if d, err = db.ApproveDeployment(g.as("alice"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
+		if d, err = db.ApproveDeployment(g.as("dave"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
 			t.Fatalf("approved: %+v %v", d, err)
 		}
 
 		// In a freeze an automatic deployment waits instead of failing the build.
 		now := g.clock.Now()
 		g.setGates(t, false, 0, store.Freeze{From: now.Add(-time.Hour).Format(time.RFC3339), Until: now.Add(time.Hour).Format(time.RFC3339)})
-		b = mustPushBuild(t, db, g.project.ID, 3)
+		b = mustBuild(t, db, g.project.ID, 3)
 		mustClaimBuild(t, db, "w", b.ID)
 		if _, err = db.FinishBuild(context.Background(), b.ID, "w", store.BuildResult{Status: store.BuildSuccess, Version: newVersion("v3", 3),
 			Deploy: []store.NewDeployment{{EnvironmentID: g.staging.ID}}}); err != nil {
@@ -501,14 +506,87 @@ func TestAnAdministratorCannotApproveTheirOwn(t *testing.T) {
 	})
 }
 
-// mustPushBuild records a push of commit i that builds: a push, not a person's API build, is
-// the authority an automatic deployment to a protected environment needs.
-func mustPushBuild(t testing.TB, db *store.DB, projectID int64, i int) *store.Build {
-	t.Helper()
-	_, b, _, err := db.RecordEvent(context.Background(), &store.Event{ProjectID: &projectID, Kind: "push", Ref: "refs/heads/main", SHA: sha(i)},
-		ptr(newBuild(projectID, i)))
-	if err != nil || b == nil {
-		t.Fatalf("push of commit %d: build %v, %v", i, b, err)
-	}
-	return b
+// The attack: a member with the production right asks for a build of the branch's tip by hand;
+// the good build deploys itself to an environment that needs one approval. The deployment
+// comes from their request, so the four-eyes rule must keep them from approving it alone.
+func TestWhoAskedForABuildCannotApproveItsAutomaticDeployment(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		g := newGateFixture(t, db)
+		g.setGates(t, true, 1)
+		b, err := db.CreateBuild(g.as("alice"), newBuild(g.project.ID, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustClaimBuild(t, db, "w", b.ID)
+		if _, err := db.FinishBuild(context.Background(), b.ID, "w", store.BuildResult{Status: store.BuildSuccess, Version: newVersion("v2", 2),
+			Deploy: []store.NewDeployment{{EnvironmentID: g.staging.ID}}}); err != nil {
+			t.Fatal(err)
+		}
+		list, err := db.ListDeployments(context.Background(), store.DeploymentFilter{ProjectID: g.project.ID})
+		if err != nil || len(list) != 1 || list[0].Status != store.DeploymentAwaitingApproval {
+			t.Fatalf("deployments %+v, %v; want one awaiting approval", list, err)
+		}
+		d := list[0]
+		if d.RequestedBy != "alice" {
+			t.Errorf("the automatic deployment of alice's build reads as requested by %q", d.RequestedBy)
+		}
+		_, err = db.ApproveDeployment(g.as("alice"), d.ID, "")
+		wantCode(t, "alice approves the deployment of the build she asked for", err, store.EFORBIDDEN, "four-eyes")
+		if list, _ := db.ListApprovals(context.Background(), g.users["alice"].ID); len(list) != 0 {
+			t.Errorf("alice is asked to approve the deployment of her own build")
+		}
+		if d, err = db.ApproveDeployment(g.as("dave"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
+			t.Fatalf("dave's approval: %+v %v", d, err)
+		}
+	})
+}
+
+// The attack: a member with the production right schedules a deployment to a protected
+// environment (up to a year ahead), or asks for one that waits for approval, and then loses
+// the right (leaves the team). The deployment must not go on on the right they no longer have.
+func TestADeploymentWaitingForItsTimeNeedsItsRequestersRightStill(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		g := newGateFixture(t, db)
+		g.setGates(t, true, 0)
+		nd := g.deploy(g.v)
+		at := g.clock.Now().Add(time.Hour)
+		nd.ScheduledAt = &at
+		d, err := db.CreateDeployment(g.as("alice"), nd)
+		if err != nil || d.Status != store.DeploymentScheduled {
+			t.Fatalf("scheduled: %+v %v", d, err)
+		}
+		if _, err := db.SetMember(actorCtx(), g.project.ID, "alice", false); err != nil {
+			t.Fatal(err)
+		}
+		g.clock.Add(time.Hour)
+		if res, err := db.PromoteDeployments(context.Background()); err != nil || res.Queued != 0 {
+			t.Fatalf("promoted %+v, %v: alice's deployment was queued after she lost the production right", res, err)
+		}
+		if d = mustGet(t, db, d.ID); d.Status != store.DeploymentCanceled || !strings.Contains(d.Error, "production right") {
+			t.Errorf("alice's due deployment is %s (%q), want canceled saying why", d.Status, d.Error)
+		}
+		if got, _ := db.ClaimDeployment(context.Background(), "w", time.Minute); got != nil {
+			t.Fatal("a worker claimed it")
+		}
+
+		// Awaiting approval: approved by someone else after the requester lost the right.
+		g.setGates(t, true, 1)
+		if _, err := db.SetMember(actorCtx(), g.project.ID, "alice", true); err != nil {
+			t.Fatal(err)
+		}
+		d, err = db.CreateDeployment(g.as("alice"), g.deploy(g.v))
+		if err != nil || d.Status != store.DeploymentAwaitingApproval {
+			t.Fatalf("awaiting: %+v %v", d, err)
+		}
+		if _, err := db.SetMember(actorCtx(), g.project.ID, "alice", false); err != nil {
+			t.Fatal(err)
+		}
+		d, err = db.ApproveDeployment(g.as("dave"), d.ID, "")
+		if err == nil && d.Status == store.DeploymentQueued {
+			t.Fatal("dave's approval queued the deployment of alice, who no longer has the production right")
+		}
+		if got, _ := db.ClaimDeployment(context.Background(), "w", time.Minute); got != nil {
+			t.Fatal("a worker claimed it")
+		}
+	})
 }

@@ -273,6 +273,9 @@ func (db *DB) queueAutoDeploys(ctx context.Context, tx *sqlx.Tx, projectID, buil
 		if nd.BuildID == nil {
 			nd.BuildID = &buildID
 		}
+		if nd.askedBy, err = db.buildAskedBy(ctx, tx, buildID); err != nil {
+			return err
+		}
 		if nd.TriggeredBy == "" {
 			nd.TriggeredBy = fmt.Sprintf("build %d", buildID)
 		}
@@ -293,6 +296,21 @@ func (db *DB) queueAutoDeploys(ctx context.Context, tx *sqlx.Tx, projectID, buil
 		}
 	}
 	return nil
+}
+
+// buildAskedBy is the person who asked for build id (BuildSourceAPI), or nil for a push or a
+// person who no longer exists.
+func (db *DB) buildAskedBy(ctx context.Context, tx *sqlx.Tx, id int64) (*Actor, error) {
+	var who []struct {
+		ID   int64  `db:"id"`
+		Name string `db:"name"`
+	}
+	err := tx.SelectContext(ctx, &who, db.q(`SELECT u.id, u.name FROM builds b JOIN users u ON u.id = b.requested_by
+		WHERE b.id = ? AND b.source = ?`), id, BuildSourceAPI)
+	if err != nil || len(who) == 0 {
+		return nil, err
+	}
+	return &Actor{UserID: who[0].ID, Name: who[0].Name}, nil
 }
 
 // CancelBuild cancels a pending build at once (status canceled) or asks a running one to stop

@@ -85,6 +85,11 @@ func setCloneURL(p *Project, raw string) {
 }
 
 func validateCloneCredentials(p *Project) error {
+	if (strings.HasPrefix(p.CloneURL, "https://") || strings.HasPrefix(p.CloneURL, "http://")) && strings.Contains(p.CloneURL, "@") {
+		// Credentials that could not be split out (a '#', '/', '?' or bad '%' escape in them):
+		// kept, they would be shown to every member. The message does not repeat the URL.
+		return Errorf(EINVALID, "clone_url: an http(s) URL with '@' outside readable user info; if it carries credentials, percent-encode them (%% as %%25, # as %%23, / as %%2F, ? as %%3F, @ as %%40) or give them as clone_credentials")
+	}
 	if u, err := url.Parse(p.CloneURL); err == nil && u.User != nil {
 		if _, has := u.User.Password(); has {
 			return Errorf(EINVALID, "clone_url: only an http(s) URL may carry a password (ferry keeps it apart, encrypted); an ssh URL uses a deploy key")

@@ -82,3 +82,47 @@ func TestMigrationSplitsStoredCloneURLs(t *testing.T) {
 		})
 	}
 }
+
+// The attack on the split: a clone URL whose credentials Go's URL parser cannot read (a bad
+// percent escape, or a '#', '/' or '?' in the password) was kept whole in clone_url, which
+// every member reads. Either the credentials are split out or the URL is refused; never is
+// the secret stored in the shown URL.
+func TestCloneURLWithUnreadableCredentialsNeverKeepsThem(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		for i, raw := range []string{
+			"https://oauth2:Sekrit%zz@gitlab.example.com/team/app.git",
+			"https://deploy:Sek#rit@gitlab.example.com/team/app.git",
+			"https://deploy:Sek/rit@gitlab.example.com/team/app.git",
+			"https://deploy:Sek?rit@gitlab.example.com/team/app.git",
+		} {
+			name := "app" + string(rune('a'+i))
+			p := &store.Project{Name: name, GitLabPath: "team/" + name, CloneURL: raw,
+				WebhookSecret: "s", Trigger: store.DefaultTrigger()}
+			err := db.CreateProject(actorCtx(), p)
+			if err == nil {
+				got, gerr := db.GetProject(context.Background(), p.Name)
+				logsNoErr(t, gerr)
+				if strings.Contains(got.CloneURL, "Sek") {
+					t.Errorf("%s: stored and shown as clone_url %q", raw, got.CloneURL)
+				}
+				continue
+			}
+			wantCode(t, raw, err, store.EINVALID, "clone_url")
+			if strings.Contains(err.Error(), "Sek") {
+				t.Errorf("%s: the refusal repeats the secret: %v", raw, err)
+			}
+		}
+		p := mustProject(t, db, "edited")
+		for _, bad := range []string{"https://oauth2:Sekrit%zz@gitlab.example.com/team/edited.git", "https://Sek#rit@gitlab.example.com/team/edited.git"} {
+			_, err := db.UpdateProject(actorCtx(), p.Name, store.ProjectUpdate{CloneURL: &bad})
+			if err != nil {
+				wantCode(t, bad, err, store.EINVALID, "clone_url")
+				continue
+			}
+			got, _ := db.GetProject(context.Background(), p.Name)
+			if strings.Contains(got.CloneURL, "Sek") {
+				t.Errorf("an update stored clone_url %q", got.CloneURL)
+			}
+		}
+	})
+}

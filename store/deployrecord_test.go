@@ -134,3 +134,74 @@ func recordAuditText(t testing.TB, db *store.DB) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// The attack on trust on first use: a host's first connection happens while it is in an
+// unprotected environment, so its key is pinned on first use, unchecked; the host then moves
+// into a protected environment (or its environment is protected) and the unchecked key was
+// trusted there for good. A key trusted on first use is forgotten when its host becomes
+// protected, so the next connection offers it for an administrator to accept; a key an
+// administrator set or accepted is kept.
+func TestAKeyTrustedOnFirstUseIsNotTrustedOnceTheHostIsProtected(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := actorCtx()
+		f := newJobFixture(t, db)
+		_, tofu := MustKeyPair(t)
+		_, checked := MustKeyPair(t)
+		for _, h := range []*store.Host{{Name: "db1", Address: "127.0.0.1", User: "deploy"}, {Name: "db2", Address: "127.0.0.1", User: "deploy", HostKey: checked}} {
+			recordMust(t, db.CreateHost(ctx, h))
+		}
+		recordMust(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: f.project.ID, Name: "pre", Hosts: []string{"db1", "db2"}}))
+		db1, err := db.GetHost(ctx, "db1")
+		recordMust(t, err)
+		recordMust(t, db.PinHostKey(ctx, db1.ID, tofu)) // a deployment to the unprotected environment
+		if h, _ := db.GetHost(ctx, "db1"); h.HostKey != tofu {
+			t.Fatalf("db1 pins %q after its first connection", h.HostKey)
+		}
+		_, err = db.UpdateEnvironment(ctx, f.project.ID, "pre", store.EnvironmentUpdate{Protected: ptr(true)})
+		recordMust(t, err)
+		if h, _ := db.GetHost(ctx, "db1"); h.HostKey != "" {
+			t.Errorf("db1, now in a protected environment, still trusts the key pinned on first use: %q", h.HostKey)
+		}
+		if h, _ := db.GetHost(ctx, "db2"); h.HostKey != checked {
+			t.Errorf("db2's key, set by an administrator, was dropped: %q", h.HostKey)
+		}
+		// Pinned again by an administrator (accepting the offer), it stays on later changes.
+		recordMust(t, db.OfferHostKey(ctx, db1.ID, tofu))
+		key, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(tofu))
+		_, err = db.AcceptHostKey(ctx, "db1", ssh.FingerprintSHA256(key))
+		recordMust(t, err)
+		_, err = db.UpdateEnvironment(ctx, f.project.ID, "pre", store.EnvironmentUpdate{Hosts: &[]string{"db2", "db1"}})
+		recordMust(t, err)
+		if h, _ := db.GetHost(ctx, "db1"); h.HostKey != tofu {
+			t.Errorf("db1's accepted key was dropped: %q", h.HostKey)
+		}
+		// A new protected environment takes in a host pinned on first use elsewhere.
+		recordMust(t, db.CreateHost(ctx, &store.Host{Name: "db3", Address: "127.0.0.1", User: "deploy"}))
+		db3, _ := db.GetHost(ctx, "db3")
+		recordMust(t, db.PinHostKey(ctx, db3.ID, checked))
+		recordMust(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: f.project.ID, Name: "live", Protected: true, Hosts: []string{"db3"}}))
+		if h, _ := db.GetHost(ctx, "db3"); h.HostKey != "" {
+			t.Errorf("db3, put in a new protected environment, still trusts the key pinned on first use: %q", h.HostKey)
+		}
+	})
+}
+
+// A deployment checks that its host is in no protected environment before it trusts a key on
+// first use; an administrator may protect the environment between that check and the pin. The
+// store's pin checks again, in its own transaction.
+func TestNoKeyIsTrustedOnFirstUseForAProtectedHost(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := actorCtx()
+		f := newJobFixture(t, db)
+		recordMust(t, db.CreateHost(ctx, &store.Host{Name: "db1", Address: "127.0.0.1", User: "deploy"}))
+		recordMust(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: f.project.ID, Name: "prod", Protected: true, Hosts: []string{"db1"}}))
+		h, err := db.GetHost(ctx, "db1")
+		recordMust(t, err)
+		_, key := MustKeyPair(t)
+		err = db.PinHostKey(ctx, h.ID, key)
+		wantCode(t, "trust on first use for a protected host", err, store.EFORBIDDEN, "orders/prod")
+		if h, _ := db.GetHost(ctx, "db1"); h.HostKey != "" {
+			t.Errorf("db1, in a protected environment, pinned %q on first use", h.HostKey)
+		}
+	})
+}

@@ -73,6 +73,9 @@ func (db *DB) CreateEnvironment(ctx context.Context, e *Environment) error {
 		if err := db.checkSharedHosts(ctx, tx, e); err != nil {
 			return err
 		}
+		if err := db.forgetFirstUseKeys(ctx, tx, e); err != nil {
+			return err
+		}
 		return db.audit(ctx, tx, "environment.create", envTarget(p.Name, e.Name), environmentDetail(e))
 	})
 }
@@ -214,6 +217,9 @@ func (db *DB) UpdateEnvironment(ctx context.Context, projectID int64, name strin
 			}
 		}
 		if err := db.checkSharedHosts(ctx, tx, e); err != nil {
+			return err
+		}
+		if err := db.forgetFirstUseKeys(ctx, tx, e); err != nil {
 			return err
 		}
 		out = e

@@ -81,6 +81,10 @@ func (db *DB) gateDeployment(ctx context.Context, tx *sqlx.Tx, nd NewDeployment,
 	g := &deployGate{status: DeploymentQueued, requestedBy: ActorFrom(ctx).Name, approvals: eg.Approvals}
 	if a := ActorFrom(ctx); person && a.UserID != 0 {
 		g.requestedByID = &a.UserID
+	} else if !person && nd.askedBy != nil {
+		// A build asked for by a person deploys by itself: that person asked for this
+		// deployment too, so they may not approve it alone.
+		g.requestedBy, g.requestedByID = nd.askedBy.Name, &nd.askedBy.UserID
 	}
 	if nd.ScheduledAt != nil {
 		at := nd.ScheduledAt.UTC().Truncate(time.Microsecond)
@@ -254,20 +258,27 @@ func (db *DB) markFrozen(ctx context.Context, id int64, was, window string) erro
 	})
 }
 
-// queueDue queues a due scheduled deployment, if no other process did first.
+// queueDue queues a due scheduled deployment, if no other process did first. One whose
+// requester may no longer deploy to its environment is canceled instead, saying why.
 func (db *DB) queueDue(ctx context.Context, id int64) (bool, error) {
 	moved := false
 	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
+		d, err := db.getDeployment(ctx, tx, id)
+		if err != nil || d.Status != DeploymentScheduled {
+			return err
+		}
+		if refusal, err := db.requesterRefusal(ctx, tx, d); err != nil || refusal != "" {
+			if err != nil {
+				return err
+			}
+			return db.cancelForRefusal(ctx, tx, d, refusal)
+		}
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE deployments SET status = ?, frozen_by = '' WHERE id = ? AND status = ?`),
 			DeploymentQueued, id, DeploymentScheduled)
 		if n, err := affected(res, err); n != 1 {
 			return err
 		}
 		moved = true
-		d, err := db.getDeployment(ctx, tx, id)
-		if err != nil {
-			return err
-		}
 		if err := db.addLogLine(ctx, tx, JobDeployment, id, "", "due: queued"); err != nil {
 			return err
 		}
@@ -277,6 +288,48 @@ func (db *DB) queueDue(ctx context.Context, id int64) (bool, error) {
 		return false, fmt.Errorf("queue due deployment %d: %w", id, err)
 	}
 	return moved, nil
+}
+
+// requesterRefusal says why the person who asked for d may no longer deploy it to its
+// environment, or "" when they may (or nobody asked: an automatic deployment of a push). The
+// right is checked as it is now, so a deployment that waited for its time or its approvals
+// does not go on on a production right its requester has lost meanwhile.
+func (db *DB) requesterRefusal(ctx context.Context, q queryer, d *Deployment) (string, error) {
+	if d.RequestedByID == nil {
+		return "", nil
+	}
+	eg, _, err := db.envGates(ctx, q, d.EnvironmentID)
+	if err != nil || !eg.Protected {
+		return "", err
+	}
+	var who []struct {
+		Admin      bool `db:"admin"`
+		Production bool `db:"production"`
+	}
+	if err := q.SelectContext(ctx, &who, db.q(`SELECT u.admin, COALESCE(m.production, FALSE) AS production FROM users u
+		LEFT JOIN project_members m ON m.user_id = u.id AND m.project_id = ? WHERE u.id = ?`), d.ProjectID, *d.RequestedByID); err != nil {
+		return "", err
+	}
+	if len(who) == 1 && (who[0].Admin || who[0].Production) {
+		return "", nil
+	}
+	return fmt.Sprintf("%s is protected, and %s, who asked for this deployment, no longer has the production right on %s; someone who has it can deploy the version",
+		d.Environment, d.RequestedBy, d.Project), nil
+}
+
+// cancelForRefusal ends a deployment that has not started as canceled with reason (see
+// requesterRefusal).
+func (db *DB) cancelForRefusal(ctx context.Context, tx *sqlx.Tx, d *Deployment, reason string) error {
+	if err := db.endDeployment(ctx, tx, d.ID, DeploymentCanceled, reason, HostCanceled); err != nil {
+		return err
+	}
+	if err := db.addLogLine(ctx, tx, JobDeployment, d.ID, "", "canceled: "+reason); err != nil {
+		return err
+	}
+	if err := db.addOutbox(ctx, tx, OutboxDeploymentCanceled, d.ProjectID, JobDeployment, d.ID); err != nil {
+		return err
+	}
+	return db.audit(ctx, tx, "deployment.cancel", envTarget(d.Project, d.Environment), fmt.Sprintf("deployment %d: %s", d.ID, reason))
 }
 
 // expireApprovals ends deployments still awaiting approval at their expiry.

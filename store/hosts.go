@@ -141,8 +141,9 @@ func (db *DB) UpdateHost(ctx context.Context, name string, upd HostUpdate) (*Hos
 			return err
 		}
 		h.UpdatedAt = db.now()
-		_, err = tx.ExecContext(ctx, db.q(`UPDATE hosts SET name = ?, address = ?, port = ?, username = ?, private_key_enc = ?, host_key = ?, updated_at = ? WHERE id = ?`),
-			h.Name, h.Address, h.Port, h.User, enc, h.HostKey, h.UpdatedAt, h.ID)
+		_, err = tx.ExecContext(ctx, db.q(`UPDATE hosts SET name = ?, address = ?, port = ?, username = ?, private_key_enc = ?, host_key = ?,
+			host_key_first_use = host_key_first_use AND ?, updated_at = ? WHERE id = ?`),
+			h.Name, h.Address, h.Port, h.User, enc, h.HostKey, upd.HostKey == nil, h.UpdatedAt, h.ID)
 		if isUniqueViolation(err) {
 			return Errorf(ECONFLICT, "name: a host named %q already exists", h.Name)
 		}
@@ -202,7 +203,21 @@ func (db *DB) PinHostKey(ctx context.Context, hostID int64, key string) error {
 		default:
 			return Errorf(ECONFLICT, "host %s already has another host key pinned", h.Name)
 		}
-		if _, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET host_key = ?, offered_host_key = '', updated_at = ? WHERE id = ?`), probe.HostKey, db.now(), h.ID); err != nil {
+		if db.dialect == Postgres { // take turns with a change protecting it (checkSharedHosts locks its hosts)
+			if _, err := tx.ExecContext(ctx, db.q(`SELECT id FROM hosts WHERE id = ? FOR UPDATE`), h.ID); err != nil {
+				return err
+			}
+		}
+		var protected []string
+		if err := tx.SelectContext(ctx, &protected, db.q(`SELECT p.name || '/' || e.name FROM environment_hosts eh
+			JOIN environments e ON e.id = eh.environment_id JOIN projects p ON p.id = e.project_id
+			WHERE eh.host_id = ? AND e.protected ORDER BY 1`), h.ID); err != nil {
+			return err
+		}
+		if len(protected) > 0 { // protected since the caller looked: only an administrator pins its key
+			return Errorf(EFORBIDDEN, "host %s is in the protected environment %s, so its key is not trusted on first use; an administrator accepts it", h.Name, strings.Join(protected, ", "))
+		}
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET host_key = ?, host_key_first_use = TRUE, offered_host_key = '', updated_at = ? WHERE id = ?`), probe.HostKey, db.now(), h.ID); err != nil {
 			return err
 		}
 		return db.audit(ctx, tx, "host.pin_key", "host/"+h.Name, "trusted on first use: "+probe.HostKey)
@@ -286,7 +301,7 @@ func (db *DB) AcceptHostKey(ctx context.Context, name, fingerprint string) (*Hos
 			return Errorf(EINVALID, "fingerprint: %s is not the key host %s offered (%s); check the key on the host itself before accepting", truncate(fingerprint, 80), name, offered)
 		}
 		h.HostKey, h.OfferedHostKey, h.UpdatedAt = h.OfferedHostKey, "", db.now()
-		if _, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET host_key = ?, offered_host_key = '', updated_at = ? WHERE id = ?`),
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET host_key = ?, host_key_first_use = FALSE, offered_host_key = '', updated_at = ? WHERE id = ?`),
 			h.HostKey, h.UpdatedAt, h.ID); err != nil {
 			return err
 		}

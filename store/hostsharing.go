@@ -49,3 +49,29 @@ func (db *DB) checkSharedHosts(ctx context.Context, tx *sqlx.Tx, e *Environment)
 	return Errorf(EINVALID, "hosts: host %s is in the protected environment %s/%s; a host of a protected environment cannot also be in an unprotected one, "+
 		"whose members could run their own commands on it. Protect this environment too, or use another host", clash.Host, clash.Project, clash.Env)
 }
+
+// forgetFirstUseKeys forgets the host keys that were trusted on first use (pinned by a
+// deployment, checked by nobody) of the hosts of e when e is protected: a protected
+// environment's hosts trust only keys an administrator set or accepted, and a host that was
+// first reached from an unprotected environment must not bring its unchecked key along. The
+// next connection is refused and keeps the offered key for an administrator to accept. Call it
+// inside the transaction that wrote e's row and hosts.
+func (db *DB) forgetFirstUseKeys(ctx context.Context, tx *sqlx.Tx, e *Environment) error {
+	if !e.Protected {
+		return nil
+	}
+	var names []string
+	if err := tx.SelectContext(ctx, &names, db.q(`SELECT name FROM hosts WHERE host_key_first_use AND host_key <> ''
+		AND id IN (SELECT host_id FROM environment_hosts WHERE environment_id = ?) ORDER BY name`), e.ID); err != nil {
+		return fmt.Errorf("check the host keys of environment %s: %w", e.Name, err)
+	}
+	for _, name := range names {
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE hosts SET host_key = '', host_key_first_use = FALSE, updated_at = ? WHERE name = ?`), db.now(), name); err != nil {
+			return err
+		}
+		if err := db.audit(ctx, tx, "host.unpin_key", "host/"+name, fmt.Sprintf("the key trusted on first use is not trusted in the protected environment %s; accept the key the host offers next", e.Name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -268,6 +268,9 @@ type NewDeployment struct {
 	// OverrideFreeze deploys during a freeze; only an administrator may, with OverrideReason.
 	OverrideFreeze bool
 	OverrideReason string
+	// askedBy is the person who asked for the build that queues this deployment by itself,
+	// the deployment's requester for the four-eyes rule (set by queueAutoDeploys).
+	askedBy *Actor
 }
 
 // DeploymentFilter selects deployments; zero fields select all. Newest first.
