@@ -91,6 +91,7 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	m.deployer = deploy.NewWorker(deploy.WorkerConfig{
 		DB:      db,
+		DataDir: m.Config.DataDir,
 		Workers: max(m.Config.DeployWorkers, 1),
 		Logger:  m.Logger.With("part", "deploy"),
 	})
