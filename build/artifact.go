@@ -3,6 +3,7 @@ package build
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"ferry/store"
 )
@@ -22,11 +24,14 @@ type Artifact struct {
 	Path   string
 	Size   int64
 	SHA256 string
+	// KeptID is the copy in the database (PostgreSQL), which every ferry process can read;
+	// nil when the artifact is a file only.
+	KeptID *int64
 }
 
 // ArtifactPath returns where a version's artifact is kept: <dataDir>/artifacts/<project>/<version>.tar.gz.
 func ArtifactPath(dataDir, project, version string) string {
-	return filepath.Join(dataDir, "artifacts", project, version+".tar.gz")
+	return store.ArtifactFile(dataDir, project, version)
 }
 
 // Pack packs the artifact named in the pipeline (a file or directory relative to workspace)
@@ -36,6 +41,12 @@ func ArtifactPath(dataDir, project, version string) string {
 // An artifact the build did not make fails with "artifact <name> was not produced by the
 // build"; one outside the workspace (by "..", an absolute path or a symlink) with EINVALID.
 func Pack(workspace, artifact, dest string) (*Artifact, error) {
+	return PackTo(workspace, artifact, dest, nil)
+}
+
+// PackTo is Pack that also streams the archive, as it is written, to also (when not nil): the
+// database's copy of the artifact, on PostgreSQL. The archive is never held whole in memory.
+func PackTo(workspace, artifact, dest string, also io.Writer) (*Artifact, error) {
 	src, err := resolveArtifact(workspace, artifact)
 	if err != nil {
 		return nil, err
@@ -48,7 +59,11 @@ func Pack(workspace, artifact, dest string) (*Artifact, error) {
 		return nil, fmt.Errorf("create artifact file: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
-	a, err := writeArchive(tmp, src, filepath.Base(filepath.Clean(artifact)))
+	var out io.Writer = tmp
+	if also != nil {
+		out = io.MultiWriter(tmp, also)
+	}
+	a, err := writeArchive(tmp, out, src, filepath.Base(filepath.Clean(artifact)))
 	if cerr := tmp.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -60,6 +75,49 @@ func Pack(workspace, artifact, dest string) (*Artifact, error) {
 	}
 	a.Path = dest
 	return a, nil
+}
+
+// packKept packs the artifact to dest and, when the database keeps artifacts (PostgreSQL),
+// into the database at the same time, so that a ferry process on another machine can deploy
+// it. A failed pack leaves nothing in the database.
+func (r *run) packKept(workspace, artifact, dest string) (*Artifact, error) {
+	if !r.w.db.KeepsArtifacts() {
+		return Pack(workspace, artifact, dest)
+	}
+	kept, err := r.w.db.CreateArtifact(r.ctx, r.project.ID)
+	if err != nil {
+		return nil, err
+	}
+	a, err := PackTo(workspace, artifact, dest, kept)
+	if err == nil {
+		err = kept.Close()
+	}
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
+		defer cancel()
+		if derr := r.w.db.DeleteArtifact(ctx, kept.ID()); derr != nil {
+			r.w.log.Warn("remove an artifact that was not completely stored (it is swept later)", "err", derr)
+		}
+		if a != nil {
+			os.Remove(a.Path)
+		}
+		return nil, err
+	}
+	id := kept.ID()
+	a.KeptID = &id
+	return a, nil
+}
+
+// dropKept removes the database copy of an artifact no version took.
+func (r *run) dropKept(a *Artifact) {
+	if a.KeptID == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 30*time.Second)
+	defer cancel()
+	if err := r.w.db.DeleteArtifact(ctx, *a.KeptID); err != nil {
+		r.w.log.Warn("remove an artifact no version took (it is swept later)", "err", err)
+	}
 }
 
 // resolveArtifact returns the real path of the artifact, checked to lie inside workspace.
@@ -96,9 +154,9 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func writeArchive(f *os.File, src, name string) (*Artifact, error) {
+func writeArchive(f *os.File, out io.Writer, src, name string) (*Artifact, error) {
 	sum := sha256.New()
-	counter := &countingWriter{w: io.MultiWriter(f, sum)}
+	counter := &countingWriter{w: io.MultiWriter(out, sum)}
 	gz, _ := gzip.NewWriterLevel(counter, gzip.BestSpeed)
 	tw := tar.NewWriter(gz)
 	if err := addArtifact(tw, src, name); err != nil {

@@ -105,6 +105,7 @@ func (r *run) build() store.BuildResult {
 		Status: store.BuildSuccess,
 		Version: &store.NewVersion{
 			Name: version, SHA: r.b.SHA, Ref: r.b.Ref, SHA256: a.SHA256, Size: a.Size, Path: a.Path, Pipeline: text,
+			ArtifactID: a.KeptID,
 		},
 		Deploy: r.deployments(),
 	}
@@ -232,7 +233,7 @@ func (r *run) scriptResult(err error) store.BuildResult {
 
 func (r *run) pack(p *store.Pipeline, version string) (*Artifact, error) {
 	dest := ArtifactPath(r.w.cfg.DataDir, r.project.Name, version)
-	a, err := Pack(r.ws.Src(), p.Build.Artifact, dest)
+	a, err := r.packKept(r.ws.Src(), p.Build.Artifact, dest)
 	if err != nil {
 		return nil, err
 	}
@@ -375,6 +376,7 @@ func (w *Worker) removeArtifactFile(path string) error {
 func (r *run) removeArtifact() {
 	if r.made != nil {
 		r.w.removeArtifactFile(r.made.Path)
+		r.dropKept(r.made)
 	}
 }
 

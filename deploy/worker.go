@@ -21,6 +21,10 @@ const (
 // WorkerConfig configures a Worker. DB is required; every other field has a default.
 type WorkerConfig struct {
 	DB *store.DB
+	// DataDir is where this machine keeps its copies of artifacts read from the database
+	// (<DataDir>/artifacts/<project>/<version>.tar.gz), so that deploying a version again
+	// reads it from disk. "" when artifacts are never read from the database (SQLite).
+	DataDir string
 	// Owner names this process in leases; default "<hostname>:<pid>".
 	Owner string
 	// Workers is how many deployments this process runs at once; default 2. Deployments to

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -127,7 +126,7 @@ func (r *deploymentRun) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load version %s: %w", d.Version, err)
 	}
-	if err := r.readVersion(v); err != nil {
+	if err := r.readVersion(ctx, v); err != nil {
 		return err
 	}
 	if err := r.chooseStrategy(ctx); err != nil {
@@ -139,14 +138,19 @@ func (r *deploymentRun) prepare(ctx context.Context) error {
 	return r.loadHosts(ctx)
 }
 
-// readVersion checks that the version's artifact is still there and reads its .ferry.yml.
-func (r *deploymentRun) readVersion(v *store.Version) error {
+// readVersion finds the version's artifact on this machine (copied from the database the first
+// time this machine deploys it) and reads its .ferry.yml.
+func (r *deploymentRun) readVersion(ctx context.Context, v *store.Version) error {
 	if v.DeletedAt != nil {
 		return fmt.Errorf("version %s was removed by retention on %s; deploy a version that is kept",
 			v.Name, v.DeletedAt.UTC().Format("2006-01-02 15:04 MST"))
 	}
-	if _, err := os.Stat(v.Path); err != nil {
+	artifact, err := r.w.db.LocalArtifact(ctx, v, r.w.cfg.DataDir)
+	if store.IsNotFound(err) {
 		return fmt.Errorf("the artifact of version %s is missing from the artifact store (%s); build the commit again or deploy another version", v.Name, v.Path)
+	}
+	if err != nil {
+		return err
 	}
 	if strings.TrimSpace(v.Pipeline) == "" {
 		return fmt.Errorf("version %s has no .ferry.yml, so ferry does not know how to deploy it", v.Name)
@@ -159,7 +163,7 @@ func (r *deploymentRun) readVersion(v *store.Version) error {
 		return fmt.Errorf("the .ferry.yml of version %s has no deploy.path: ferry does not know where to put it", v.Name)
 	}
 	r.spec = p.Deploy
-	r.rel = Release{Version: v.Name, Artifact: v.Path, SHA256: v.SHA256, Size: v.Size}
+	r.rel = Release{Version: v.Name, Artifact: artifact, SHA256: v.SHA256, Size: v.Size}
 	return r.rel.Validate()
 }
 

@@ -52,8 +52,8 @@ func (s *Server) downloadArtifact(c *gin.Context) {
 		s.gone(c, fmt.Sprintf("version %s was removed by retention on %s (the project keeps its newest %d versions)", v.Name, v.DeletedAt.UTC().Format("2006-01-02 15:04 MST"), projectOf(c).KeepVersions))
 		return
 	}
-	f, err := os.Open(v.Path)
-	if errors.Is(err, os.ErrNotExist) {
+	src, err := s.openArtifact(c.Request.Context(), v)
+	if store.IsNotFound(err) {
 		s.gone(c, fmt.Sprintf("the artifact of version %s is missing from this ferry's artifact store", v.Name))
 		return
 	}
@@ -61,7 +61,7 @@ func (s *Server) downloadArtifact(c *gin.Context) {
 		s.fail(c, fmt.Errorf("open artifact of version %s: %w", v.Name, err))
 		return
 	}
-	defer f.Close()
+	defer src.Close()
 	h := c.Writer.Header()
 	h.Set("Content-Type", "application/gzip")
 	h.Set("Content-Length", strconv.FormatInt(v.Size, 10))
@@ -71,9 +71,25 @@ func (s *Server) downloadArtifact(c *gin.Context) {
 	// an hour (at least 64 KiB/s for the largest artifacts).
 	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(max(time.Hour, time.Duration(v.Size/(64<<10))*time.Second)))
 	c.Status(http.StatusOK)
-	if _, err := io.CopyN(c.Writer, f, v.Size); err != nil {
+	if _, err := io.CopyN(c.Writer, src, v.Size); err != nil {
 		s.log.Warn("send artifact", "version", v.Name, "err", err)
 	}
+}
+
+// openArtifact opens the version's artifact file when this machine has it, else streams it
+// from the database (PostgreSQL), one chunk at a time. ENOTFOUND when neither has it.
+func (s *Server) openArtifact(ctx context.Context, v *store.Version) (io.ReadCloser, error) {
+	f, err := os.Open(v.Path)
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if v.ArtifactID == nil {
+		return nil, store.Errorf(store.ENOTFOUND, "the artifact of version %s is missing", v.Name)
+	}
+	return s.db.OpenArtifact(ctx, v)
 }
 
 // gone answers 410 with the reason in words: the thing existed and will not come back.

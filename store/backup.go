@@ -6,10 +6,11 @@ import (
 )
 
 // CopyTo writes a consistent copy of an SQLite database to path (which must not exist) while
-// ferry runs, with VACUUM INTO. On PostgreSQL it fails with EINVALID: use pg_dump there.
+// ferry runs, with VACUUM INTO. On PostgreSQL it fails with EINVALID: use pg_dump there, which
+// copies the artifacts kept in the database too.
 func (db *DB) CopyTo(ctx context.Context, path string) error {
 	if db.dialect != SQLite {
-		return Errorf(EINVALID, "the database is PostgreSQL: back it up with pg_dump")
+		return Errorf(EINVALID, "the database is PostgreSQL: back it up with pg_dump (it holds the artifacts too)")
 	}
 	if _, err := db.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
 		return fmt.Errorf("copy the SQLite database to %s: %w", path, err)
@@ -42,4 +43,20 @@ func (db *DB) MoveArtifacts(ctx context.Context, place func(project, version str
 		changed++
 	}
 	return changed, nil
+}
+
+// ArtifactsInDatabase returns the versions whose artifact the database keeps (so pg_dump backs
+// it up), as "<project>/<version>.tar.gz", the artifact file's name under a data dir's
+// artifacts/. Kept and removed versions alike: a removed one has no artifact any more.
+func (db *DB) ArtifactsInDatabase(ctx context.Context) (map[string]bool, error) {
+	var names []string
+	if err := db.db.SelectContext(ctx, &names, `SELECT p.name || '/' || v.name || '.tar.gz'
+		FROM versions v JOIN projects p ON p.id = v.project_id WHERE v.artifact_id IS NOT NULL`); err != nil {
+		return nil, fmt.Errorf("list the artifacts kept in the database: %w", err)
+	}
+	kept := make(map[string]bool, len(names))
+	for _, n := range names {
+		kept[n] = true
+	}
+	return kept, nil
 }

@@ -177,6 +177,9 @@ type Version struct {
 	Pipeline  string     `db:"pipeline" json:"-"` // the commit's .ferry.yml text
 	CreatedAt time.Time  `db:"created_at" json:"created_at"`
 	DeletedAt *time.Time `db:"deleted_at" json:"deleted_at,omitempty"` // set by retention
+	// ArtifactID is the artifact kept in the database (PostgreSQL); nil on SQLite, for
+	// versions made before artifacts were kept there, and once retention removed it.
+	ArtifactID *int64 `db:"artifact_id" json:"-"`
 }
 
 // NewVersion is the artifact a successful build made.
@@ -188,6 +191,9 @@ type NewVersion struct {
 	Size     int64
 	Path     string
 	Pipeline string
+	// ArtifactID is the artifact kept in the database (store.CreateArtifact), complete and with
+	// this size and sha256; nil when the artifact is a file only (SQLite).
+	ArtifactID *int64
 }
 
 // Deployment puts one version on some or all hosts of one environment.

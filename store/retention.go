@@ -21,9 +21,13 @@ type PurgeStats struct {
 	AuditEntries int64 `json:"audit_entries"`
 	// LoginAttempts counts login attempts no limit counts any more (see PurgeLoginAttempts).
 	LoginAttempts int64 `json:"login_attempts"`
+	// Artifacts counts artifacts kept in the database that no version took (their build
+	// died after packing) and were removed a day later.
+	Artifacts int64 `json:"artifacts"`
 }
 
-// PurgeOld deletes log lines, webhook events and audit entries older than age. It never
+// PurgeOld deletes log lines, webhook events and audit entries older than age, and artifacts
+// kept in the database that no version took within a day. It never
 // deletes a line of a job that is pending, queued or running, whatever its age, since a
 // running job and its viewers still read it. It fails with EINVALID for an age under one hour
 // and returns what it deleted so far with the error of a failed statement.
@@ -55,6 +59,9 @@ func (db *DB) PurgeOld(ctx context.Context, age time.Duration) (PurgeStats, erro
 		return st, fmt.Errorf("purge audit entries: %w", err)
 	}
 	if st.LoginAttempts, err = db.PurgeLoginAttempts(ctx, DefaultLoginLimits); err != nil {
+		return st, err
+	}
+	if st.Artifacts, err = db.sweepOrphanArtifacts(ctx); err != nil {
 		return st, err
 	}
 	return st, nil

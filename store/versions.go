@@ -10,7 +10,7 @@ import (
 )
 
 const versionColumns = `v.id, v.project_id, p.name AS project, v.build_id, v.name, v.sha, v.ref, v.sha256, v.size,
-	v.path, v.pipeline, v.created_at, v.deleted_at`
+	v.path, v.pipeline, v.created_at, v.deleted_at, v.artifact_id`
 
 const versionFrom = ` FROM versions v JOIN projects p ON p.id = v.project_id`
 
@@ -34,10 +34,15 @@ func (nv *NewVersion) validate() error {
 }
 
 func (db *DB) insertVersion(ctx context.Context, tx *sqlx.Tx, projectID, buildID int64, nv *NewVersion) (int64, error) {
+	if nv.ArtifactID != nil {
+		if err := db.checkArtifact(ctx, tx, projectID, nv); err != nil {
+			return 0, err
+		}
+	}
 	var id int64
 	err := tx.GetContext(ctx, &id, db.q(`INSERT INTO versions (project_id, build_id, name, sha, ref, sha256, size, path,
-		pipeline, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		projectID, buildID, nv.Name, nv.SHA, nv.Ref, nv.SHA256, nv.Size, nv.Path, nv.Pipeline, db.now())
+		pipeline, created_at, artifact_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		projectID, buildID, nv.Name, nv.SHA, nv.Ref, nv.SHA256, nv.Size, nv.Path, nv.Pipeline, db.now(), nv.ArtifactID)
 	if isUniqueViolation(err) {
 		return 0, Errorf(ECONFLICT, "version %s already exists in this project", nv.Name)
 	}
@@ -101,7 +106,8 @@ func (db *DB) ListVersions(ctx context.Context, projectID int64, withDeleted boo
 
 // PruneVersions marks deleted all but the newest keep versions of a project, sparing those
 // that an instance runs or keeps as previous and those a queued or running deployment needs,
-// and returns the ones it marked (oldest first) so the caller removes their files. Versions spared
+// and returns the ones it marked (oldest first) so the caller removes their files. An artifact
+// kept in the database is deleted with its version, in the same transaction. Versions spared
 // beyond the newest keep stay in addition to them. EINVALID when keep < 1.
 func (db *DB) PruneVersions(ctx context.Context, projectID int64, keep int) ([]*Version, error) {
 	if keep < 1 {
@@ -126,6 +132,12 @@ func (db *DB) PruneVersions(ctx context.Context, projectID int64, keep int) ([]*
 		for _, v := range old {
 			if _, err := tx.ExecContext(ctx, db.q(`UPDATE versions SET deleted_at = ? WHERE id = ?`), now, v.ID); err != nil {
 				return err
+			}
+			if v.ArtifactID != nil {
+				if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM artifacts WHERE id = ?`), *v.ArtifactID); err != nil {
+					return err
+				}
+				v.ArtifactID = nil
 			}
 			v.fixTimes()
 			v.DeletedAt = &now

@@ -91,6 +91,7 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	m.deployer = deploy.NewWorker(deploy.WorkerConfig{
 		DB:      db,
+		DataDir: m.Config.DataDir,
 		Workers: max(m.Config.DeployWorkers, 1),
 		Logger:  m.Logger.With("part", "deploy"),
 	})
@@ -204,7 +205,7 @@ func (m *Main) startWorkers(ctx context.Context) {
 				m.Logger.Warn("retention failed", "err", err)
 				return
 			}
-			m.Logger.Info("retention", "log_lines", st.LogLines, "events", st.Events, "audit_entries", st.AuditEntries, "login_attempts", st.LoginAttempts)
+			m.Logger.Info("retention", "log_lines", st.LogLines, "events", st.Events, "audit_entries", st.AuditEntries, "login_attempts", st.LoginAttempts, "artifacts", st.Artifacts)
 		})
 		return nil
 	})

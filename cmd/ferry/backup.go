@@ -21,7 +21,8 @@ import (
 
 // A backup is a tar.gz of: backupManifest, the SQLite database (ferry.db, absent with
 // PostgreSQL), the generated secret key (secret.key, absent when FERRY_SECRET_KEY is set) and
-// the artifact store (artifacts/…). Workspaces and git mirrors are caches and are left out.
+// the artifact store (artifacts/…; with PostgreSQL only the artifacts the database does not
+// keep, which pg_dump backs up). Workspaces and git mirrors are caches and are left out.
 const (
 	backupManifest = "ferry-backup.json"
 	backupDatabase = "ferry.db"
@@ -80,7 +81,7 @@ func backupCommand(ctx context.Context, cfg Config, args []string, stdout, stder
 		}
 		files = append(files, backupFile{name: backupDatabase, path: copyPath})
 	} else {
-		fmt.Fprintln(stderr, "ferry: the database is PostgreSQL: back it up with pg_dump (pg_dump -Fc \"$FERRY_DATABASE_URL\" > ferry.dump); this file holds what is not in the database")
+		fmt.Fprintln(stderr, "ferry: the database is PostgreSQL: back it up with pg_dump (pg_dump -Fc \"$FERRY_DATABASE_URL\" > ferry.dump); the dump holds the artifacts too, this file holds what is not in the database")
 	}
 	if cfg.SecretKey == "" {
 		files = append(files, backupFile{name: secretKeyFile, path: keyFile})
@@ -88,7 +89,13 @@ func backupCommand(ctx context.Context, cfg Config, args []string, stdout, stder
 		m.SecretKey = "FERRY_SECRET_KEY"
 		fmt.Fprintln(stderr, "ferry: the secret key comes from FERRY_SECRET_KEY and is not in the backup: keep it with the backup, secrets cannot be read without it")
 	}
-	artifacts, size, err := listArtifacts(filepath.Join(cfg.DataDir, artifactsDir))
+	inDatabase := map[string]bool{}
+	if db.KeepsArtifacts() {
+		if inDatabase, err = db.ArtifactsInDatabase(ctx); err != nil {
+			return err
+		}
+	}
+	artifacts, size, err := listArtifacts(filepath.Join(cfg.DataDir, artifactsDir), inDatabase)
 	if err != nil {
 		return err
 	}
@@ -109,7 +116,7 @@ func dbNote(d string) string {
 	if d == string(store.SQLite) {
 		return "(SQLite) included"
 	}
-	return "(PostgreSQL) not included: use pg_dump"
+	return "(PostgreSQL) not included: use pg_dump, which copies the artifacts kept there too"
 }
 
 func keyNote(k string) string {
@@ -124,7 +131,9 @@ type backupFile struct {
 	name, path string
 }
 
-func listArtifacts(root string) ([]backupFile, int64, error) {
+// listArtifacts lists the artifact files under root, leaving out those named in skip (by
+// path under root, slash-separated) and the temp files of a pack or copy under way.
+func listArtifacts(root string, skip map[string]bool) ([]backupFile, int64, error) {
 	var files []backupFile
 	var size int64
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -135,7 +144,7 @@ func listArtifacts(root string) ([]backupFile, int64, error) {
 			return err
 		}
 		rel, err := filepath.Rel(root, p)
-		if err != nil {
+		if err != nil || skip[filepath.ToSlash(rel)] || strings.HasPrefix(d.Name(), ".") {
 			return err
 		}
 		info, err := d.Info()
