@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"ferry/internal/shell"
 	"ferry/store"
 )
 
@@ -292,12 +293,7 @@ func orDefaultString(s, def string) string {
 func ScriptText(lines []string) string {
 	var b strings.Builder
 	for _, line := range lines {
-		fmt.Fprintf(&b, "printf '$ %%s\\n' %s\n%s\n", ShellQuote(line), line)
+		fmt.Fprintf(&b, "printf '$ %%s\\n' %s\n%s\n", shell.Quote(line), line)
 	}
 	return b.String()
-}
-
-// ShellQuote returns s as one single-quoted sh word that stands for exactly s.
-func ShellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
