@@ -142,7 +142,7 @@ func TestWorkerBuildsExactCommitAndReportsToGitLab(t *testing.T) {
 		if files := readArchive(t, v.Path); files["app.txt"].content != "one" {
 			t.Errorf("artifact app.txt = %q, want the built commit's %q", files["app.txt"].content, "one")
 		}
-		if want := VersionName(b.QueuedAt, "main", first, ""); !strings.HasSuffix(v.Name, "-main-"+ShortSHA(first)) || len(v.Name) != len(want) {
+		if want := VersionName(b.QueuedAt, "main", first, ""); !strings.HasSuffix(v.Name, "-main-"+store.ShortSHA(first)) || len(v.Name) != len(want) {
 			t.Errorf("version name %q, want like %q", v.Name, want)
 		}
 		if !strings.Contains(e.log(b.ID), "built "+v.Name) {
@@ -161,7 +161,7 @@ func TestWorkerBuildsExactCommitAndReportsToGitLab(t *testing.T) {
 		}
 		tags := e.gitlab.Tags("group/app")
 		if len(tags) != 1 || tags[0].Name != "ferry-"+v.Name || tags[0].SHA != first || !MadeByFerry("", tags[0].Name, tags[0].Message) {
-			t.Errorf("GitLab tags = %+v, want ferry-%s on %s", tags, v.Name, ShortSHA(first))
+			t.Errorf("GitLab tags = %+v, want ferry-%s on %s", tags, v.Name, store.ShortSHA(first))
 		}
 
 		dup := e.waitEnd(e.queue(first, "main").ID)

@@ -158,7 +158,7 @@ func TestDeliveriesShowFailures(t *testing.T) {
 		admin.must(http.StatusCreated, "POST", "/api/v1/projects", `{"name":"orders","gitlab_path":"g/orders","clone_url":"https://x/y.git"}`)
 		admin.must(http.StatusCreated, "POST", "/api/v1/projects/orders/channels", `{"kind":"webhook","url":"https://hooks.example.com/x","events":["build.failed"]}`)
 		p, _ := db.GetProject(ctx, "orders")
-		b, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "main", Branch: "main", SHA: "3f2a9c1e"})
+		b, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "main", Branch: "main", SHA: "3f2a9c1e5b7d9f00112233445566778899aabbcc"})
 		must(t, err)
 		_, err = db.ClaimBuild(ctx, "w", time.Minute)
 		must(t, err)
