@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -218,9 +219,9 @@ func (g *GitLab) apiError(what, projectPath string, err error) error {
 	case code == http.StatusForbidden:
 		return fmt.Errorf("%s: the API token may not do this (403 Forbidden); it needs the api scope and the Maintainer role", what)
 	case code >= 500 || code == http.StatusTooManyRequests:
-		return fmt.Errorf("%s: GitLab answered %d after %d tries: %s", what, code, g.tries, orDefaultString(er.Message, http.StatusText(code)))
+		return fmt.Errorf("%s: GitLab answered %d after %d tries: %s", what, code, g.tries, cmp.Or(er.Message, http.StatusText(code)))
 	default:
-		return fmt.Errorf("%s: GitLab answered %d: %s", what, code, orDefaultString(er.Message, http.StatusText(code)))
+		return fmt.Errorf("%s: GitLab answered %d: %s", what, code, cmp.Or(er.Message, http.StatusText(code)))
 	}
 }
 

@@ -245,7 +245,7 @@ func (s *Script) environ() ([]string, error) {
 		}
 	}
 	vars := map[string]string{
-		"PATH":   orDefaultString(os.Getenv("PATH"), "/usr/local/bin:/usr/bin:/bin"),
+		"PATH":   cmp.Or(os.Getenv("PATH"), "/usr/local/bin:/usr/bin:/bin"),
 		"HOME":   home,
 		"TMPDIR": tmp,
 		"LANG":   "C.UTF-8",
@@ -279,13 +279,6 @@ func (s *Script) environ() ([]string, error) {
 		env = append(env, k+"="+vars[k])
 	}
 	return env, nil
-}
-
-func orDefaultString(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
 }
 
 // ScriptText joins script lines into one sh program that shows each line, prefixed by "$ ",

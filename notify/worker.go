@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,7 +55,7 @@ type Worker struct {
 // Run works until ctx ends, then returns nil. Errors of a pass are logged, not returned: the
 // next pass tries again.
 func (w *Worker) Run(ctx context.Context) error {
-	poll := cmpOr(w.Poll, DefaultPoll)
+	poll := cmp.Or(w.Poll, DefaultPoll)
 	for {
 		if _, err := w.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			w.logger().Warn("notify pass failed", "error", err)
@@ -86,7 +87,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		errs  []error
 	)
 	w.owner() // named once here: the senders below would race to fill it in
-	for range cmpOr(w.Senders, DefaultSenders) {
+	for range cmp.Or(w.Senders, DefaultSenders) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				ch, due, err := w.DB.ClaimChannel(ctx, w.owner(), w.leaseTTL(), deliveryBatch)
@@ -107,14 +108,6 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	return sends, errors.Join(errs...)
 }
 
-func cmpOr[T comparable](v, fallback T) T {
-	var zero T
-	if v == zero {
-		return fallback
-	}
-	return v
-}
-
 func (w *Worker) logger() *slog.Logger {
 	if w.Logger == nil {
 		return slog.New(slog.DiscardHandler)
@@ -130,7 +123,7 @@ func (w *Worker) owner() string {
 	return w.Owner
 }
 
-func (w *Worker) leaseTTL() time.Duration { return cmpOr(w.LeaseTTL, DefaultLeaseTTL) }
+func (w *Worker) leaseTTL() time.Duration { return cmp.Or(w.LeaseTTL, DefaultLeaseTTL) }
 
 func (w *Worker) now() time.Time { return w.DB.Now().UTC() }
 
