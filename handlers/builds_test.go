@@ -23,7 +23,8 @@ import (
 	"ferry/store/storetest"
 )
 
-func init() {
+// buildPermRoutes adds the permission rows of these routes (see permRouteParts).
+func buildPermRoutes() {
 	addPermRoutes(map[string][5]int{
 		// Without a body the webhook is refused as malformed, whoever sends it.
 		"POST /hooks/gitlab": {400, 400, 400, 400, 400},

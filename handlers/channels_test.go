@@ -16,7 +16,8 @@ import (
 	"ferry/store/storetest"
 )
 
-func init() {
+// channelPermRoutes adds the permission rows of these routes (see permRouteParts).
+func channelPermRoutes() {
 	addPermRoutes(map[string][5]int{
 		"GET /api/v1/projects/:project/channels":   {401, 404, 200, 200, 200},
 		"POST /api/v1/projects/:project/channels":  {401, 404, 403, 403, 201},
