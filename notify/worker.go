@@ -90,14 +90,17 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	for range cmp.Or(w.Senders, DefaultSenders) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				ch, due, err := w.DB.ClaimChannel(ctx, w.owner(), w.leaseTTL(), deliveryBatch)
+				// A lease token per claim: a sender whose lease ran out cannot renew or
+				// release the channel once another sender, even of this process, claimed it.
+				lease := store.NewLeaseToken(w.owner())
+				ch, due, err := w.DB.ClaimChannel(ctx, lease, w.leaseTTL(), deliveryBatch)
 				if err != nil || ch == nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
 					return
 				}
-				n := w.serveChannel(ctx, ch, due)
+				n := w.serveChannel(ctx, ch, lease, due)
 				mu.Lock()
 				sends += n
 				mu.Unlock()
@@ -145,10 +148,10 @@ func (b batch) ids() []int64 {
 }
 
 // serveChannel sends a claimed channel's due deliveries and releases it; it returns the number of sends.
-func (w *Worker) serveChannel(ctx context.Context, ch *store.Channel, due []*store.Delivery) int {
+func (w *Worker) serveChannel(ctx context.Context, ch *store.Channel, lease string, due []*store.Delivery) int {
 	var pausedUntil time.Time
 	defer func() {
-		if err := w.DB.ReleaseChannel(context.WithoutCancel(ctx), ch.ID, w.owner(), pausedUntil); err != nil {
+		if err := w.DB.ReleaseChannel(context.WithoutCancel(ctx), ch.ID, lease, pausedUntil); err != nil {
 			w.logger().Warn("release notify channel", "channel", ch.ID, "error", err)
 		}
 	}()
@@ -181,7 +184,7 @@ func (w *Worker) serveChannel(ctx context.Context, ch *store.Channel, due []*sto
 			w.postpone(ctx, rest, pausedUntil)
 			return count
 		}
-		if err := w.DB.RenewChannel(ctx, ch.ID, w.owner(), w.leaseTTL()); err != nil {
+		if err := w.DB.RenewChannel(ctx, ch.ID, lease, w.leaseTTL()); err != nil {
 			return count // another process has the channel now; it sends the rest
 		}
 	}
