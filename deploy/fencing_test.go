@@ -59,14 +59,14 @@ func TestAStaleRunStopsWhenAnotherLoopOfItsWorkerTakesTheDeploymentOver(t *testi
 	defer unhold()
 	id := f.deploy(`{"environment":"staging","version":"v2"}`)
 	f.hostAt(id, "host-1", deploy.StepHealth)
-	waitUntil(t, "the first run's health calls", func() bool { return len(calls(t, h)) > before })
+	storetest.WaitFor(t, 20*time.Second, "the first run's health calls", func() bool { return len(calls(t, h)) > before })
 	stale := calls(t, h)[before]
 
 	// The lease runs out while the run is alive; the deployment is requeued and claimed again.
 	raw, err := sql.Open("postgres", url)
 	must(t, err)
 	defer raw.Close()
-	waitUntil(t, "the deployment requeued", func() bool {
+	storetest.WaitFor(t, 20*time.Second, "the deployment requeued", func() bool {
 		_, err := raw.Exec(`UPDATE deployments SET lease_until = $1 WHERE id = $2 AND status = 'running'`, time.Now().Add(-time.Hour), id)
 		must(t, err)
 		requeued, _, err := db.ReapDeployments(context.Background(), 3)
@@ -77,7 +77,7 @@ func TestAStaleRunStopsWhenAnotherLoopOfItsWorkerTakesTheDeploymentOver(t *testi
 	f.waitFor(id, "a second claim", func(d *store.Deployment) bool { return d.Attempts == 2 && d.Status == store.DeploymentRunning })
 
 	// The stale run finds its lease gone and stops; the deployment carries on under the new one.
-	waitUntil(t, "the stale run to notice its lease is gone", func() bool {
+	storetest.WaitFor(t, 20*time.Second, "the stale run to notice its lease is gone", func() bool {
 		return strings.Contains(f.log(id, ""), "this worker lost its lease on the deployment; another one carries on")
 	})
 	staleCalls := count(calls(t, h), stale)
@@ -85,7 +85,7 @@ func TestAStaleRunStopsWhenAnotherLoopOfItsWorkerTakesTheDeploymentOver(t *testi
 	if hs := hostStep(d, "host-1"); d.Status != store.DeploymentRunning || d.Attempts != 2 || hs.Status != store.HostRunning || hs.Error != "" {
 		t.Fatalf("after the stale run stopped: deployment %s (attempt %d), %s; the stale run must not end the new run's work", d.Status, d.Attempts, hostsText(d))
 	}
-	waitUntil(t, "the new run's health calls", func() bool {
+	storetest.WaitFor(t, 20*time.Second, "the new run's health calls", func() bool {
 		list := calls(t, h)
 		return len(list) > 0 && list[len(list)-1] != stale
 	})
@@ -104,15 +104,5 @@ func TestAStaleRunStopsWhenAnotherLoopOfItsWorkerTakesTheDeploymentOver(t *testi
 	log := f.log(id, "")
 	if n := strings.Count(log, "success: v2 is on every host"); n != 1 || strings.Contains(log, "going back to release v1") {
 		t.Errorf("the deployment was ended %d times (want once, by the new run), or the stale run went back to v1; log:\n%s", n, log)
-	}
-}
-
-// waitUntil polls ok every 50 ms and fails the test after 20 seconds.
-func waitUntil(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 20 s for %s", what)
-		}
 	}
 }
