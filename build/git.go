@@ -230,28 +230,11 @@ func contextError(err error) error {
 	return nil
 }
 
-var shaRE = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
-
-func checkSHA(sha string) error {
-	if !shaRE.MatchString(sha) {
-		return store.Errorf(store.EINVALID, "%q is not a full commit id (40 hex digits)", sha)
-	}
-	return nil
-}
-
-// ShortSHA returns the first 8 characters of a commit id, as GitLab shows it.
-func ShortSHA(sha string) string {
-	if len(sha) > 8 {
-		return sha[:8]
-	}
-	return sha
-}
-
 // Commit returns the author and message of a commit in the project's mirror. A commit the
 // mirror does not hold fails with "commit abc1234 not found in <url> (was it force-pushed
 // away?)", an ENOTFOUND *store.Error.
 func (g *Git) Commit(ctx context.Context, r Repo, sha string) (*Commit, error) {
-	if err := checkSHA(sha); err != nil {
+	if err := store.CheckCommitID(sha); err != nil {
 		return nil, err
 	}
 	dir := g.MirrorDir(r.Project)
@@ -259,15 +242,15 @@ func (g *Git) Commit(ctx context.Context, r Repo, sha string) (*Commit, error) {
 		if ctxErr := contextError(err); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, store.Errorf(store.ENOTFOUND, "commit %s not found in %s (was it force-pushed away?)", ShortSHA(sha), redactURL(r.URL))
+		return nil, store.Errorf(store.ENOTFOUND, "commit %s not found in %s (was it force-pushed away?)", store.ShortSHA(sha), redactURL(r.URL))
 	}
 	out, err := runGit(ctx, dir, "show", "-s", "--format=%an%x00%ae%x00%B", sha)
 	if err != nil {
-		return nil, fmt.Errorf("read commit %s: %w", ShortSHA(sha), err)
+		return nil, fmt.Errorf("read commit %s: %w", store.ShortSHA(sha), err)
 	}
 	parts := strings.SplitN(string(out), "\x00", 3)
 	if len(parts) != 3 {
-		return nil, fmt.Errorf("read commit %s: unexpected output of git show", ShortSHA(sha))
+		return nil, fmt.Errorf("read commit %s: unexpected output of git show", store.ShortSHA(sha))
 	}
 	msg := strings.TrimRight(parts[2], "\n")
 	title, _, _ := strings.Cut(msg, "\n")
@@ -289,11 +272,11 @@ func (g *Git) ReadFile(ctx context.Context, r Repo, sha, name string) ([]byte, e
 		if ctxErr := contextError(err); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, store.Errorf(store.ENOTFOUND, "no %s at commit %s", name, ShortSHA(sha))
+		return nil, store.Errorf(store.ENOTFOUND, "no %s at commit %s", name, store.ShortSHA(sha))
 	}
 	out, err := runGit(ctx, dir, "cat-file", "blob", spec)
 	if err != nil {
-		return nil, fmt.Errorf("read %s at commit %s: %w", name, ShortSHA(sha), err)
+		return nil, fmt.Errorf("read %s at commit %s: %w", name, store.ShortSHA(sha), err)
 	}
 	return out, nil
 }
@@ -307,7 +290,7 @@ func (g *Git) Pipeline(ctx context.Context, r Repo, sha string) (*store.Pipeline
 	}
 	p, err := store.ParsePipeline(data)
 	if err != nil {
-		return nil, fmt.Errorf("commit %s: %w", ShortSHA(sha), err)
+		return nil, fmt.Errorf("commit %s: %w", store.ShortSHA(sha), err)
 	}
 	return p, nil
 }
@@ -327,22 +310,22 @@ func (g *Git) Checkout(ctx context.Context, r Repo, sha, dir string) error {
 	}
 	// Faster than git clone --shared, which does the same and more we do not need.
 	if _, err := runGit(ctx, "", "init", "--quiet", "--template=", "--", dir); err != nil {
-		return fmt.Errorf("check out commit %s: %w", ShortSHA(sha), err)
+		return fmt.Errorf("check out commit %s: %w", store.ShortSHA(sha), err)
 	}
 	objects, err := filepath.Abs(filepath.Join(g.MirrorDir(r.Project), "objects"))
 	if err != nil {
-		return fmt.Errorf("check out commit %s: %w", ShortSHA(sha), err)
+		return fmt.Errorf("check out commit %s: %w", store.ShortSHA(sha), err)
 	}
 	alternates := filepath.Join(dir, ".git", "objects", "info", "alternates")
 	if err := os.MkdirAll(filepath.Dir(alternates), 0o755); err != nil {
-		return fmt.Errorf("check out commit %s: %w", ShortSHA(sha), err)
+		return fmt.Errorf("check out commit %s: %w", store.ShortSHA(sha), err)
 	}
 	if err := os.WriteFile(alternates, []byte(objects+"\n"), 0o644); err != nil {
-		return fmt.Errorf("check out commit %s: %w", ShortSHA(sha), err)
+		return fmt.Errorf("check out commit %s: %w", store.ShortSHA(sha), err)
 	}
 	// sha is checked to be hex, so it cannot be taken for an option.
 	if _, err := runGit(ctx, "", "-C", dir, "-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", sha); err != nil {
-		return fmt.Errorf("check out commit %s: %w", ShortSHA(sha), err)
+		return fmt.Errorf("check out commit %s: %w", store.ShortSHA(sha), err)
 	}
 	return nil
 }
@@ -460,7 +443,7 @@ func (g *Git) ResolveRef(ctx context.Context, r Repo, ref string) (sha string, i
 	found := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		id, name, ok := strings.Cut(line, "\t")
-		if ok && checkSHA(id) == nil {
+		if ok && store.CheckCommitID(id) == nil {
 			found[name] = id
 		}
 	}

@@ -153,7 +153,7 @@ func TestPipelineErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := g.Pipeline(ctx, origin.repo("demo"), none)
-	if err == nil || err.Error() != "no .ferry.yml at commit "+ShortSHA(none) {
+	if err == nil || err.Error() != "no .ferry.yml at commit "+store.ShortSHA(none) {
 		t.Errorf("Pipeline without a file: %v", err)
 	}
 	_, err = g.Pipeline(ctx, origin.repo("demo"), broken)

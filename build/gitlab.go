@@ -1,6 +1,7 @@
 package build
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"ferry/store"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 )
@@ -96,7 +99,7 @@ func (g *GitLab) SetCommitStatus(ctx context.Context, projectPath, sha, state, t
 		return nil
 	}
 	if err != nil {
-		return g.apiError(fmt.Sprintf("set status %s of commit %s in %s", state, ShortSHA(sha), projectPath), projectPath, err)
+		return g.apiError(fmt.Sprintf("set status %s of commit %s in %s", state, store.ShortSHA(sha), projectPath), projectPath, err)
 	}
 	return nil
 }
@@ -117,7 +120,7 @@ func (g *GitLab) CreateTag(ctx context.Context, projectPath, tag, sha, message s
 	}
 	var er *gitlab.ErrorResponse
 	if !errors.As(err, &er) || !er.HasStatusCode(http.StatusBadRequest) || !strings.Contains(er.Message, "already exists") {
-		return g.apiError(fmt.Sprintf("create tag %s on commit %s in %s", tag, ShortSHA(sha), projectPath), projectPath, err)
+		return g.apiError(fmt.Sprintf("create tag %s on commit %s in %s", tag, store.ShortSHA(sha), projectPath), projectPath, err)
 	}
 	existing, _, err := g.client.Tags.GetTag(projectPath, tag, gitlab.WithContext(ctx))
 	if err != nil {
@@ -126,9 +129,9 @@ func (g *GitLab) CreateTag(ctx context.Context, projectPath, tag, sha, message s
 	if existing.Commit == nil || existing.Commit.ID != sha {
 		on := "another commit"
 		if existing.Commit != nil {
-			on = "commit " + ShortSHA(existing.Commit.ID)
+			on = "commit " + store.ShortSHA(existing.Commit.ID)
 		}
-		return fmt.Errorf("create tag %s in %s: the tag already exists on %s, not on %s", tag, projectPath, on, ShortSHA(sha))
+		return fmt.Errorf("create tag %s in %s: the tag already exists on %s, not on %s", tag, projectPath, on, store.ShortSHA(sha))
 	}
 	return nil
 }
@@ -216,9 +219,9 @@ func (g *GitLab) apiError(what, projectPath string, err error) error {
 	case code == http.StatusForbidden:
 		return fmt.Errorf("%s: the API token may not do this (403 Forbidden); it needs the api scope and the Maintainer role", what)
 	case code >= 500 || code == http.StatusTooManyRequests:
-		return fmt.Errorf("%s: GitLab answered %d after %d tries: %s", what, code, g.tries, orDefaultString(er.Message, http.StatusText(code)))
+		return fmt.Errorf("%s: GitLab answered %d after %d tries: %s", what, code, g.tries, cmp.Or(er.Message, http.StatusText(code)))
 	default:
-		return fmt.Errorf("%s: GitLab answered %d: %s", what, code, orDefaultString(er.Message, http.StatusText(code)))
+		return fmt.Errorf("%s: GitLab answered %d: %s", what, code, cmp.Or(er.Message, http.StatusText(code)))
 	}
 }
 

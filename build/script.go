@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"ferry/internal/shell"
 	"ferry/store"
 )
 
@@ -244,7 +245,7 @@ func (s *Script) environ() ([]string, error) {
 		}
 	}
 	vars := map[string]string{
-		"PATH":   orDefaultString(os.Getenv("PATH"), "/usr/local/bin:/usr/bin:/bin"),
+		"PATH":   cmp.Or(os.Getenv("PATH"), "/usr/local/bin:/usr/bin:/bin"),
 		"HOME":   home,
 		"TMPDIR": tmp,
 		"LANG":   "C.UTF-8",
@@ -280,24 +281,12 @@ func (s *Script) environ() ([]string, error) {
 	return env, nil
 }
 
-func orDefaultString(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
-}
-
 // ScriptText joins script lines into one sh program that shows each line, prefixed by "$ ",
 // before running it. The shown text is quoted with ShellQuote, so it is only ever printed.
 func ScriptText(lines []string) string {
 	var b strings.Builder
 	for _, line := range lines {
-		fmt.Fprintf(&b, "printf '$ %%s\\n' %s\n%s\n", ShellQuote(line), line)
+		fmt.Fprintf(&b, "printf '$ %%s\\n' %s\n%s\n", shell.Quote(line), line)
 	}
 	return b.String()
-}
-
-// ShellQuote returns s as one single-quoted sh word that stands for exactly s.
-func ShellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -105,19 +105,6 @@ func TestScriptBranchNamesAreOnlyData(t *testing.T) {
 	}
 }
 
-func TestShellQuote(t *testing.T) {
-	for _, s := range []string{"", "plain", "it's", "$(id)", "`id`", "a\nb", `\'"`, "x;rm -rf ~"} {
-		sc := newScript(t, "printf '%s' "+ShellQuote(s)+" > out")
-		if err := sc.Run(context.Background(), func(string, string) {}); err != nil {
-			t.Fatal(err)
-		}
-		got, _ := os.ReadFile(filepath.Join(sc.Dir, "out"))
-		if string(got) != s {
-			t.Errorf("sh read ShellQuote(%q) as %q", s, got)
-		}
-	}
-}
-
 func TestScriptTimeout(t *testing.T) {
 	s := newScript(t, "echo start", "sleep 30")
 	s.Timeout = 300 * time.Millisecond

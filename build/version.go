@@ -3,6 +3,8 @@ package build
 import (
 	"strings"
 	"time"
+
+	"ferry/store"
 )
 
 // maxNamePart is the longest branch or tag part of a version name.
@@ -20,7 +22,7 @@ func VersionName(t time.Time, branch, sha, tag string) string {
 	if name := SafeName(branch); name != "" {
 		parts = append(parts, name)
 	}
-	if short := SafeName(ShortSHA(sha)); short != "" {
+	if short := SafeName(store.ShortSHA(sha)); short != "" {
 		parts = append(parts, short)
 	}
 	return strings.Join(parts, "-")

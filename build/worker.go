@@ -199,7 +199,10 @@ func (w *Worker) waitReporters() {
 // loop claims and runs builds one after another.
 func (w *Worker) loop(ctx context.Context, owner string) {
 	for ctx.Err() == nil {
-		b, err := w.db.ClaimBuild(ctx, owner, w.cfg.LeaseTTL)
+		// Each claim gets its own lease token: if this build's lease runs out and another
+		// loop, even of this process, claims it again, this run can no longer renew or finish it.
+		lease := store.NewLeaseToken(owner)
+		b, err := w.db.ClaimBuild(ctx, lease, w.cfg.LeaseTTL)
 		if err != nil && ctx.Err() == nil {
 			w.log.Error("claim build", "err", err)
 		}
@@ -208,7 +211,7 @@ func (w *Worker) loop(ctx context.Context, owner string) {
 			continue
 		}
 		w.Wake() // there may be more work for another idle loop
-		w.work(ctx, b, owner)
+		w.work(ctx, b, lease)
 	}
 }
 

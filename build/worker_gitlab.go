@@ -132,7 +132,7 @@ func (s *statusReporter) tag(name, message string) {
 			s.out.ferry("GitLab: %v", err)
 			return
 		}
-		s.out.ferry("GitLab: tagged commit %s as %s", ShortSHA(s.sha), name)
+		s.out.ferry("GitLab: tagged commit %s as %s", store.ShortSHA(s.sha), name)
 	})
 }
 
@@ -171,7 +171,7 @@ func TagName(template string, v TagVars) (string, error) {
 	}
 	name := strings.NewReplacer(
 		"{version}", v.Version, "{branch}", SafeName(v.Branch), "{sha}", v.SHA,
-		"{short_sha}", ShortSHA(v.SHA), "{number}", strconv.Itoa(v.Number), "{project}", v.Project,
+		"{short_sha}", store.ShortSHA(v.SHA), "{number}", strconv.Itoa(v.Number), "{project}", v.Project,
 	).Replace(template)
 	if !tagNameRE.MatchString(name) || strings.Contains(name, "..") || strings.HasSuffix(name, ".lock") ||
 		strings.HasSuffix(name, "/") || strings.HasSuffix(name, ".") || strings.Contains(name, "//") || strings.Contains(name, "{") {

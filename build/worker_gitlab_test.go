@@ -57,7 +57,7 @@ func TestGitLabCallsHoldNoBuildSlot(t *testing.T) {
 		}
 		for sha, states := range want {
 			if strings.Join(got[sha], ",") != states {
-				t.Errorf("commit %s: GitLab saw %v, want %s", ShortSHA(sha), got[sha], states)
+				t.Errorf("commit %s: GitLab saw %v, want %s", store.ShortSHA(sha), got[sha], states)
 			}
 		}
 		if tags := e.gitlab.Tags("group/app"); len(tags) != 2 {

@@ -78,12 +78,12 @@ func (r *run) build() store.BuildResult {
 	}
 	r.project, r.repo = p, RepoOf(p, r.w.cfg.GitLab.BaseURL)
 	r.gitlab = r.w.newStatusReporter(p, r.b, r.out)
-	r.out.ferry("build #%d of %s: commit %s (%s), attempt %d, on %s", r.b.Number, p.Name, ShortSHA(r.b.SHA), refText(r.b), r.b.Attempts, r.owner)
+	r.out.ferry("build #%d of %s: commit %s (%s), attempt %d, on %s", r.b.Number, p.Name, store.ShortSHA(r.b.SHA), refText(r.b), r.b.Attempts, r.owner)
 	if v, err := r.w.db.VersionBySHA(r.ctx, p.ID, r.b.SHA); err == nil {
-		r.out.ferry("commit %s was built before as version %s; that version is reused", ShortSHA(r.b.SHA), v.Name)
+		r.out.ferry("commit %s was built before as version %s; that version is reused", store.ShortSHA(r.b.SHA), v.Name)
 		return store.BuildResult{Status: store.BuildDuplicate, VersionID: &v.ID}
 	} else if !store.IsNotFound(err) {
-		return r.failed(fmt.Errorf("look for an earlier version of commit %s: %w", ShortSHA(r.b.SHA), err))
+		return r.failed(fmt.Errorf("look for an earlier version of commit %s: %w", store.ShortSHA(r.b.SHA), err))
 	}
 	r.gitlab.set(StateRunning, "building")
 	pipeline, text, err := r.prepare()
@@ -136,14 +136,14 @@ func (r *run) prepare() (*store.Pipeline, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	r.out.ferry("commit %s by %s: %s", ShortSHA(c.SHA), c.AuthorName, c.Title)
+	r.out.ferry("commit %s by %s: %s", store.ShortSHA(c.SHA), c.AuthorName, c.Title)
 	data, err := r.w.git.ReadFile(r.ctx, r.repo, r.b.SHA, store.PipelineFile)
 	if err != nil {
 		return nil, "", err
 	}
 	pipeline, err := store.ParsePipeline(data)
 	if err != nil {
-		return nil, "", fmt.Errorf("commit %s: %w", ShortSHA(r.b.SHA), err)
+		return nil, "", fmt.Errorf("commit %s: %w", store.ShortSHA(r.b.SHA), err)
 	}
 	if err := r.openWorkspace(); err != nil {
 		return nil, "", err
@@ -281,7 +281,7 @@ func (r *run) notBranchTip() string {
 	}
 	if !strings.EqualFold(tip, r.b.SHA) {
 		return fmt.Sprintf("commit %s is not the tip of branch %s as just fetched (the tip is %s); only the tip deploys by itself, so deploy this version by hand if you mean it",
-			ShortSHA(r.b.SHA), r.b.Branch, ShortSHA(tip))
+			store.ShortSHA(r.b.SHA), r.b.Branch, store.ShortSHA(tip))
 	}
 	return ""
 }

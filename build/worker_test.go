@@ -142,7 +142,7 @@ func TestWorkerBuildsExactCommitAndReportsToGitLab(t *testing.T) {
 		if files := readArchive(t, v.Path); files["app.txt"].content != "one" {
 			t.Errorf("artifact app.txt = %q, want the built commit's %q", files["app.txt"].content, "one")
 		}
-		if want := VersionName(b.QueuedAt, "main", first, ""); !strings.HasSuffix(v.Name, "-main-"+ShortSHA(first)) || len(v.Name) != len(want) {
+		if want := VersionName(b.QueuedAt, "main", first, ""); !strings.HasSuffix(v.Name, "-main-"+store.ShortSHA(first)) || len(v.Name) != len(want) {
 			t.Errorf("version name %q, want like %q", v.Name, want)
 		}
 		if !strings.Contains(e.log(b.ID), "built "+v.Name) {
@@ -161,7 +161,7 @@ func TestWorkerBuildsExactCommitAndReportsToGitLab(t *testing.T) {
 		}
 		tags := e.gitlab.Tags("group/app")
 		if len(tags) != 1 || tags[0].Name != "ferry-"+v.Name || tags[0].SHA != first || !MadeByFerry("", tags[0].Name, tags[0].Message) {
-			t.Errorf("GitLab tags = %+v, want ferry-%s on %s", tags, v.Name, ShortSHA(first))
+			t.Errorf("GitLab tags = %+v, want ferry-%s on %s", tags, v.Name, store.ShortSHA(first))
 		}
 
 		dup := e.waitEnd(e.queue(first, "main").ID)
@@ -274,10 +274,7 @@ func TestWorkerPassesBranchAsDataAndKillsDaemons(t *testing.T) {
 		must(t, err)
 		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 		must(t, err)
-		deadline := time.Now().Add(10 * time.Second)
-		for running(pid) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+		storetest.Eventually(10*time.Second, func() bool { return !running(pid) })
 		if running(pid) {
 			syscall.Kill(pid, syscall.SIGKILL)
 			t.Errorf("the daemon the script left behind (pid %d) still runs after the build", pid)
@@ -286,11 +283,7 @@ func TestWorkerPassesBranchAsDataAndKillsDaemons(t *testing.T) {
 }
 
 // eventually waits up to 10 seconds for cond.
-func eventually(cond func() bool) {
-	for deadline := time.Now().Add(10 * time.Second); !cond() && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func eventually(cond func() bool) { storetest.Eventually(10*time.Second, cond) }
 
 // running reports whether a process runs (a zombie does not count).
 func running(pid int) bool {
@@ -327,9 +320,8 @@ func TestWorkerCancelEndsRunningBuild(t *testing.T) {
 			}
 			return s[len(s)-1].State
 		}
-		for deadline := time.Now().Add(10 * time.Second); lastState() != StateCanceled && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond) // GitLab is told beside the build, maybe just after it ends
-		}
+		// GitLab is told beside the build, maybe just after it ends.
+		storetest.Eventually(10*time.Second, func() bool { return lastState() == StateCanceled })
 		if s := e.gitlab.Statuses("group/app"); lastState() != StateCanceled {
 			t.Errorf("GitLab statuses %+v, want the last canceled", s)
 		}
@@ -385,10 +377,10 @@ func TestWorkerRetentionRemovesOldArtifacts(t *testing.T) {
 			must(t, err)
 			paths = append(paths, v.Path)
 		}
-		deadline := time.Now().Add(10 * time.Second) // retention runs just after the build ends
-		for _, err := os.Stat(paths[0]); err == nil && time.Now().Before(deadline); _, err = os.Stat(paths[0]) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		storetest.Eventually(10*time.Second, func() bool { // retention runs just after the build ends
+			_, err := os.Stat(paths[0])
+			return err != nil
+		})
 		if _, err := os.Stat(paths[0]); !os.IsNotExist(err) {
 			t.Errorf("the oldest artifact %s is still there (err %v)", paths[0], err)
 		}

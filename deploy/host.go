@@ -263,6 +263,9 @@ func (d *hostDeploy) resume(ctx context.Context) (handled bool, err error) {
 // a takeover finds a switch back half done; it runs on after ctx ends, like recover.
 func (d *hostDeploy) restartPrevious(ctx context.Context, cause error) error {
 	previous := d.res.Previous
+	if errors.Is(context.Cause(ctx), errLeaseLost) {
+		return fmt.Errorf("%w; the host is left as it is: the run that took the deployment over goes on from there", cause)
+	}
 	d.ev.step(StepRollback)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.recoverTimeout())
 	defer cancel()
@@ -309,6 +312,9 @@ func (d *hostDeploy) recover(ctx context.Context, cause error, switched bool) er
 	previous := d.res.Previous
 	if previous == "" || previous == d.rel.Version {
 		return fmt.Errorf("%w; no previous release to go back to", cause)
+	}
+	if errors.Is(context.Cause(ctx), errLeaseLost) {
+		return fmt.Errorf("%w; the host is left as it is: the run that took the deployment over goes on from there", cause)
 	}
 	d.ev.step(StepRollback)
 	d.ev.say("%v; going back to release %s", cause, previous)

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"ferry/internal/shell"
 )
 
 // Release is one version to put on a host: its name and the local tar.gz artifact.
@@ -164,14 +166,14 @@ func (c *Conn) readSHA(file string) (sha string, found bool, err error) {
 
 // removeRelease is the shell words that remove a release directory and its recorded sha256.
 func (l layout) removeRelease(v string) string {
-	return ShellQuote(l.release(v)) + " " + ShellQuote(l.shaFile(v))
+	return shell.Quote(l.release(v)) + " " + shell.Quote(l.shaFile(v))
 }
 
 // switchCurrent points current at releases/<version> with one rename over the old link, so
 // there is never a moment without a current link. It also marks the release as just deployed.
 func (c *Conn) switchCurrent(ctx context.Context, l layout, version string, out func(stream, line string)) error {
 	script := fmt.Sprintf("cd %s && touch -c %s && rm -f .current.tmp && ln -s %s .current.tmp && mv -T .current.tmp current",
-		ShellQuote(l.root), ShellQuote("releases/"+version), ShellQuote("releases/"+version))
+		shell.Quote(l.root), shell.Quote("releases/"+version), shell.Quote("releases/"+version))
 	if _, err := c.Output(ctx, script, out); err != nil {
 		return fmt.Errorf("switch %s to release %s on %s: %w", l.current(), version, c.target.label(), err)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"ferry/internal/shell"
+
 	"golang.org/x/crypto/ssh"
 )
 
@@ -25,27 +27,6 @@ const (
 
 // maxLine is the longest piece of output passed on as one line; longer lines are split.
 const maxLine = 64 * 1024
-
-// ShellQuote returns s quoted for a POSIX shell, so that the shell reads it back as exactly s,
-// one word, whatever it holds: $(…), `…`, ;, quotes, newlines.
-func ShellQuote(s string) string {
-	if s != "" && isShellSafe(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func isShellSafe(s string) bool {
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case strings.ContainsRune("-_./:=@%+,", r):
-		default:
-			return false
-		}
-	}
-	return true
-}
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -61,7 +42,7 @@ func exportPrefix(env map[string]string) (string, error) {
 	sort.Strings(keys)
 	var b strings.Builder
 	for _, k := range keys {
-		fmt.Fprintf(&b, "export %s=%s; ", k, ShellQuote(env[k]))
+		fmt.Fprintf(&b, "export %s=%s; ", k, shell.Quote(env[k]))
 	}
 	return b.String(), nil
 }
@@ -134,7 +115,7 @@ func serialized(out func(stream, line string)) func(stream, line string) {
 // died) the whole group is killed. sshd cannot be relied on for that: it refuses "signal"
 // requests for root logins and keeps a command running after its channel closes.
 func supervised(script string) string {
-	q := ShellQuote(script)
+	q := shell.Quote(script)
 	return `exec 3<&0
 if command -v setsid >/dev/null 2>&1; then setsid /bin/sh -c ` + q + ` </dev/null & else /bin/sh -c ` + q + ` </dev/null & fi
 pid=$!

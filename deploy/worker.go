@@ -133,13 +133,17 @@ func (w *Worker) Run(ctx context.Context) error {
 
 func (w *Worker) claimLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		d, err := w.db.ClaimDeployment(ctx, w.cfg.Owner, w.cfg.LeaseTTL)
+		// Each claim gets its own lease token, the fence: once the lease ran out and another
+		// loop (of any process, this one too) claimed the deployment, this run's renewals, step
+		// updates and finish are refused, and it stops without touching the hosts again.
+		lease := store.NewLeaseToken(w.cfg.Owner)
+		d, err := w.db.ClaimDeployment(ctx, lease, w.cfg.LeaseTTL)
 		if err != nil && ctx.Err() == nil {
 			w.log.Error("claim a deployment", "err", err)
 		}
 		if d != nil {
 			w.Wake() // another idle worker may find more
-			w.runDeployment(ctx, d)
+			w.runDeployment(ctx, d, lease)
 			continue
 		}
 		select {
@@ -181,10 +185,10 @@ var (
 // cancel request is noticed: a third of the TTL, and at least every second.
 func (w *Worker) renewEvery() time.Duration { return min(w.cfg.LeaseTTL/3, time.Second) }
 
-// keepLease renews the lease on deployment id until stop is called or parent (the worker's
+// keepLease renews the lease (token) on deployment id until stop is called or parent (the worker's
 // context) ends. A cancel request or a lost lease cancels the deployment's context through
 // cancel, with errCancelRequested or errLeaseLost as the cause.
-func (w *Worker) keepLease(parent context.Context, id int64, cancel context.CancelCauseFunc) (stop func()) {
+func (w *Worker) keepLease(parent context.Context, id int64, lease string, cancel context.CancelCauseFunc) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -198,7 +202,7 @@ func (w *Worker) keepLease(parent context.Context, id int64, cancel context.Canc
 				return
 			case <-tick.C:
 			}
-			canceled, err := w.db.RenewDeployment(parent, id, w.cfg.Owner, w.cfg.LeaseTTL)
+			canceled, err := w.db.RenewDeployment(parent, id, lease, w.cfg.LeaseTTL)
 			switch {
 			case store.ErrorCode(err) == store.ECONFLICT:
 				w.log.Warn("lost the lease on a deployment", "deployment", id, "err", err)

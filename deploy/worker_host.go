@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -76,6 +77,14 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 		return err
 	}
 	defer conn.Close()
+	// Once the lease is lost the host is not touched again, not even to switch back: the
+	// connection goes, so nothing this run still had under way can reach the host.
+	stopFence := context.AfterFunc(ctx, func() {
+		if errors.Is(context.Cause(ctx), errLeaseLost) {
+			conn.Close()
+		}
+	})
+	defer stopFence()
 	ev.say("connected to %s as %s", j.target.label(), j.target.User)
 	res, err := DeployHostPlan(ctx, conn, HostPlan{Spec: r.spec, Release: r.rel, Events: ev,
 		SpecOf: r.specOf(ctx, j), RecordPrevious: r.recordPrevious(ctx, j), Earlier: earlierOf(j.step)})
@@ -188,7 +197,11 @@ func (r *deploymentRun) finishHost(ctx context.Context, j *hostJob, res HostResu
 func (r *deploymentRun) updateStep(ctx context.Context, j *hostJob, u store.HostStepUpdate) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	if err := r.w.db.UpdateHostStep(ctx, r.d.ID, j.step.HostID, u); err != nil {
+	err := r.w.db.UpdateHostStep(ctx, r.d.ID, j.step.HostID, r.lease, u)
+	if store.ErrorCode(err) == store.ECONFLICT {
+		r.cancel(errLeaseLost) // another claim has the deployment: stop at once
+	}
+	if err != nil {
 		r.w.log.Warn("update a host step", "deployment", r.d.ID, "host", j.step.Host, "err", err)
 	}
 }

@@ -34,7 +34,7 @@ func (r *deploymentRun) recordPrevious(ctx context.Context, j *hostJob) func(rel
 				return err
 			}
 		}
-		if err := r.w.db.RecordHostPrevious(ctx, r.d.ID, j.step.HostID, release, versionID); err != nil {
+		if err := r.w.db.RecordHostPrevious(ctx, r.d.ID, j.step.HostID, r.lease, release, versionID); err != nil {
 			return err
 		}
 		j.step.PreviousRecorded, j.step.PreviousRelease, j.step.PreviousVersionID = true, release, versionID

@@ -15,6 +15,10 @@ type deploymentRun struct {
 	w   *Worker
 	d   *store.Deployment
 	log *store.LogWriter
+	// lease is the token of this claim; cancel ends the run, with errLeaseLost once a write
+	// with the token is refused.
+	lease  string
+	cancel context.CancelCauseFunc
 
 	spec     store.DeploySpec
 	rel      Release
@@ -37,16 +41,16 @@ type hostJob struct {
 // runDeployment runs one claimed deployment and finishes it, unless ctx ended (the process
 // stops: the deployment is left for another to take over) or the lease was lost (another
 // process has it now).
-func (w *Worker) runDeployment(ctx context.Context, claimed *store.Deployment) {
+func (w *Worker) runDeployment(ctx context.Context, claimed *store.Deployment, lease string) {
 	log := w.log.With("deployment", claimed.ID)
 	logw, err := w.db.OpenLog(ctx, store.JobDeployment, claimed.ID)
 	if err != nil {
 		log.Error("open the deployment log", "err", err)
 	}
-	r := &deploymentRun{w: w, d: claimed, log: logw, logBudget: newLogBudget(w.cfg.MaxLogBytes, w.cfg.MaxHostLogBytes)}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stopLease := w.keepLease(ctx, claimed.ID, cancel)
+	r := &deploymentRun{w: w, d: claimed, log: logw, lease: lease, cancel: cancel, logBudget: newLogBudget(w.cfg.MaxLogBytes, w.cfg.MaxHostLogBytes)}
+	stopLease := w.keepLease(ctx, claimed.ID, lease, cancel)
 	status, reason := r.execute(rctx)
 	stopLease()
 	cause := context.Cause(rctx)
@@ -64,7 +68,7 @@ func (w *Worker) runDeployment(ctx context.Context, claimed *store.Deployment) {
 	}
 	fctx, done := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer done()
-	if _, err := w.db.FinishDeployment(fctx, claimed.ID, w.cfg.Owner, status, reason); err != nil {
+	if _, err := w.db.FinishDeployment(fctx, claimed.ID, lease, status, reason); err != nil {
 		log.Error("finish the deployment", "status", status, "err", err)
 		return
 	}

@@ -13,7 +13,8 @@ import (
 
 // The fixture's deployment is queued on the protected environment: deciding on it needs the
 // production right, and once the rights are checked it is refused as not awaiting approval.
-func init() {
+// approvalPermRoutes adds the permission rows of these routes (see permRouteParts).
+func approvalPermRoutes() {
 	addPermRoutes(map[string][5]int{
 		"POST /api/v1/deployments/:deployment/approve": {401, 404, 403, 409, 409},
 		"POST /api/v1/deployments/:deployment/reject":  {401, 404, 403, 409, 409},

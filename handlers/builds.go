@@ -85,7 +85,6 @@ type buildInput struct {
 }
 
 var (
-	shaRE = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 	refRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._/+-]*$`)
 )
 
@@ -94,8 +93,8 @@ func (in *buildInput) validate() error {
 	switch {
 	case in.Ref == "" && in.SHA == "":
 		return store.Errorf(store.EINVALID, "give ref (a branch or tag) or sha (a full commit id)")
-	case in.SHA != "" && !shaRE.MatchString(in.SHA):
-		return store.Errorf(store.EINVALID, "sha: %q is not a full commit id (40 hex digits)", clip(in.SHA, 80))
+	case in.SHA != "" && store.CheckCommitID(in.SHA) != nil:
+		return store.Errorf(store.EINVALID, "sha: %s", store.ErrorMessage(store.CheckCommitID(in.SHA)))
 	case in.Ref != "" && (len(in.Ref) > 255 || !refRE.MatchString(in.Ref) || strings.Contains(in.Ref, "..")):
 		return store.Errorf(store.EINVALID, "ref: %q is not a branch or tag name", clip(in.Ref, 80))
 	}

@@ -23,7 +23,8 @@ import (
 	"ferry/store/storetest"
 )
 
-func init() {
+// buildPermRoutes adds the permission rows of these routes (see permRouteParts).
+func buildPermRoutes() {
 	addPermRoutes(map[string][5]int{
 		// Without a body the webhook is refused as malformed, whoever sends it.
 		"POST /hooks/gitlab": {400, 400, 400, 400, 400},
@@ -260,9 +261,8 @@ func TestPushWebhookBuildsVersionAndTags(t *testing.T) {
 			t.Errorf("log after the first line: %d lines, want %d", len(rest.Lines), len(log.Lines)-1)
 		}
 
-		for deadline := time.Now().Add(10 * time.Second); len(e.gitlab.Tags("group/app")) == 0 && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond) // GitLab is told beside the build, just after it ends
-		}
+		// GitLab is told beside the build, just after it ends.
+		storetest.Eventually(10*time.Second, func() bool { return len(e.gitlab.Tags("group/app")) > 0 })
 		var states []string
 		for _, s := range e.gitlab.Statuses("group/app") {
 			states = append(states, s.State)

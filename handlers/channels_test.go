@@ -16,7 +16,8 @@ import (
 	"ferry/store/storetest"
 )
 
-func init() {
+// channelPermRoutes adds the permission rows of these routes (see permRouteParts).
+func channelPermRoutes() {
 	addPermRoutes(map[string][5]int{
 		"GET /api/v1/projects/:project/channels":   {401, 404, 200, 200, 200},
 		"POST /api/v1/projects/:project/channels":  {401, 404, 403, 403, 201},
@@ -158,7 +159,7 @@ func TestDeliveriesShowFailures(t *testing.T) {
 		admin.must(http.StatusCreated, "POST", "/api/v1/projects", `{"name":"orders","gitlab_path":"g/orders","clone_url":"https://x/y.git"}`)
 		admin.must(http.StatusCreated, "POST", "/api/v1/projects/orders/channels", `{"kind":"webhook","url":"https://hooks.example.com/x","events":["build.failed"]}`)
 		p, _ := db.GetProject(ctx, "orders")
-		b, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "main", Branch: "main", SHA: "3f2a9c1e"})
+		b, err := db.CreateBuild(ctx, store.NewBuild{ProjectID: p.ID, Ref: "main", Branch: "main", SHA: "3f2a9c1e5b7d9f00112233445566778899aabbcc"})
 		must(t, err)
 		_, err = db.ClaimBuild(ctx, "w", time.Minute)
 		must(t, err)

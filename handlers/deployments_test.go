@@ -15,7 +15,8 @@ import (
 // The deployments of the fixture are to its protected environment, so that canceling and
 // retrying them needs the production right. Retrying the fixture's queued deployment is
 // refused as not ended (400) once the rights are checked.
-func init() {
+// deploymentPermRoutes adds the permission rows of these routes (see permRouteParts).
+func deploymentPermRoutes() {
 	addPermRoutes(map[string][5]int{
 		"POST /api/v1/projects/:project/deployments":  {401, 404, 403, 201, 201},
 		"GET /api/v1/projects/:project/deployments":   {401, 404, 200, 200, 200},

@@ -17,7 +17,8 @@ const (
 )
 
 // Only an administrator accepts a host key; the fixture's spare host has offered one.
-func init() {
+// hostKeyPermRoutes adds the permission rows of these routes (see permRouteParts).
+func hostKeyPermRoutes() {
 	addPermRoutes(map[string][5]int{
 		"POST /api/v1/hosts/:host/accept-key": {401, 403, 403, 403, 200},
 	}, map[string]string{

@@ -17,7 +17,8 @@ import (
 	"ferry/store/storetest"
 )
 
-func init() {
+// pagePermRoutes adds the permission rows of these routes (see permRouteParts).
+func pagePermRoutes() {
 	addPermRoutes(map[string][5]int{
 		"GET /lang/:lang":                 {303, 303, 303, 303, 303},
 		"GET /projects/:project/deploy":   {303, 404, 200, 200, 200},

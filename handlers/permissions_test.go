@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"ferry/handlers"
@@ -93,6 +94,20 @@ type permFixture struct {
 // of the table next to its tests.
 var fixtureMakers []func(t *testing.T, db *store.DB, fx *permFixture)
 
+// permRouteParts adds, once, the parts of the permission table kept in other test files. They
+// are named here rather than registered by init functions, so what the table holds and the
+// order the fixture makers run in are written down in one place.
+var permRouteParts = sync.OnceFunc(func() {
+	approvalPermRoutes()
+	buildPermRoutes()
+	channelPermRoutes()
+	deploymentPermRoutes()
+	hostKeyPermRoutes()
+	openAPIPermRoutes()
+	pagePermRoutes()
+	streamPermRoutes()
+})
+
 func addPermRoutes(table map[string][5]int, bodies map[string]string, maker func(t *testing.T, db *store.DB, fx *permFixture)) {
 	for k, v := range table {
 		routeTable[k] = v
@@ -107,6 +122,7 @@ func addPermRoutes(table map[string][5]int, bodies map[string]string, maker func
 
 func newPermFixture(t *testing.T, db *store.DB, users map[string]*store.User, key string) permFixture {
 	t.Helper()
+	permRouteParts()
 	ctx := context.Background()
 	f := permFixture{project: storetest.Name("p"), host: storetest.Name("h"), spare: storetest.Name("s"), target: storetest.Name("u"), params: map[string]string{}}
 	p := &store.Project{Name: f.project, GitLabPath: "g/" + f.project, CloneURL: "https://x/y.git", Trigger: store.DefaultTrigger()}
@@ -147,6 +163,7 @@ func TestEveryRouteChecksPermissions(t *testing.T) {
 			"admin":             mustUser(t, db, "boss", true),
 		}
 		key, _ := testKeys(t)
+		permRouteParts()
 		fx := newPermFixture(t, db, users, key)
 		seen := map[string]bool{}
 		for _, route := range srv.Routes() {

@@ -72,7 +72,7 @@ func (p page) Took(d time.Duration) string { return formatDuration(d) }
 
 // pageFuncs are the template functions that do not depend on the language.
 var pageFuncs = template.FuncMap{
-	"short":     shortSHA,
+	"short":     store.ShortSHA,
 	"firstLine": firstLine,
 	"when":      formatTime,
 	"took":      took,
@@ -149,14 +149,6 @@ func (s *Server) registerStatic(r gin.IRouter) {
 	r.HEAD("/static/*filepath", s.need(public), func(c *gin.Context) {
 		c.FileFromFS(c.Param("filepath"), static)
 	})
-}
-
-// shortSHA returns the first 8 characters of a commit id.
-func shortSHA(sha string) string {
-	if len(sha) > 8 {
-		return sha[:8]
-	}
-	return sha
 }
 
 // firstLine returns the first line of a commit message.

@@ -18,7 +18,8 @@ import (
 	"ferry/store/storetest"
 )
 
-func init() {
+// streamPermRoutes adds the permission rows of these routes (see permRouteParts).
+func streamPermRoutes() {
 	addPermRoutes(map[string][5]int{
 		// Allowed viewers get 426 here: the permission test does not upgrade to WebSocket.
 		"GET /api/v1/builds/:build/log/stream":           {401, 404, 426, 426, 426},

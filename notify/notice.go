@@ -40,7 +40,7 @@ func (w *Worker) buildNotice(ctx context.Context, id int64, m *Message) error {
 		return fmt.Errorf("build %d: %w", id, err)
 	}
 	m.Project, m.Version, m.TriggeredBy = b.Project, b.Version, b.TriggeredBy
-	m.Commit = Commit{SHA: shortSHA(b.SHA), Author: b.CommitAuthor, Title: firstLine(b.CommitTitle)}
+	m.Commit = Commit{SHA: store.ShortSHA(b.SHA), Author: b.CommitAuthor, Title: firstLine(b.CommitTitle)}
 	m.Duration = elapsed(b.StartedAt, b.FinishedAt)
 	m.URL = w.link("builds", id)
 	if m.Failed() {
@@ -85,9 +85,9 @@ func (w *Worker) commitOf(ctx context.Context, versionID int64) Commit {
 	}
 	b, err := w.DB.GetBuild(ctx, v.BuildID)
 	if err != nil {
-		return Commit{SHA: shortSHA(v.SHA)}
+		return Commit{SHA: store.ShortSHA(v.SHA)}
 	}
-	return Commit{SHA: shortSHA(b.SHA), Author: b.CommitAuthor, Title: firstLine(b.CommitTitle)}
+	return Commit{SHA: store.ShortSHA(b.SHA), Author: b.CommitAuthor, Title: firstLine(b.CommitTitle)}
 }
 
 // logTail returns the last MaxLogLines lines of the failing log: the failed host's lines of a
@@ -116,13 +116,6 @@ func (w *Worker) link(kind string, id int64) string {
 		return ""
 	}
 	return strings.TrimRight(w.BaseURL, "/") + "/" + kind + "/" + strconv.FormatInt(id, 10)
-}
-
-func shortSHA(sha string) string {
-	if len(sha) > 8 {
-		return sha[:8]
-	}
-	return sha
 }
 
 func firstLine(s string) string {

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,7 +55,7 @@ type Worker struct {
 // Run works until ctx ends, then returns nil. Errors of a pass are logged, not returned: the
 // next pass tries again.
 func (w *Worker) Run(ctx context.Context) error {
-	poll := cmpOr(w.Poll, DefaultPoll)
+	poll := cmp.Or(w.Poll, DefaultPoll)
 	for {
 		if _, err := w.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			w.logger().Warn("notify pass failed", "error", err)
@@ -86,17 +87,20 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 		errs  []error
 	)
 	w.owner() // named once here: the senders below would race to fill it in
-	for range cmpOr(w.Senders, DefaultSenders) {
+	for range cmp.Or(w.Senders, DefaultSenders) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				ch, due, err := w.DB.ClaimChannel(ctx, w.owner(), w.leaseTTL(), deliveryBatch)
+				// A lease token per claim: a sender whose lease ran out cannot renew or
+				// release the channel once another sender, even of this process, claimed it.
+				lease := store.NewLeaseToken(w.owner())
+				ch, due, err := w.DB.ClaimChannel(ctx, lease, w.leaseTTL(), deliveryBatch)
 				if err != nil || ch == nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
 					return
 				}
-				n := w.serveChannel(ctx, ch, due)
+				n := w.serveChannel(ctx, ch, lease, due)
 				mu.Lock()
 				sends += n
 				mu.Unlock()
@@ -105,14 +109,6 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	}
 	wg.Wait()
 	return sends, errors.Join(errs...)
-}
-
-func cmpOr[T comparable](v, fallback T) T {
-	var zero T
-	if v == zero {
-		return fallback
-	}
-	return v
 }
 
 func (w *Worker) logger() *slog.Logger {
@@ -130,7 +126,7 @@ func (w *Worker) owner() string {
 	return w.Owner
 }
 
-func (w *Worker) leaseTTL() time.Duration { return cmpOr(w.LeaseTTL, DefaultLeaseTTL) }
+func (w *Worker) leaseTTL() time.Duration { return cmp.Or(w.LeaseTTL, DefaultLeaseTTL) }
 
 func (w *Worker) now() time.Time { return w.DB.Now().UTC() }
 
@@ -152,10 +148,10 @@ func (b batch) ids() []int64 {
 }
 
 // serveChannel sends a claimed channel's due deliveries and releases it; it returns the number of sends.
-func (w *Worker) serveChannel(ctx context.Context, ch *store.Channel, due []*store.Delivery) int {
+func (w *Worker) serveChannel(ctx context.Context, ch *store.Channel, lease string, due []*store.Delivery) int {
 	var pausedUntil time.Time
 	defer func() {
-		if err := w.DB.ReleaseChannel(context.WithoutCancel(ctx), ch.ID, w.owner(), pausedUntil); err != nil {
+		if err := w.DB.ReleaseChannel(context.WithoutCancel(ctx), ch.ID, lease, pausedUntil); err != nil {
 			w.logger().Warn("release notify channel", "channel", ch.ID, "error", err)
 		}
 	}()
@@ -188,7 +184,7 @@ func (w *Worker) serveChannel(ctx context.Context, ch *store.Channel, due []*sto
 			w.postpone(ctx, rest, pausedUntil)
 			return count
 		}
-		if err := w.DB.RenewChannel(ctx, ch.ID, w.owner(), w.leaseTTL()); err != nil {
+		if err := w.DB.RenewChannel(ctx, ch.ID, lease, w.leaseTTL()); err != nil {
 			return count // another process has the channel now; it sends the rest
 		}
 	}

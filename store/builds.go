@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -16,8 +15,6 @@ const buildColumns = `b.id, b.project_id, p.name AS project, b.number, b.status,
 
 const buildFrom = ` FROM builds b JOIN projects p ON p.id = b.project_id LEFT JOIN versions v ON v.id = b.version_id`
 
-var shaRE = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
-
 // validate checks what a build is asked for; text fields are data and only limited in length.
 func (nb *NewBuild) validate() error {
 	if nb.ProjectID == 0 {
@@ -26,8 +23,8 @@ func (nb *NewBuild) validate() error {
 	if nb.SHA == "" {
 		return Errorf(EINVALID, "sha: required (the commit to build)")
 	}
-	if !shaRE.MatchString(nb.SHA) {
-		return Errorf(EINVALID, "sha: %q is not a commit id (7 to 64 lowercase hex digits)", truncate(nb.SHA, 80))
+	if err := CheckCommitID(nb.SHA); err != nil {
+		return Errorf(EINVALID, "sha: %s", ErrorMessage(err))
 	}
 	for _, f := range []struct{ name, value string }{{"ref", nb.Ref}, {"branch", nb.Branch}, {"tag", nb.Tag}} {
 		if len(f.value) > 255 || strings.ContainsAny(f.value, "\x00\r\n") {

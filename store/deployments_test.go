@@ -145,18 +145,18 @@ func TestDeploymentQueueAndRun(t *testing.T) {
 
 		running, failed, sent := store.HostRunning, store.HostFailed, int64(4096)
 		step, reason := "upload", "health check http://127.0.0.1:8080/health: 503 after 60s"
-		if err := db.UpdateHostStep(ctx, first.ID, f.hosts[0].ID, store.HostStepUpdate{Status: &running, Step: &step, BytesSent: &sent, Started: true}); err != nil {
+		if err := db.UpdateHostStep(ctx, first.ID, f.hosts[0].ID, "w1", store.HostStepUpdate{Status: &running, Step: &step, BytesSent: &sent, Started: true}); err != nil {
 			t.Fatal(err)
 		}
 		bogus := "exploded"
-		wantCode(t, "bad status", db.UpdateHostStep(ctx, first.ID, f.hosts[0].ID, store.HostStepUpdate{Status: &bogus}), store.EINVALID, "exploded")
-		wantCode(t, "unknown host", db.UpdateHostStep(ctx, first.ID, 999, store.HostStepUpdate{Status: &running}), store.ENOTFOUND, "no step for host 999")
-		wantCode(t, "queued deployment", db.UpdateHostStep(ctx, second.ID, f.hosts[0].ID, store.HostStepUpdate{Status: &running}), store.ECONFLICT, "not running (queued)")
+		wantCode(t, "bad status", db.UpdateHostStep(ctx, first.ID, f.hosts[0].ID, "w1", store.HostStepUpdate{Status: &bogus}), store.EINVALID, "exploded")
+		wantCode(t, "unknown host", db.UpdateHostStep(ctx, first.ID, 999, "w1", store.HostStepUpdate{Status: &running}), store.ENOTFOUND, "no step for host 999")
+		wantCode(t, "queued deployment", db.UpdateHostStep(ctx, second.ID, f.hosts[0].ID, "w1", store.HostStepUpdate{Status: &running}), store.ECONFLICT, "not running (queued)")
 		got, _ := db.GetDeployment(ctx, first.ID)
 		if h := got.Hosts[0]; h.Status != running || h.Step != "upload" || h.BytesSent != 4096 || h.StartedAt == nil {
 			t.Fatalf("host step %+v", h)
 		}
-		db.UpdateHostStep(ctx, first.ID, f.hosts[0].ID, store.HostStepUpdate{Status: &failed, Error: &reason, Finished: true})
+		db.UpdateHostStep(ctx, first.ID, f.hosts[0].ID, "w1", store.HostStepUpdate{Status: &failed, Error: &reason, Finished: true})
 
 		_, err := db.FinishDeployment(ctx, first.ID, "w2", store.DeploymentFailed, "web1 failed")
 		wantCode(t, "finish by another", err, store.ECONFLICT, "held by worker w1")
@@ -200,8 +200,8 @@ func TestDeploymentQueueAndRun(t *testing.T) {
 			t.Fatalf("renew = %v, %v", cancel, err)
 		}
 		ok := store.HostSucceeded
-		db.UpdateHostStep(ctx, retry.ID, f.hosts[0].ID, store.HostStepUpdate{Status: &ok, Finished: true})
-		db.UpdateHostStep(ctx, retry.ID, f.hosts[1].ID, store.HostStepUpdate{Status: &running, Started: true})
+		db.UpdateHostStep(ctx, retry.ID, f.hosts[0].ID, "w3", store.HostStepUpdate{Status: &ok, Finished: true})
+		db.UpdateHostStep(ctx, retry.ID, f.hosts[1].ID, "w3", store.HostStepUpdate{Status: &running, Started: true})
 		end, err := db.FinishDeployment(ctx, retry.ID, "w3", store.DeploymentCanceled, "canceled by bob")
 		if err != nil || hostSummary(end) != "web1:succeeded web2:canceled web3:canceled" {
 			t.Fatalf("finish canceled = %+v, %v", end, err)
@@ -211,8 +211,8 @@ func TestDeploymentQueueAndRun(t *testing.T) {
 			t.Fatalf("second retry = %+v, %v", again, err)
 		}
 		mustClaimDeployment(t, db, "w3", again.ID)
-		db.UpdateHostStep(ctx, again.ID, f.hosts[1].ID, store.HostStepUpdate{Status: &ok})
-		db.UpdateHostStep(ctx, again.ID, f.hosts[2].ID, store.HostStepUpdate{Status: &ok})
+		db.UpdateHostStep(ctx, again.ID, f.hosts[1].ID, "w3", store.HostStepUpdate{Status: &ok})
+		db.UpdateHostStep(ctx, again.ID, f.hosts[2].ID, "w3", store.HostStepUpdate{Status: &ok})
 		db.FinishDeployment(ctx, again.ID, "w3", store.DeploymentSuccess, "")
 		_, err = db.RetryDeployment(ctx, again.ID, "x")
 		wantCode(t, "retry success", err, store.EINVALID, "nothing to retry")
@@ -258,8 +258,8 @@ func TestReapDeployments(t *testing.T) {
 		d, _ := db.CreateDeployment(ctx, f.deploy(v))
 		mustClaimDeployment(t, db, "dead", d.ID)
 		ok, running := store.HostSucceeded, store.HostRunning
-		db.UpdateHostStep(ctx, d.ID, f.hosts[0].ID, store.HostStepUpdate{Status: &ok})
-		db.UpdateHostStep(ctx, d.ID, f.hosts[1].ID, store.HostStepUpdate{Status: &running, Started: true})
+		db.UpdateHostStep(ctx, d.ID, f.hosts[0].ID, "dead", store.HostStepUpdate{Status: &ok})
+		db.UpdateHostStep(ctx, d.ID, f.hosts[1].ID, "dead", store.HostStepUpdate{Status: &running, Started: true})
 		f.clock.Add(5 * time.Minute)
 		if rq, fl, err := db.ReapDeployments(ctx, 2); err != nil || rq != 1 || fl != 0 {
 			t.Fatalf("reap = %d, %d, %v", rq, fl, err)
@@ -269,7 +269,7 @@ func TestReapDeployments(t *testing.T) {
 			t.Fatalf("requeued %+v (%s)", got, hostSummary(got))
 		}
 		mustClaimDeployment(t, db, "dead-too", d.ID)
-		db.UpdateHostStep(ctx, d.ID, f.hosts[1].ID, store.HostStepUpdate{Status: &running, Started: true})
+		db.UpdateHostStep(ctx, d.ID, f.hosts[1].ID, "dead-too", store.HostStepUpdate{Status: &running, Started: true})
 		f.clock.Add(5 * time.Minute)
 		if rq, fl, err := db.ReapDeployments(ctx, 2); err != nil || rq != 0 || fl != 1 {
 			t.Fatalf("reap = %d, %d, %v", rq, fl, err)

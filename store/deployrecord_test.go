@@ -22,19 +22,19 @@ func TestRecordHostPreviousIsWrittenOnce(t *testing.T) {
 		v2 := f.mustVersion(t, "v2", 2)
 		d, err := db.CreateDeployment(ctx, f.deploy(v2))
 		recordMust(t, err)
-		err = db.RecordHostPrevious(ctx, d.ID, f.hosts[0].ID, "v1", &v1.ID)
+		err = db.RecordHostPrevious(ctx, d.ID, f.hosts[0].ID, "first", "v1", &v1.ID)
 		wantCode(t, "queued", err, store.ECONFLICT, "is not running")
 
 		mustClaimDeployment(t, db, "first", d.ID)
-		recordMust(t, db.RecordHostPrevious(ctx, d.ID, f.hosts[0].ID, "v1", &v1.ID))
-		recordMust(t, db.RecordHostPrevious(ctx, d.ID, f.hosts[1].ID, "", nil))
+		recordMust(t, db.RecordHostPrevious(ctx, d.ID, f.hosts[0].ID, "first", "v1", &v1.ID))
+		recordMust(t, db.RecordHostPrevious(ctx, d.ID, f.hosts[1].ID, "first", "", nil))
 		f.clock.Add(5 * time.Minute)
 		if rq, _, err := db.ReapDeployments(ctx, 2); err != nil || rq != 1 {
 			t.Fatalf("reap = %d, %v", rq, err)
 		}
 		mustClaimDeployment(t, db, "second", d.ID)
-		recordMust(t, db.RecordHostPrevious(ctx, d.ID, f.hosts[0].ID, "v2", &v2.ID))
-		err = db.RecordHostPrevious(ctx, d.ID, 999, "v1", nil)
+		recordMust(t, db.RecordHostPrevious(ctx, d.ID, f.hosts[0].ID, "second", "v2", &v2.ID))
+		err = db.RecordHostPrevious(ctx, d.ID, 999, "second", "v1", nil)
 		wantCode(t, "unknown host", err, store.ENOTFOUND, "has no step for host 999")
 
 		got, err := db.GetDeployment(ctx, d.ID)

@@ -13,9 +13,10 @@ import (
 
 var hostStepStatuses = map[string]bool{HostWaiting: true, HostRunning: true, HostSucceeded: true, HostFailed: true, HostCanceled: true, HostSkipped: true}
 
-// UpdateHostStep changes one host step of a running deployment. EINVALID for an unknown status,
-// ENOTFOUND when the deployment has no step for the host, ECONFLICT when it is not running.
-func (db *DB) UpdateHostStep(ctx context.Context, deploymentID, hostID int64, u HostStepUpdate) error {
+// UpdateHostStep changes one host step of a running deployment whose lease owner holds (the
+// token its claim used). EINVALID for an unknown status, ENOTFOUND when the deployment has no
+// step for the host, ECONFLICT when it is not running or owner's lease on it was lost.
+func (db *DB) UpdateHostStep(ctx context.Context, deploymentID, hostID int64, owner string, u HostStepUpdate) error {
 	if u.Status != nil && !hostStepStatuses[*u.Status] {
 		return Errorf(EINVALID, "status: %q is not a host step status", *u.Status)
 	}
@@ -23,21 +24,18 @@ func (db *DB) UpdateHostStep(ctx context.Context, deploymentID, hostID int64, u 
 	if len(set) == 0 {
 		return nil
 	}
-	args = append(args, deploymentID, hostID, DeploymentRunning)
+	args = append(args, deploymentID, hostID, DeploymentRunning, owner)
 	res, err := db.db.ExecContext(ctx, db.q(`UPDATE host_steps SET `+strings.Join(set, ", ")+`
-		WHERE deployment_id = ? AND host_id = ? AND EXISTS (SELECT 1 FROM deployments d WHERE d.id = deployment_id AND d.status = ?)`), args...)
+		WHERE deployment_id = ? AND host_id = ? AND EXISTS (SELECT 1 FROM deployments d
+			WHERE d.id = deployment_id AND d.status = ? AND d.lease_owner = ?)`), args...)
 	if err != nil {
 		return fmt.Errorf("update host step: %w", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n > 0 {
 		return err
 	}
-	d, err := db.GetDeployment(ctx, deploymentID)
-	if err != nil {
+	if err := db.leaseHeld(ctx, db.db, deploymentQueue(), deploymentID, owner); err != nil {
 		return err
-	}
-	if d.Status != DeploymentRunning {
-		return Errorf(ECONFLICT, "deployment %d is not running (%s)", deploymentID, d.Status)
 	}
 	return Errorf(ENOTFOUND, "deployment %d has no step for host %d", deploymentID, hostID)
 }
@@ -226,24 +224,25 @@ func (db *DB) endHostSteps(ctx context.Context, tx *sqlx.Tx, id int64, waiting, 
 // deployment stopped anything there (release "" when it ran none) and its version (nil when
 // the release is not a version ferry knows). A second call for the same step changes nothing,
 // so a worker taking the deployment over cannot overwrite what the first one saw. ECONFLICT
-// when the deployment is not running, ENOTFOUND when it has no step for the host.
-func (db *DB) RecordHostPrevious(ctx context.Context, deploymentID, hostID int64, release string, versionID *int64) error {
+// when the deployment is not running or owner's lease on it was lost, ENOTFOUND when it has
+// no step for the host.
+func (db *DB) RecordHostPrevious(ctx context.Context, deploymentID, hostID int64, owner, release string, versionID *int64) error {
 	res, err := db.db.ExecContext(ctx, db.q(`UPDATE host_steps SET previous_recorded = TRUE, previous_release = ?, previous_version_id = ?
 		WHERE deployment_id = ? AND host_id = ? AND NOT previous_recorded
-		AND EXISTS (SELECT 1 FROM deployments d WHERE d.id = deployment_id AND d.status = ?)`),
-		truncate(release, 200), versionID, deploymentID, hostID, DeploymentRunning)
+		AND EXISTS (SELECT 1 FROM deployments d WHERE d.id = deployment_id AND d.status = ? AND d.lease_owner = ?)`),
+		truncate(release, 200), versionID, deploymentID, hostID, DeploymentRunning, owner)
 	if err != nil {
 		return fmt.Errorf("record the release host %d ran: %w", hostID, err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n > 0 {
 		return err
 	}
+	if err := db.leaseHeld(ctx, db.db, deploymentQueue(), deploymentID, owner); err != nil {
+		return err
+	}
 	d, err := db.GetDeployment(ctx, deploymentID)
 	if err != nil {
 		return err
-	}
-	if d.Status != DeploymentRunning {
-		return Errorf(ECONFLICT, "deployment %d is not running (%s)", deploymentID, d.Status)
 	}
 	for _, h := range d.Hosts {
 		if h.HostID == hostID {

@@ -115,13 +115,9 @@ func TestLogWriterFlushesWithoutClose(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		w := MustOpenLog(t, db, store.JobBuild, 1)
 		w.Write("stdout", "", "hello")
-		deadline := time.Now().Add(10 * time.Second)
-		for len(readAll(t, db, store.JobBuild, 1, "")) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("a line written was not stored without Close")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		storetest.WaitFor(t, 10*time.Second, "a line written to be stored without Close", func() bool {
+			return len(readAll(t, db, store.JobBuild, 1, "")) > 0
+		})
 	})
 }
 

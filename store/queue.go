@@ -121,20 +121,13 @@ func (db *DB) holdLease(ctx context.Context, tx *sqlx.Tx, q jobQueue, id int64, 
 }
 
 // lostLease says why owner does not hold job id: it does not exist, it ended, or another
-// worker holds it.
+// claim holds it.
 func (db *DB) lostLease(ctx context.Context, qr queryer, q jobQueue, id int64, owner string) error {
-	var row struct {
-		Status string `db:"status"`
-		Owner  string `db:"lease_owner"`
+	if err := db.leaseHeld(ctx, qr, q, id, owner); err != nil {
+		return err
 	}
-	err := qr.GetContext(ctx, &row, db.q(`SELECT status, lease_owner FROM `+q.table+` WHERE id = ?`), id)
-	if err != nil {
-		return formatError(err, fmt.Sprintf("%s %d", q.kind, id))
-	}
-	if row.Status != "running" {
-		return Errorf(ECONFLICT, "%s %d is not running (%s): worker %s no longer holds it", q.kind, id, row.Status, owner)
-	}
-	return Errorf(ECONFLICT, "%s %d is held by worker %s, not %s: its lease ran out and it was taken over", q.kind, id, row.Owner, owner)
+	// Held after all: the write that missed it raced with nothing we know of.
+	return Errorf(ECONFLICT, "%s %d: worker %s could not write it; try again", q.kind, id, owner)
 }
 
 // reapedJob is a running job whose lease ran out.

@@ -1,4 +1,4 @@
-package deploy_test
+package shell_test
 
 import (
 	"os"
@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"ferry/deploy"
+	"ferry/internal/shell"
 )
 
-func TestShellQuoteSurvivesARealShell(t *testing.T) {
+func TestQuoteSurvivesARealShell(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "pwned")
 	tests := []struct {
 		name, in, quoted string
@@ -29,12 +29,16 @@ func TestShellQuoteSurvivesARealShell(t *testing.T) {
 		{"leading dash", "-rf", "-rf"},
 		{"tilde", "~root", "'~root'"},
 		{"unicode", "版本 ü", "'版本 ü'"},
+		{"only quotes", "''", `''\'''\'''`},
+		{"quote around substitution", "'$(touch " + marker + ")'", `''\''$(touch ` + marker + `)'\'''`},
+		{"trailing newline", "a\n", "'a\n'"},
+		{"percent and equals stay bare", "a=b%c", "a=b%c"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			quoted := deploy.ShellQuote(tt.in)
+			quoted := shell.Quote(tt.in)
 			if quoted != tt.quoted {
-				t.Errorf("ShellQuote(%q) = %s, want %s", tt.in, quoted, tt.quoted)
+				t.Errorf("Quote(%q) = %s, want %s", tt.in, quoted, tt.quoted)
 			}
 			out, err := exec.Command("/bin/sh", "-c", "printf '%s' "+quoted).Output()
 			if err != nil {
