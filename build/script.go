@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"ferry/internal/shell"
 	"ferry/store"
 )
 
@@ -286,7 +285,7 @@ func (s *Script) environ() ([]string, error) {
 func ScriptText(lines []string) string {
 	var b strings.Builder
 	for _, line := range lines {
-		fmt.Fprintf(&b, "printf '$ %%s\\n' %s\n%s\n", shell.Quote(line), line)
+		fmt.Fprintf(&b, "printf '$ %%s\\n' %s\n%s\n", store.ShellQuote(line), line)
 	}
 	return b.String()
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"ferry/store"
 	"fmt"
 	"io"
 	"os"
@@ -10,8 +11,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"ferry/internal/shell"
 )
 
 // Release is one version to put on a host: its name and the local tar.gz artifact.
@@ -166,14 +165,14 @@ func (c *Conn) readSHA(file string) (sha string, found bool, err error) {
 
 // removeRelease is the shell words that remove a release directory and its recorded sha256.
 func (l layout) removeRelease(v string) string {
-	return shell.Quote(l.release(v)) + " " + shell.Quote(l.shaFile(v))
+	return store.ShellQuote(l.release(v)) + " " + store.ShellQuote(l.shaFile(v))
 }
 
 // switchCurrent points current at releases/<version> with one rename over the old link, so
 // there is never a moment without a current link. It also marks the release as just deployed.
 func (c *Conn) switchCurrent(ctx context.Context, l layout, version string, out func(stream, line string)) error {
 	script := fmt.Sprintf("cd %s && touch -c %s && rm -f .current.tmp && ln -s %s .current.tmp && mv -T .current.tmp current",
-		shell.Quote(l.root), shell.Quote("releases/"+version), shell.Quote("releases/"+version))
+		store.ShellQuote(l.root), store.ShellQuote("releases/"+version), store.ShellQuote("releases/"+version))
 	if _, err := c.Output(ctx, script, out); err != nil {
 		return fmt.Errorf("switch %s to release %s on %s: %w", l.current(), version, c.target.label(), err)
 	}

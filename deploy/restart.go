@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"ferry/internal/shell"
 	"ferry/store"
 )
 
@@ -37,7 +36,7 @@ func (c *Conn) stopRelease(ctx context.Context, l layout, spec store.StopSpec, v
 	var script string
 	switch {
 	case spec.Command != "":
-		script = fmt.Sprintf("cd %s && %s", shell.Quote(l.current()), spec.Command)
+		script = fmt.Sprintf("cd %s && %s", store.ShellQuote(l.current()), spec.Command)
 	case spec.PidFile != "":
 		pidFile := spec.PidFile
 		if !path.IsAbs(pidFile) {
@@ -79,7 +78,7 @@ while alive "$pid"; do
   waited=$((waited+1))
 done
 echo "process $pid stopped"
-`, shell.Quote(pidFile), int(grace/(100*time.Millisecond)), grace)
+`, store.ShellQuote(pidFile), int(grace/(100*time.Millisecond)), grace)
 }
 
 // startWatch is how long a started command is watched for an early exit.
@@ -111,7 +110,7 @@ if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
 echo "the start command finished, output in $log"
-`, shell.Quote(l.current()), shell.Quote(l.logFile(version)), shell.Quote(command), int(startWatch/(100*time.Millisecond)))
+`, store.ShellQuote(l.current()), store.ShellQuote(l.logFile(version)), store.ShellQuote(command), int(startWatch/(100*time.Millisecond)))
 	if err := c.Run(ctx, script, releaseEnv(l, version), out); err != nil {
 		return fmt.Errorf("start release %s on %s: %w", version, c.target.label(), err)
 	}
@@ -222,7 +221,7 @@ func plainDialError(err error) error {
 
 func (c *Conn) checkCommand(ctx context.Context, l layout, command, version string) (string, error) {
 	var lastLine string
-	err := c.Run(ctx, fmt.Sprintf("cd %s && %s", shell.Quote(l.current()), command), releaseEnv(l, version), func(_, line string) {
+	err := c.Run(ctx, fmt.Sprintf("cd %s && %s", store.ShellQuote(l.current()), command), releaseEnv(l, version), func(_, line string) {
 		if strings.TrimSpace(line) != "" {
 			lastLine = line
 		}

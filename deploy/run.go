@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"ferry/store"
 	"fmt"
 	"io"
 	"regexp"
@@ -11,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"ferry/internal/shell"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -42,7 +41,7 @@ func exportPrefix(env map[string]string) (string, error) {
 	sort.Strings(keys)
 	var b strings.Builder
 	for _, k := range keys {
-		fmt.Fprintf(&b, "export %s=%s; ", k, shell.Quote(env[k]))
+		fmt.Fprintf(&b, "export %s=%s; ", k, store.ShellQuote(env[k]))
 	}
 	return b.String(), nil
 }
@@ -115,7 +114,7 @@ func serialized(out func(stream, line string)) func(stream, line string) {
 // died) the whole group is killed. sshd cannot be relied on for that: it refuses "signal"
 // requests for root logins and keeps a command running after its channel closes.
 func supervised(script string) string {
-	q := shell.Quote(script)
+	q := store.ShellQuote(script)
 	return `exec 3<&0
 if command -v setsid >/dev/null 2>&1; then setsid /bin/sh -c ` + q + ` </dev/null & else /bin/sh -c ` + q + ` </dev/null & fi
 pid=$!

@@ -2,14 +2,13 @@ package deploy
 
 import (
 	"context"
+	"ferry/store"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"ferry/internal/shell"
 )
 
 // Upload puts rel under root/releases/<version>/ on the host and returns the bytes sent. A
@@ -41,8 +40,8 @@ func (c *Conn) Upload(ctx context.Context, root string, rel Release, progress fu
 // directory with another or no recorded sha256 is removed, unless current points at it.
 func (c *Conn) releasePresent(ctx context.Context, l layout, rel Release) (bool, error) {
 	prepare := fmt.Sprintf("mkdir -p -- %s %s && rm -rf -- %s %s %s && if [ -d %s ]; then echo present; fi",
-		shell.Quote(l.releases()), shell.Quote(l.shared()+"/logs"), shell.Quote(l.unpacking(rel.Version)),
-		shell.Quote(l.uploading(rel.Version)), shell.Quote(l.shaTemp(rel.Version)), shell.Quote(l.release(rel.Version)))
+		store.ShellQuote(l.releases()), store.ShellQuote(l.shared()+"/logs"), store.ShellQuote(l.unpacking(rel.Version)),
+		store.ShellQuote(l.uploading(rel.Version)), store.ShellQuote(l.shaTemp(rel.Version)), store.ShellQuote(l.release(rel.Version)))
 	out, err := c.Output(ctx, prepare, nil)
 	if err != nil {
 		return false, fmt.Errorf("prepare %s on %s: %w", l.releases(), c.target.label(), err)
@@ -149,7 +148,7 @@ const (
 // release's final name. The checksum goes to a temp file beside the directory too, so a member
 // of the artifact cannot overwrite it while tar runs.
 func (c *Conn) verifyAndUnpack(ctx context.Context, l layout, rel Release) error {
-	tmp, tarball := shell.Quote(l.unpacking(rel.Version)), shell.Quote(l.uploading(rel.Version))
+	tmp, tarball := store.ShellQuote(l.unpacking(rel.Version)), store.ShellQuote(l.uploading(rel.Version))
 	want := strings.ToLower(rel.SHA256)
 	script := fmt.Sprintf(`set -e
 want=%[3]s
@@ -165,8 +164,8 @@ if [ "$got" != "$want" ]; then echo "$got"; exit %[4]d; fi
 if [ "$untar" -ne 0 ]; then exit %[5]d; fi
 printf '%%s\n' "$want" > %[8]s
 mv -T -- %[1]s %[7]s
-rm -f -- %[2]s`, tmp, tarball, shell.Quote(want), exitSHAMismatch, exitUnpack, shell.Quote(l.shaTemp(rel.Version)),
-		shell.Quote(l.release(rel.Version)), shell.Quote(l.shaFile(rel.Version)))
+rm -f -- %[2]s`, tmp, tarball, store.ShellQuote(want), exitSHAMismatch, exitUnpack, store.ShellQuote(l.shaTemp(rel.Version)),
+		store.ShellQuote(l.release(rel.Version)), store.ShellQuote(l.shaFile(rel.Version)))
 	out, err := c.Output(ctx, script, nil)
 	switch {
 	case err == nil:
@@ -183,8 +182,8 @@ rm -f -- %[2]s`, tmp, tarball, shell.Quote(want), exitSHAMismatch, exitUnpack, s
 func (c *Conn) removeTemps(ctx context.Context, l layout, version string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	c.Output(ctx, fmt.Sprintf("rm -rf -- %s %s %s", shell.Quote(l.unpacking(version)), shell.Quote(l.uploading(version)),
-		shell.Quote(l.shaTemp(version))), nil)
+	c.Output(ctx, fmt.Sprintf("rm -rf -- %s %s %s", store.ShellQuote(l.unpacking(version)), store.ShellQuote(l.uploading(version)),
+		store.ShellQuote(l.shaTemp(version))), nil)
 }
 
 // progressReader counts what is read, reports it about every MiB read and stops when ctx

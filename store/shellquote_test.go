@@ -1,4 +1,4 @@
-package shell_test
+package store_test
 
 import (
 	"os"
@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"ferry/internal/shell"
+	"ferry/store"
 )
 
 func TestQuoteSurvivesARealShell(t *testing.T) {
@@ -36,9 +36,9 @@ func TestQuoteSurvivesARealShell(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			quoted := shell.Quote(tt.in)
+			quoted := store.ShellQuote(tt.in)
 			if quoted != tt.quoted {
-				t.Errorf("Quote(%q) = %s, want %s", tt.in, quoted, tt.quoted)
+				t.Errorf("store.ShellQuote(%q) = %s, want %s", tt.in, quoted, tt.quoted)
 			}
 			out, err := exec.Command("/bin/sh", "-c", "printf '%s' "+quoted).Output()
 			if err != nil {
