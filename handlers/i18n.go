@@ -380,4 +380,17 @@ var messages = map[string][2]string{
 	"settings.freezes_json":       {"Freeze windows are not valid JSON", "冻结窗口不是有效的 JSON"},
 	"settings.freezes_n":          {"%d freeze window(s)", "%d 个冻结窗口"},
 	"settings.save":               {"Save", "保存"},
+
+	// forms of every resource (issue 14): the account page
+	"account.title":         {"Your account", "我的账号"},
+	"account.heading":       {"Your account: %s", "我的账号：%s"},
+	"account.email":         {"Email", "邮箱"},
+	"account.role":          {"Role", "角色"},
+	"account.password":      {"Change my password", "修改密码"},
+	"account.current":       {"Current password", "当前密码"},
+	"account.new":           {"New password", "新密码"},
+	"account.repeat":        {"New password again", "再次输入新密码"},
+	"account.mismatch":      {"The two new passwords differ", "两次输入的新密码不一致"},
+	"account.password_help": {"At least 8 characters. Changing it logs you out everywhere, here too: log in again with the new one.", "至少 8 个字符。修改后所有登录（包括当前）都会退出，请用新密码重新登录。"},
+	"account.change":        {"Change password", "修改密码"},
 }
