@@ -44,8 +44,11 @@
       if (out) out.textContent = el.dataset.done || '';
     } else if (what.startsWith('refresh:')) {
       // refresh:#a,#b swaps those parts for the same parts of a fresh copy of the page.
-      replaceParts(what.slice(8).split(','));
-      if (el.tagName === 'FORM' && el.dataset.keep === undefined) el.reset();
+      // data-note names an element of the fresh part to show, such as "Saved.".
+      replaceParts(what.slice(8).split(',')).then(function () {
+        const note = el.dataset.note && document.querySelector(el.dataset.note);
+        if (note) note.hidden = false;
+      });
     } else if (what.startsWith('show:')) {
       // show:#box fills the box's [data-answer=field] elements from the answer and shows it.
       const box = document.querySelector(what.slice(5));
