@@ -15,9 +15,12 @@ import (
 // shared computer, or a stolen token, cannot lock its owner out; wrong guesses count as failed
 // logins (store.ReserveLogin), so the check cannot be used to guess the password either.
 
+// registerAccount registers the account page and its API call, and the page of global
+// channels (pages_channels.go), so that the pages added for issue 14 register in one place.
 func (s *Server) registerAccount(r gin.IRouter) {
 	r.GET("/account", s.need(loggedIn), s.accountPage)
 	r.PUT("/api/v1/user/password", s.need(loggedIn), s.changeOwnPassword)
+	r.GET("/channels", s.need(adminOnly), s.globalChannelsPage)
 }
 
 // passwordInput is the body of a change of one's own password.

@@ -40,7 +40,7 @@
       const id = answer && answer.id !== undefined ? answer.id : '';
       location.assign(what.slice(5).replace('{id}', encodeURIComponent(id)));
     } else if (what === 'message') {
-      const out = document.getElementById('action-message');
+      const out = document.getElementById(el.dataset.messageAt || 'action-message');
       if (out) out.textContent = el.dataset.done || '';
     } else if (what.startsWith('refresh:')) {
       // refresh:#a,#b swaps those parts for the same parts of a fresh copy of the page.
@@ -101,7 +101,7 @@
       input = form.querySelector('[name^="' + CSS.escape(field) + '."]') || form.querySelector('[name$=".' + CSS.escape(field) + '"]');
     }
     if (!input) return false;
-    const at = input.closest('label') || input;
+    const at = input.closest('fieldset') || input.closest('label') || input;
     let out = at.nextElementSibling;
     if (!out || !out.classList.contains('field-error')) {
       out = document.createElement('span');
@@ -234,6 +234,16 @@
       t.deploy = deploy;
       data.trigger = t;
       if (!('tag_template' in data)) data.tag_template = '';
+      return data;
+    },
+    // channel: recipients one per line or comma, sent only for email (and then even when
+    // emptied, so they can be cleared); an empty secret leaves the stored one.
+    channel: function (form, data) {
+      const kind = form.querySelector('[name=kind]').value;
+      const rec = form.querySelector('[name=recipients]');
+      if (kind === 'email') data.recipients = splitList(rec.value); else delete data.recipients;
+      if (!('keyword' in data) && form.dataset.method === 'PATCH') data.keyword = '';
+      if (!('format' in data) && form.dataset.method === 'PATCH') data.format = '';
       return data;
     },
   };
