@@ -447,4 +447,11 @@ var messages = map[string][2]string{
 	"event.deployment.awaiting_approval": {"Deployment awaits approval", "部署待审批"},
 	"event.deployment.approved":          {"Deployment approved", "部署已批准"},
 	"event.deployment.rejected":          {"Deployment rejected", "部署被驳回"},
+
+	// forms of every resource: hosts and environments
+	"hosts.edit":         {"Edit %s", "编辑 %s"},
+	"hosts.key_kept":     {"set; leave empty to keep it", "已设置；留空则保持不变"},
+	"hosts.edit_help":    {"A new address keeps the pinned host key: if the machine behind it changed, ferry refuses it until an administrator accepts the new key.", "修改地址后仍沿用已固定的主机密钥：如果背后的机器变了，ferry 会拒绝连接，直到管理员接受新密钥。"},
+	"env.edit":           {"Hosts, protection and strategy of %s", "%s 的主机、保护与策略"},
+	"env.protected_help": {"Only members with the production right may deploy to a protected environment.", "只有拥有生产发布权限的成员才能部署到受保护的环境。"},
 }

@@ -28,6 +28,8 @@ type settingsData struct {
 	Failed         []*store.Delivery // failed deliveries, newest first
 	// ChannelForm is what the channel forms offer (pages_channels.go).
 	ChannelForm channelForm
+	// StrategyKinds are the rollout strategies the environment form offers; "" is serial.
+	StrategyKinds []string
 }
 
 // channelRow is a notification channel as the settings page shows it: the URL with its
@@ -65,6 +67,7 @@ func (s *Server) settingsPage(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	d.StrategyKinds = []string{"", store.StrategyParallel, store.StrategyRolling, store.StrategyCanary}
 	d.ChannelForm = newChannelForm(c, "/api/v1/projects/"+url.PathEscape(p.Name)+"/channels")
 	if err = s.channelRows(c, p, &d); err != nil {
 		s.fail(c, err)

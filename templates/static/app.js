@@ -246,6 +246,12 @@
       if (!('format' in data) && form.dataset.method === 'PATCH') data.format = '';
       return data;
     },
+    // environment: the strategy is sent whole, so that choosing serial (an empty kind) or
+    // clearing the batch takes effect.
+    environment: function (form, data) {
+      data.strategy = { kind: form.querySelector('[name="strategy.kind"]').value, batch: form.querySelector('[name="strategy.batch"]').value.trim() };
+      return data;
+    },
   };
   function splitList(text) { return text.split(/[\n,]/).map(x => x.trim()).filter(Boolean); }
 
