@@ -454,4 +454,12 @@ var messages = map[string][2]string{
 	"hosts.edit_help":    {"A new address keeps the pinned host key: if the machine behind it changed, ferry refuses it until an administrator accepts the new key.", "修改地址后仍沿用已固定的主机密钥：如果背后的机器变了，ferry 会拒绝连接，直到管理员接受新密钥。"},
 	"env.edit":           {"Hosts, protection and strategy of %s", "%s 的主机、保护与策略"},
 	"env.protected_help": {"Only members with the production right may deploy to a protected environment.", "只有拥有生产发布权限的成员才能部署到受保护的环境。"},
+
+	// forms of every resource: users and members
+	"users.edit":           {"Edit %s", "编辑 %s"},
+	"users.reset_password": {"New password (leave empty to keep)", "新密码（留空则不变）"},
+	"users.reset_help":     {"A new password logs the user out everywhere; tell it to them another way.", "设置新密码会让该用户在所有地方退出登录；请通过其他途径告知对方。"},
+	"users.self_help":      {"Your own password and administrator right are changed elsewhere:", "你自己的密码和管理员权限需在别处修改："},
+	"members.grant":        {"Give the production right", "授予生产发布权限"},
+	"members.revoke":       {"Take the production right", "收回生产发布权限"},
 }
