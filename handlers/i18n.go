@@ -449,11 +449,15 @@ var messages = map[string][2]string{
 	"event.deployment.rejected":          {"Deployment rejected", "部署被驳回"},
 
 	// forms of every resource: hosts and environments
-	"hosts.edit":         {"Edit %s", "编辑 %s"},
-	"hosts.key_kept":     {"set; leave empty to keep it", "已设置；留空则保持不变"},
-	"hosts.edit_help":    {"A new address keeps the pinned host key: if the machine behind it changed, ferry refuses it until an administrator accepts the new key.", "修改地址后仍沿用已固定的主机密钥：如果背后的机器变了，ferry 会拒绝连接，直到管理员接受新密钥。"},
-	"env.edit":           {"Hosts, protection and strategy of %s", "%s 的主机、保护与策略"},
-	"env.protected_help": {"Only members with the production right may deploy to a protected environment.", "只有拥有生产发布权限的成员才能部署到受保护的环境。"},
+	"hosts.edit":           {"Edit %s", "编辑 %s"},
+	"hosts.key_kept":       {"set; leave empty to keep it", "已设置；留空则保持不变"},
+	"hosts.edit_help":      {"A new address keeps the pinned host key: if the machine behind it changed, ferry refuses it until an administrator accepts the new key.", "修改地址后仍沿用已固定的主机密钥：如果背后的机器变了，ferry 会拒绝连接，直到管理员接受新密钥。"},
+	"env.edit":             {"Hosts, protection and strategy of %s", "%s 的主机、保护与策略"},
+	"hosts.offered":        {"Offered and refused:", "已拒绝的新密钥："},
+	"hosts.accept":         {"Accept this key", "接受此密钥"},
+	"hosts.accept_confirm": {"Accept the key %s? Check it on the host itself first (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).", "确定接受密钥 %s 吗？请先在主机上核对（ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub）。"},
+	"hosts.host_key_kept":  {"pinned; paste a new authorized_keys line to replace it", "已固定；粘贴新的 authorized_keys 行以替换"},
+	"env.protected_help":   {"Only members with the production right may deploy to a protected environment.", "只有拥有生产发布权限的成员才能部署到受保护的环境。"},
 
 	// forms of every resource: users and members
 	"users.edit":           {"Edit %s", "编辑 %s"},

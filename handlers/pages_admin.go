@@ -113,6 +113,8 @@ type hostRow struct {
 	Port                int
 	HasKey              bool
 	Fingerprint         string
+	// Offered is the fingerprint of a key the host offered and ferry refused, to accept.
+	Offered string
 }
 
 // hostRows lists every host for the pages.
@@ -124,7 +126,7 @@ func (s *Server) hostRows(c *gin.Context) ([]hostRow, error) {
 	rows := make([]hostRow, 0, len(hosts))
 	for _, h := range hosts {
 		rows = append(rows, hostRow{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port,
-			HasKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey)})
+			HasKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey), Offered: h.OfferedFingerprint()})
 	}
 	return rows, nil
 }

@@ -20,7 +20,13 @@ func TestHostAndEnvironmentFormsOnlyForAdministrators(t *testing.T) {
 		h := newServer(t, db)
 		ann, root := sessionClient(t, h, db, f.member), sessionClient(t, h, db, f.admin)
 
+		web2, err := db.GetHost(ctx, "web-2")
+		must(t, err)
+		must(t, db.OfferHostKey(ctx, web2.ID, offeredKey))
 		hosts := root.must(200, "GET", "/hosts", "").body
+		if !strings.Contains(hosts, `data-url="/api/v1/hosts/web-2/accept-key" data-body='{"fingerprint":"`+strings.ReplaceAll(offeredFingerprint, "+", "&#43;")+`"}'`) {
+			t.Errorf("the administrator is not offered to accept web-2's key: %s", hosts[strings.Index(hosts, `class="offered"`):][:400])
+		}
 		for _, want := range []string{`<details class="card host-edit" data-host="web-1">`, `data-method="PATCH" data-url="/api/v1/hosts/web-1"`,
 			`name="address" value="10.0.0.1"`, `name="port" type="number" value="22"`} {
 			if !strings.Contains(hosts, want) {
@@ -42,10 +48,11 @@ func TestHostAndEnvironmentFormsOnlyForAdministrators(t *testing.T) {
 		}
 
 		// A member sees the hosts but gets no form, and the API refuses the edits anyway.
-		if page := ann.must(200, "GET", "/hosts", "").body; strings.Contains(page, "host-edit") || strings.Contains(page, `data-method="PATCH"`) {
+		if page := ann.must(200, "GET", "/hosts", "").body; strings.Contains(page, "host-edit") || strings.Contains(page, `data-method="PATCH"`) || strings.Contains(page, "accept-key") {
 			t.Errorf("a member is offered the host form")
 		}
 		ann.must(403, "PATCH", "/api/v1/hosts/web-1", `{"address":"203.0.113.9"}`)
+		ann.must(403, "POST", "/api/v1/hosts/web-2/accept-key", `{"fingerprint":"`+offeredFingerprint+`"}`)
 		ann.must(403, "PATCH", "/api/v1/projects/orders/environments/prod", `{"protected":false,"hosts":["web-1"]}`)
 		if page := ann.do("GET", "/projects/orders/settings", ""); page.status != 403 || strings.Contains(page.body, "env-edit") {
 			t.Errorf("a member gets the environment form: %d", page.status)
@@ -91,6 +98,21 @@ func TestBrowserEditHostAndEnvironment(t *testing.T) {
 	must(t, err)
 	if h1.Address != "10.0.0.11" || h1.Port != 2222 || h1.User != "deployer" || h1.PrivateKey != f.privateKey {
 		t.Fatalf("after the host form: %s:%d %s, key kept %v", h1.Address, h1.Port, h1.User, h1.PrivateKey == f.privateKey)
+	}
+
+	web2, err := db.GetHost(ctx, "web-2")
+	must(t, err)
+	must(t, db.OfferHostKey(ctx, web2.ID, offeredKey))
+	c.run("accept the offered key",
+		chromedp.Navigate(srv.URL+"/hosts"),
+		chromedp.WaitVisible(`#hosts tr[data-host="web-2"] .offered`),
+		eval(`window.confirm = () => true; window.ferryNoReload = true; true`),
+		chromedp.Click(`#hosts tr[data-host="web-2"] .offered button`),
+		waitFor(`(r => r && r.querySelector('.offered') === null && r.textContent.includes(`+jsString(offeredFingerprint)+`))(document.querySelector('#hosts tr[data-host="web-2"]'))`),
+		waitFor(`window.ferryNoReload === true`),
+	)
+	if web2, err = db.GetHost(ctx, "web-2"); err != nil || web2.HostKey != offeredKey {
+		t.Fatalf("after accepting on the page: %v %q", err, web2.HostKey)
 	}
 
 	env := `details[data-env="staging"].env-edit form`
