@@ -37,7 +37,7 @@ func TestHostAndEnvironmentFormsOnlyForAdministrators(t *testing.T) {
 			t.Errorf("the hosts page shows a private key")
 		}
 		settings := root.must(200, "GET", "/projects/orders/settings", "").body
-		for _, want := range []string{`<details class="card env-edit" data-env="staging">`, `data-url="/api/v1/projects/orders/environments/staging" data-shape="environment"`,
+		for _, want := range []string{`<details class="card env-edit" data-edit-env="staging">`, `data-url="/api/v1/projects/orders/environments/staging" data-shape="environment"`,
 			`value="web-2" data-list checked>`, `<option value="rolling" selected>`} {
 			if !strings.Contains(settings, want) {
 				t.Errorf("the administrator's settings page lacks %s", want)
@@ -115,12 +115,12 @@ func TestBrowserEditHostAndEnvironment(t *testing.T) {
 		t.Fatalf("after accepting on the page: %v %q", err, web2.HostKey)
 	}
 
-	env := `details[data-env="staging"].env-edit form`
+	env := `details.env-edit[data-edit-env="staging"] form`
 	c.run("a bad batch",
 		chromedp.Navigate(srv.URL+"/projects/orders/settings"),
 		chromedp.WaitVisible(`#environments`),
 		eval(noReload),
-		chromedp.Click(`details[data-env="staging"].env-edit summary`),
+		chromedp.Click(`details.env-edit[data-edit-env="staging"] summary`),
 		chromedp.Click(env+` [name=hosts][value="web-2"]`),
 		chromedp.Click(env+` [name=protected]`),
 		setField(env+` [name="strategy.kind"]`, "parallel"),
@@ -140,7 +140,7 @@ func TestBrowserEditHostAndEnvironment(t *testing.T) {
 		t.Fatalf("after the environment form: %v protected %v %+v", st.Hosts, st.Protected, st.Strategy)
 	}
 	c.run("back to serial",
-		chromedp.Click(`details[data-env="staging"].env-edit summary`),
+		chromedp.Click(`details.env-edit[data-edit-env="staging"] summary`),
 		setField(env+` [name="strategy.kind"]`, ""),
 		setField(env+` [name="strategy.batch"]`, ""),
 		chromedp.Click(env+` button[type=submit]`),
