@@ -51,6 +51,8 @@ type dashboardData struct {
 	Deployments []*store.Deployment
 	// Approvals are the deployments waiting for the user's approval.
 	Approvals []*store.Deployment
+	// HookURL is the webhook address shown after an administrator creates a project.
+	HookURL string
 }
 
 // dashboardPage lists the projects the user can see and their latest builds and deployments.
@@ -60,7 +62,7 @@ func (s *Server) dashboardPage(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	d := dashboardData{Projects: projects}
+	d := dashboardData{Projects: projects, HookURL: s.publicURL(c) + "/hooks/gitlab"}
 	if d.Builds, d.Deployments, err = s.recentJobs(c.Request.Context(), currentUser(c), projects); err != nil {
 		s.fail(c, err)
 		return

@@ -3,7 +3,7 @@ package handlers
 import (
 	"fmt"
 	"net/http"
-	"strings"
+	"net/url"
 
 	"github.com/gin-gonic/gin"
 
@@ -26,6 +26,10 @@ type settingsData struct {
 	Hosts          []hostRow
 	Channels       []channelRow
 	Failed         []*store.Delivery // failed deliveries, newest first
+	// ChannelForm is what the channel forms offer (pages_channels.go).
+	ChannelForm channelForm
+	// StrategyKinds are the rollout strategies the environment form offers; "" is serial.
+	StrategyKinds []string
 }
 
 // channelRow is a notification channel as the settings page shows it: the URL with its
@@ -36,6 +40,10 @@ type channelRow struct {
 	Target  string
 	Events  []string
 	Enabled bool
+	// What the channel's edit form shows (pages_channels.go): the masked URL, never the secret.
+	URL, Keyword, Format string
+	Recipients           []string
+	HasSecret            bool
 }
 
 // failedShown is how many failed deliveries the settings page lists.
@@ -59,6 +67,8 @@ func (s *Server) settingsPage(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	d.StrategyKinds = []string{"", store.StrategyParallel, store.StrategyRolling, store.StrategyCanary}
+	d.ChannelForm = newChannelForm(c, "/api/v1/projects/"+url.PathEscape(p.Name)+"/channels")
 	if err = s.channelRows(c, p, &d); err != nil {
 		s.fail(c, err)
 		return
@@ -74,11 +84,7 @@ func (s *Server) channelRows(c *gin.Context, p *store.Project, d *settingsData) 
 		return fmt.Errorf("list channels of %s: %w", p.Name, err)
 	}
 	for _, ch := range channels {
-		target := store.ShownURL(ch.URL)
-		if ch.Kind == store.ChannelEmail && len(ch.Recipients) > 0 {
-			target = strings.Join(ch.Recipients, ", ") + " · " + target
-		}
-		d.Channels = append(d.Channels, channelRow{ID: ch.ID, Kind: ch.Kind, Target: target, Events: ch.Events, Enabled: ch.Enabled})
+		d.Channels = append(d.Channels, newChannelRow(ch))
 	}
 	d.Failed, err = s.db.ListDeliveries(ctx, store.DeliveryFilter{ProjectID: p.ID, Status: store.DeliveryFailed, Limit: failedShown})
 	hideAnswers(c, d.Failed)
@@ -107,6 +113,8 @@ type hostRow struct {
 	Port                int
 	HasKey              bool
 	Fingerprint         string
+	// Offered is the fingerprint of a key the host offered and ferry refused, to accept.
+	Offered string
 }
 
 // hostRows lists every host for the pages.
@@ -118,7 +126,7 @@ func (s *Server) hostRows(c *gin.Context) ([]hostRow, error) {
 	rows := make([]hostRow, 0, len(hosts))
 	for _, h := range hosts {
 		rows = append(rows, hostRow{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port,
-			HasKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey)})
+			HasKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey), Offered: h.OfferedFingerprint()})
 	}
 	return rows, nil
 }

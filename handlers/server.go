@@ -138,6 +138,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerStatic(r)
 	s.registerLogin(r)
 	s.registerPages(r)
+	s.registerAccount(r)
 	s.registerHooks(r)
 
 	api := r.Group("/api/v1")

@@ -63,6 +63,10 @@ func (s *Server) updateUser(c *gin.Context) {
 		s.fail(c, store.Errorf(store.EINVALID, "name: a user cannot be renamed; create a new user instead"))
 		return
 	}
+	if in.Password != nil && name == currentUser(c).Name {
+		s.fail(c, store.Errorf(store.EINVALID, "password: change your own password with PUT /api/v1/user/password (the account page), which asks for the current one"))
+		return
+	}
 	if in.Admin != nil && !*in.Admin && name == currentUser(c).Name {
 		s.fail(c, store.Errorf(store.ECONFLICT, "admin: you cannot take away your own administrator right; ask another administrator"))
 		return

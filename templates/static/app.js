@@ -40,8 +40,28 @@
       const id = answer && answer.id !== undefined ? answer.id : '';
       location.assign(what.slice(5).replace('{id}', encodeURIComponent(id)));
     } else if (what === 'message') {
-      const out = document.getElementById('action-message');
+      const out = document.getElementById(el.dataset.messageAt || 'action-message');
       if (out) out.textContent = el.dataset.done || '';
+    } else if (what.startsWith('refresh:')) {
+      // refresh:#a,#b swaps those parts for the same parts of a fresh copy of the page.
+      // data-note names an element of the fresh part to show, such as "Saved.".
+      replaceParts(what.slice(8).split(',')).then(function () {
+        const note = el.dataset.note && document.querySelector(el.dataset.note);
+        if (note) note.hidden = false;
+      });
+    } else if (what.startsWith('show:')) {
+      // show:#box fills the box's [data-answer=field] elements from the answer and shows it.
+      const box = document.querySelector(what.slice(5));
+      box.querySelectorAll('[data-answer]').forEach(function (out) {
+        const v = answer ? answer[out.dataset.answer] : '';
+        if ('value' in out && out.tagName === 'INPUT') out.value = v || ''; else out.textContent = v || '';
+      });
+      box.querySelectorAll('a[data-answer-href]').forEach(function (a) {
+        a.href = a.dataset.answerHref.replace('{name}', encodeURIComponent(answer.name || ''));
+      });
+      box.hidden = false;
+      if (el.tagName === 'FORM') el.reset();
+      if (box.dataset.refresh !== undefined || box.dataset.alsoRefresh) replaceParts((box.dataset.alsoRefresh || '').split(',').filter(Boolean));
     } else if (what === 'show-token') {
       const box = document.getElementById('new-token');
       document.getElementById('new-token-value').textContent = answer.token;
@@ -49,10 +69,73 @@
     }
   }
 
+  // replaceParts fetches the page again and swaps each selector's element for its fresh copy,
+  // so the effect of a form shows without reloading the page.
+  async function replaceParts(selectors) {
+    const res = await fetch(location.href, { credentials: 'same-origin' });
+    if (!res.ok) return;
+    const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+    for (const sel of selectors) {
+      const now = document.querySelector(sel.trim());
+      const fresh = doc.querySelector(sel.trim());
+      if (now && fresh) now.replaceWith(document.importNode(fresh, true));
+      else if (now) now.remove();
+    }
+  }
+
+  // showError puts the API's message next to the field it names ("field: what is wrong", the
+  // way the API words them), or else at the form's error line.
   function showError(el, err) {
     const scope = el.closest('form');
+    if (scope && fieldError(scope, err)) return;
     const out = (scope && scope.querySelector('.form-error')) || document.getElementById('action-error');
     if (out) out.textContent = err.message; else alert(err.message);
+  }
+
+  function fieldError(form, err) {
+    const field = err.field || (/^([a-z_][a-z0-9_.]*): /.exec(err.message) || [])[1];
+    if (!field) return false;
+    let input = err.input || form.querySelector('[name="' + CSS.escape(field) + '"]');
+    if (!input) {
+      // "trigger: …" names a group of fields; "branches" may be trigger.branches.
+      input = form.querySelector('[name^="' + CSS.escape(field) + '."]') || form.querySelector('[name$=".' + CSS.escape(field) + '"]');
+    }
+    if (!input) return false;
+    const at = input.closest('fieldset') || input.closest('label') || input;
+    let out = at.nextElementSibling;
+    if (!out || !out.classList.contains('field-error')) {
+      out = document.createElement('span');
+      out.className = 'field-error error';
+      out.setAttribute('role', 'alert');
+      at.after(out);
+    }
+    out.dataset.for = input.name || input.id;
+    out.textContent = err.message;
+    input.setAttribute('aria-invalid', 'true');
+    input.focus();
+    return true;
+  }
+
+  function clearErrors(form) {
+    form.querySelectorAll('.field-error').forEach(e => e.remove());
+    form.querySelectorAll('[aria-invalid]').forEach(e => e.removeAttribute('aria-invalid'));
+    const err = form.querySelector('.form-error');
+    if (err) err.textContent = '';
+  }
+
+  // checkForm refuses what can be told before asking the API: data-same-as fields (a password
+  // typed twice) and data-confirm-text fields (the name typed to confirm a delete).
+  function checkForm(form) {
+    form.querySelectorAll('[data-same-as]').forEach(function (el) {
+      if (el.value !== document.querySelector(el.dataset.sameAs).value) {
+        const e = new Error(el.dataset.sameError); e.field = el.id; e.input = el; throw e;
+      }
+    });
+    form.querySelectorAll('[data-confirm-text]').forEach(function (el) {
+      if (el.value.trim() !== el.dataset.confirmText) {
+        const e = new Error(el.dataset.confirmError); e.field = el.id; e.input = el; throw e;
+      }
+    });
   }
 
   // Buttons with data-method and data-url call the API.
@@ -112,12 +195,13 @@
     const form = ev.target;
     if (!form.classList.contains('api')) return;
     ev.preventDefault();
-    const err = form.querySelector('.form-error');
-    if (err) err.textContent = '';
+    clearErrors(form);
     const button = form.querySelector('button[type=submit]');
     if (button) button.disabled = true;
     try {
+      checkForm(form);
       let data = formData(form);
+      if (form.dataset.shape) data = shapes[form.dataset.shape](form, data);
       if (form.classList.contains('deploy-form')) data = deployBody(form, data);
       // A submit button may post elsewhere than its form (approve and reject share a comment).
       const url = (ev.submitter && ev.submitter.dataset.action) || form.dataset.url;
@@ -128,6 +212,48 @@
       if (button) button.disabled = false;
     }
   });
+
+  // shapes turn a form's fields into the body its API call wants, by data-shape.
+  const shapes = {
+    // project: branches one per line or comma, the auto-deploy map as "branch = environment"
+    // lines; an emptied list is sent as empty, so it can be cleared.
+    project: function (form, data) {
+      const trig = form.querySelector('[name="trigger.keyword"]');
+      if (!trig) return data;
+      const t = data.trigger || {};
+      t.keyword = form.querySelector('[name="trigger.keyword"]').value.trim();
+      t.branches = splitList(form.querySelector('[name="trigger.branches"]').value);
+      t.tags = form.querySelector('[name="trigger.tags"]').checked;
+      const deploy = {};
+      for (const line of form.querySelector('[name="trigger.deploy"]').value.split('\n')) {
+        if (!line.trim()) continue;
+        const m = /^\s*(\S+)\s*(?:=|->|→|:)\s*(\S+)\s*$/.exec(line);
+        if (!m) { const e = new Error(form.dataset.deployError + ': ' + line.trim()); e.field = 'trigger.deploy'; throw e; }
+        deploy[m[1]] = m[2];
+      }
+      t.deploy = deploy;
+      data.trigger = t;
+      if (!('tag_template' in data)) data.tag_template = '';
+      return data;
+    },
+    // channel: recipients one per line or comma, sent only for email (and then even when
+    // emptied, so they can be cleared); an empty secret leaves the stored one.
+    channel: function (form, data) {
+      const kind = form.querySelector('[name=kind]').value;
+      const rec = form.querySelector('[name=recipients]');
+      if (kind === 'email') data.recipients = splitList(rec.value); else delete data.recipients;
+      if (!('keyword' in data) && form.dataset.method === 'PATCH') data.keyword = '';
+      if (!('format' in data) && form.dataset.method === 'PATCH') data.format = '';
+      return data;
+    },
+    // environment: the strategy is sent whole, so that choosing serial (an empty kind) or
+    // clearing the batch takes effect.
+    environment: function (form, data) {
+      data.strategy = { kind: form.querySelector('[name="strategy.kind"]').value, batch: form.querySelector('[name="strategy.batch"]').value.trim() };
+      return data;
+    },
+  };
+  function splitList(text) { return text.split(/[\n,]/).map(x => x.trim()).filter(Boolean); }
 
   // ---- the deploy dialog ----
 
