@@ -13,8 +13,8 @@ import (
 	"ferry/store/storetest"
 )
 
-func init() {
-	// Everyone has an account page; a wrong current password is refused whoever asks.
+// accountPermRoutes: everyone has an account page; a wrong current password is refused whoever asks.
+func accountPermRoutes() {
 	addPermRoutes(map[string][5]int{
 		"GET /account":              {303, 200, 200, 200, 200},
 		"PUT /api/v1/user/password": {401, 403, 403, 403, 403},

@@ -14,7 +14,8 @@ import (
 	"ferry/store/storetest"
 )
 
-func init() {
+// channelPagePermRoutes: the global channels page is for administrators.
+func channelPagePermRoutes() {
 	addPermRoutes(map[string][5]int{"GET /channels": {303, 403, 403, 403, 200}}, nil, nil)
 }
 

@@ -98,8 +98,10 @@ var fixtureMakers []func(t *testing.T, db *store.DB, fx *permFixture)
 // are named here rather than registered by init functions, so what the table holds and the
 // order the fixture makers run in are written down in one place.
 var permRouteParts = sync.OnceFunc(func() {
+	accountPermRoutes()
 	approvalPermRoutes()
 	buildPermRoutes()
+	channelPagePermRoutes()
 	channelPermRoutes()
 	deploymentPermRoutes()
 	hostKeyPermRoutes()
