@@ -223,3 +223,16 @@ func runningBuild(t *testing.T, db *store.DB, projectID int64) *store.Build {
 	}
 	return got
 }
+
+// adminInBrowser starts a server on a new SQLite store with the page fixture, and a browser
+// logged in to it as the fixture's administrator; the server closes when t ends.
+func adminInBrowser(t *testing.T) (*store.DB, *pageFixture, *httptest.Server, *chrome) {
+	t.Helper()
+	db := storetest.Open(t, store.SQLite)
+	f := newPageFixture(t, db)
+	srv := httptest.NewServer(handlers.New(handlers.Config{DB: db}).Handler())
+	t.Cleanup(srv.Close)
+	c := newChrome(t)
+	c.login(srv.URL, f.admin.Name, "password-"+f.admin.Name)
+	return db, f, srv, c
+}

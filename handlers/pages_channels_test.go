@@ -3,7 +3,6 @@ package handlers_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -88,13 +87,8 @@ func TestChannelFormsOnlyForAdministrators(t *testing.T) {
 }
 
 func TestBrowserChannels(t *testing.T) {
-	db := storetest.Open(t, store.SQLite)
+	db, f, srv, c := adminInBrowser(t)
 	ctx := context.Background()
-	f := newPageFixture(t, db)
-	srv := httptest.NewServer(handlers.New(handlers.Config{DB: db}).Handler())
-	defer srv.Close()
-	c := newChrome(t)
-	c.login(srv.URL, f.admin.Name, "password-"+f.admin.Name)
 
 	// A new project channel: a bad URL first, then a good one with two events.
 	c.run("a bad URL",

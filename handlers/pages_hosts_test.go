@@ -2,13 +2,11 @@ package handlers_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
 
-	"ferry/handlers"
 	"ferry/store"
 	"ferry/store/storetest"
 )
@@ -68,13 +66,8 @@ func TestHostAndEnvironmentFormsOnlyForAdministrators(t *testing.T) {
 }
 
 func TestBrowserEditHostAndEnvironment(t *testing.T) {
-	db := storetest.Open(t, store.SQLite)
+	db, f, srv, c := adminInBrowser(t)
 	ctx := context.Background()
-	f := newPageFixture(t, db)
-	srv := httptest.NewServer(handlers.New(handlers.Config{DB: db}).Handler())
-	defer srv.Close()
-	c := newChrome(t)
-	c.login(srv.URL, f.admin.Name, "password-"+f.admin.Name)
 
 	form := `details[data-host="web-1"] form`
 	c.run("a bad user",

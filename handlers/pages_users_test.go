@@ -2,13 +2,11 @@ package handlers_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
 
-	"ferry/handlers"
 	"ferry/store"
 	"ferry/store/storetest"
 )
@@ -50,13 +48,8 @@ func TestUserAndMemberFormsOnlyForAdministrators(t *testing.T) {
 }
 
 func TestBrowserEditUserAndMember(t *testing.T) {
-	db := storetest.Open(t, store.SQLite)
+	db, f, srv, c := adminInBrowser(t)
 	ctx := context.Background()
-	f := newPageFixture(t, db)
-	srv := httptest.NewServer(handlers.New(handlers.Config{DB: db}).Handler())
-	defer srv.Close()
-	c := newChrome(t)
-	c.login(srv.URL, f.admin.Name, "password-"+f.admin.Name)
 
 	form := `details[data-user="bob"] form`
 	c.run("a short password",

@@ -495,14 +495,7 @@ func TestAnAdministratorCannotApproveTheirOwn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = db.ApproveDeployment(g.as("carol"), d.ID, "")
-		wantCode(t, "an administrator approves their own", err, store.EFORBIDDEN, "four-eyes")
-		if list, _ := db.ListApprovals(context.Background(), g.users["carol"].ID); len(list) != 0 {
-			t.Errorf("the administrator is asked to approve their own deployment")
-		}
-		if d, err = db.ApproveDeployment(g.as("dave"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
-			t.Fatalf("dave's approval: %+v %v", d, err)
-		}
+		g.mustTakeFourEyes(t, d.ID, "carol")
 	})
 }
 
@@ -530,14 +523,7 @@ func TestWhoAskedForABuildCannotApproveItsAutomaticDeployment(t *testing.T) {
 		if d.RequestedBy != "alice" {
 			t.Errorf("the automatic deployment of alice's build reads as requested by %q", d.RequestedBy)
 		}
-		_, err = db.ApproveDeployment(g.as("alice"), d.ID, "")
-		wantCode(t, "alice approves the deployment of the build she asked for", err, store.EFORBIDDEN, "four-eyes")
-		if list, _ := db.ListApprovals(context.Background(), g.users["alice"].ID); len(list) != 0 {
-			t.Errorf("alice is asked to approve the deployment of her own build")
-		}
-		if d, err = db.ApproveDeployment(g.as("dave"), d.ID, ""); err != nil || d.Status != store.DeploymentQueued {
-			t.Fatalf("dave's approval: %+v %v", d, err)
-		}
+		g.mustTakeFourEyes(t, d.ID, "alice")
 	})
 }
 
@@ -589,4 +575,18 @@ func TestADeploymentWaitingForItsTimeNeedsItsRequestersRightStill(t *testing.T) 
 			t.Fatal("a worker claimed it")
 		}
 	})
+}
+
+// mustTakeFourEyes checks that requester may neither approve deployment id nor is asked to,
+// and that dave, another person with the right, approves it into the queue.
+func (g *gateFixture) mustTakeFourEyes(t *testing.T, id int64, requester string) {
+	t.Helper()
+	_, err := g.db.ApproveDeployment(g.as(requester), id, "")
+	wantCode(t, requester+" approves a deployment they asked for", err, store.EFORBIDDEN, "four-eyes")
+	if list, _ := g.db.ListApprovals(context.Background(), g.users[requester].ID); len(list) != 0 {
+		t.Errorf("%s is asked to approve a deployment they asked for", requester)
+	}
+	if d, err := g.db.ApproveDeployment(g.as("dave"), id, ""); err != nil || d.Status != store.DeploymentQueued {
+		t.Fatalf("dave's approval: %+v %v", d, err)
+	}
 }
