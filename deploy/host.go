@@ -84,6 +84,9 @@ type HostPlan struct {
 	RecordPrevious func(release string) error
 	// Earlier is what an interrupted attempt on this host recorded; nil for a first attempt.
 	Earlier *Earlier
+	// Extras are the host's rendered config files and the variables its hooks see (config.go,
+	// hooks.go); nil for none.
+	Extras *HostExtras
 }
 
 // Earlier is what an attempt on a host that was interrupted (ferry stopped or died) recorded
@@ -119,6 +122,7 @@ func DeployHostPlan(ctx context.Context, conn *Conn, plan HostPlan) (HostResult,
 		if ctx.Err() != nil {
 			d.res.Status = HostCanceled
 		}
+		d.onFailure(ctx, err) // hooks.go
 		ev.say("%s: %s", d.res.Status, d.res.Reason)
 		return d.res, fmt.Errorf("deploy %s to %s: %w", rel.Version, conn.target.label(), err)
 	}
@@ -149,6 +153,9 @@ func (d *hostDeploy) run(ctx context.Context) error {
 	if err := d.upload(ctx); err != nil {
 		return err
 	}
+	if err := d.writeExtras(); err != nil { // config.go: rendered config, before anything stops
+		return err
+	}
 	if d.plan.Earlier != nil {
 		if handled, err := d.resume(ctx); handled {
 			return err
@@ -160,6 +167,9 @@ func (d *hostDeploy) run(ctx context.Context) error {
 // replace stops the previous release, switches to the new one, starts and checks it.
 func (d *hostDeploy) replace(ctx context.Context) error {
 	previous := d.res.Previous
+	if err := d.hook(ctx, HookBeforeStop); err != nil { // hooks.go: nothing stopped yet
+		return err
+	}
 	if previous != "" {
 		d.ev.step(StepStop)
 		if err := d.conn.stopRelease(ctx, d.l, d.prevSpec.Stop, previous, d.ev.log); err != nil {
@@ -171,7 +181,13 @@ func (d *hostDeploy) replace(ctx context.Context) error {
 		return d.recover(ctx, err, false)
 	}
 	d.ev.say("current -> releases/%s (was %s)", d.rel.Version, orNone(previous))
+	if err := d.hook(ctx, HookAfterSwitch); err != nil { // hooks.go
+		return d.recover(ctx, err, true)
+	}
 	if err := d.startHealthy(ctx, d.rel.Version, d.spec); err != nil {
+		return d.recover(ctx, err, true)
+	}
+	if err := d.hook(ctx, HookAfterSuccess); err != nil { // hooks.go
 		return d.recover(ctx, err, true)
 	}
 	d.finish(ctx)
@@ -296,6 +312,11 @@ func (d *hostDeploy) startHealthy(ctx context.Context, version string, spec stor
 	d.ev.step(StepStart)
 	if err := d.conn.startRelease(ctx, d.l, spec.Start, version, d.ev.log); err != nil {
 		return err
+	}
+	if version == d.rel.Version { // hooks.go: the new release's after_start, before its health check
+		if err := d.hook(ctx, HookAfterStart); err != nil {
+			return err
+		}
 	}
 	d.ev.step(StepHealth)
 	if err := d.conn.waitHealthy(ctx, d.l, spec.Health, version, d.ev.log); err != nil {

@@ -27,6 +27,9 @@ func (r *deploymentRun) rollout(ctx context.Context) {
 			names = append(names, j.step.Host)
 		}
 	}
+	if plan := Plan(r.strategy, names); len(plan) > 0 && len(plan[0]) > 0 {
+		r.runOnce(ctx, plan[0][0]) // hooks.go: deploy.hooks.once, before any host
+	}
 	slots := make(chan struct{}, r.w.cfg.MaxHostConcurrency)
 	outcomes := RunPlan(ctx, r.strategy, names, func(ctx context.Context, name string) error {
 		select {
@@ -66,6 +69,13 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 		r.finishHost(ctx, j, HostResult{Host: j.step.Host, Version: r.rel.Version, Status: HostFailed, Reason: j.loadErr.Error()})
 		return j.loadErr
 	}
+	extras, err := r.hostExtras(ctx, j) // config.go: variables and rendered config, before the host is touched
+	if err != nil {
+		r.say(j.step.Host, "%s: %v", HostFailed, err)
+		r.finishHost(ctx, j, HostResult{Host: j.step.Host, Version: r.rel.Version, Status: HostFailed, Reason: err.Error()})
+		return err
+	}
+	ev = extras.masked(ev)
 	conn, err := Dial(ctx, j.target, r.dialOptions(ctx, j))
 	if err != nil {
 		res := HostResult{Host: j.step.Host, Version: r.rel.Version, Status: HostFailed, Reason: err.Error()}
@@ -87,7 +97,8 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 	defer stopFence()
 	ev.say("connected to %s as %s", j.target.label(), j.target.User)
 	res, err := DeployHostPlan(ctx, conn, HostPlan{Spec: r.spec, Release: r.rel, Events: ev,
-		SpecOf: r.specOf(ctx, j), RecordPrevious: r.recordPrevious(ctx, j), Earlier: earlierOf(j.step)})
+		SpecOf: r.specOf(ctx, j), RecordPrevious: r.recordPrevious(ctx, j), Earlier: earlierOf(j.step),
+		Extras: extras})
 	r.finishHost(ctx, j, res)
 	r.recordInstance(ctx, j, conn, res)
 	return err

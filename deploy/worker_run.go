@@ -28,6 +28,8 @@ type deploymentRun struct {
 	instances map[int64]*store.Instance
 	// logBudget bounds the host output kept in the log.
 	logBudget *logBudget
+	// config holds the config templates and the once hook's outcome (config.go, hooks.go).
+	config *deployConfig
 }
 
 // hostJob is one host of a deployment: its step row, how to reach it and how it ended.
@@ -49,7 +51,7 @@ func (w *Worker) runDeployment(ctx context.Context, claimed *store.Deployment, l
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := &deploymentRun{w: w, d: claimed, log: logw, lease: lease, cancel: cancel, logBudget: newLogBudget(w.cfg.MaxLogBytes, w.cfg.MaxHostLogBytes)}
+	r := &deploymentRun{w: w, d: claimed, log: logw, lease: lease, cancel: cancel, logBudget: newLogBudget(w.cfg.MaxLogBytes, w.cfg.MaxHostLogBytes), config: &deployConfig{}}
 	stopLease := w.keepLease(ctx, claimed.ID, lease, cancel)
 	status, reason := r.execute(rctx)
 	stopLease()

@@ -46,6 +46,10 @@ type DeploySpec struct {
 	Start        string     `yaml:"start,omitempty" json:"start,omitempty"`
 	Health       HealthSpec `yaml:"health,omitempty" json:"health"`
 	Strategy     Strategy   `yaml:"strategy,omitempty" json:"strategy"`
+	// Config are templates rendered per host into the release (see configrender.go).
+	Config []ConfigFile `yaml:"config,omitempty" json:"config,omitempty"`
+	// Hooks are commands run on the host around the switch (see configrender.go).
+	Hooks Hooks `yaml:"hooks,omitempty" json:"hooks"`
 }
 
 // StopSpec says how to stop the running release: a command, or a pid file whose process gets
@@ -231,7 +235,9 @@ func yamlError(err error) error {
 var known = map[string][]string{
 	"":                {"build", "deploy", "trigger"},
 	"build":           {"script", "artifact", "timeout", "env"},
-	"deploy":          {"path", "keep_releases", "stop", "start", "health", "strategy"},
+	"deploy":          {"path", "keep_releases", "stop", "start", "health", "strategy", "config", "hooks"},
+	"deploy.config[]": {"template", "path", "mode"},
+	"deploy.hooks":    {"once", "before_stop", "after_switch", "after_start", "after_success", "on_failure"},
 	"deploy.stop":     {"command", "pid_file", "grace"},
 	"deploy.health":   {"http", "command", "timeout"},
 	"deploy.strategy": {"kind", "batch", "concurrency", "continue_on_failure"},
@@ -246,6 +252,14 @@ func rejectUnknownKeys(root *yaml.Node) error {
 }
 
 func checkKeys(n *yaml.Node, at string) error {
+	if _, ok := known[at+"[]"]; ok && n.Kind == yaml.SequenceNode {
+		for _, item := range n.Content { // each item is a mapping checked as at[]
+			if err := checkKeys(item, at+"[]"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	allowed, ok := known[at]
 	if !ok || n.Kind != yaml.MappingNode {
 		return nil
@@ -328,6 +342,9 @@ func (p *Pipeline) validate(root *yaml.Node) error {
 	}
 	if h := p.Deploy.Health.HTTP; h != "" && !strings.HasPrefix(h, "http://") && !strings.HasPrefix(h, "https://") {
 		return fail("deploy.health.http", "%q must be an http:// or https:// URL", h)
+	}
+	if err := validateConfig(p.Deploy.Config); err != nil {
+		return fail("deploy.config", "%v", err)
 	}
 	if err := p.Deploy.Strategy.Validate(); err != nil {
 		return fail("deploy.strategy", "%s", ErrorMessage(err))

@@ -1,0 +1,213 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Levels a variable is set at; the narrower wins at deploy: host over environment over project.
+const (
+	VarProject     = "project"
+	VarEnvironment = "environment"
+	VarHost        = "host"
+)
+
+// VarScope names where a set of variables lives: a level and the id of its project,
+// environment or host.
+type VarScope struct {
+	Level string
+	ID    int64
+}
+
+// column is the owner column of the scope's level.
+func (s VarScope) column() (string, error) {
+	switch s.Level {
+	case VarProject:
+		return "project_id", nil
+	case VarEnvironment:
+		return "environment_id", nil
+	case VarHost:
+		return "host_id", nil
+	}
+	return "", Errorf(EINTERNAL, "unknown variable level %q", s.Level)
+}
+
+// Variable is one variable at one level. A secret's Value is filled only for the deploy
+// worker (ResolveVariables); what the API shows of a secret is Secret alone.
+type Variable struct {
+	Name   string
+	Value  string
+	Secret bool
+	// Level is where a resolved variable came from (VarProject, ... or "ferry" for the ones
+	// ferry sets itself).
+	Level string
+}
+
+// VariableInput is one variable of a SetVariables call. A nil Value on a secret keeps the
+// secret's stored value (a client never sees it, so cannot send it back).
+type VariableInput struct {
+	Value  *string `json:"value,omitempty"`
+	Secret bool    `json:"secret"`
+}
+
+// MaxVariableValue is the longest value a variable may have.
+const MaxVariableValue = 64 << 10
+
+var variableNameRE = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+
+// ValidateVariableName checks a variable name: [A-Z_][A-Z0-9_]*, at most 128 characters, and
+// not starting with FERRY_ (ferry's own). The EINVALID error names the variable.
+func ValidateVariableName(name string) error {
+	switch {
+	case !variableNameRE.MatchString(name) || len(name) > 128:
+		return Errorf(EINVALID, "variable %q: a name is upper-case letters, digits and _ (not first a digit), as [A-Z_][A-Z0-9_]*, at most 128 characters", name)
+	case strings.HasPrefix(name, "FERRY_"):
+		return Errorf(EINVALID, "variable %q: names starting with FERRY_ are ferry's own (FERRY_VERSION, FERRY_HOST, ...)", name)
+	}
+	return nil
+}
+
+type variableRow struct {
+	ID       int64  `db:"id"`
+	Name     string `db:"name"`
+	Value    string `db:"value"`
+	ValueEnc string `db:"value_enc"`
+	Secret   bool   `db:"secret"`
+}
+
+// ListVariables returns the variables set at scope, by name, with secrets' values left empty.
+func (db *DB) ListVariables(ctx context.Context, scope VarScope) ([]Variable, error) {
+	rows, err := db.variableRows(ctx, db.db, scope)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Variable, 0, len(rows))
+	for _, r := range rows {
+		v := Variable{Name: r.Name, Value: r.Value, Secret: r.Secret, Level: scope.Level}
+		if r.Secret {
+			v.Value = ""
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (db *DB) variableRows(ctx context.Context, q queryer, scope VarScope) ([]variableRow, error) {
+	col, err := scope.column()
+	if err != nil {
+		return nil, err
+	}
+	var rows []variableRow
+	query := fmt.Sprintf(`SELECT id, name, value, value_enc, secret FROM variables WHERE %s = ? ORDER BY name`, col)
+	if err := q.SelectContext(ctx, &rows, db.q(query), scope.ID); err != nil {
+		return nil, fmt.Errorf("list %s variables: %w", scope.Level, err)
+	}
+	return rows, nil
+}
+
+// SetVariables replaces every variable at scope with vars. A secret without a value keeps the
+// value it has; EINVALID (naming the variable) for a bad name, a value too long, or a new secret
+// without a value. Secrets are sealed with the store's cipher, bound to their row.
+func (db *DB) SetVariables(ctx context.Context, scope VarScope, vars map[string]VariableInput) error {
+	col, err := scope.column()
+	if err != nil {
+		return err
+	}
+	names := make([]string, 0, len(vars))
+	for name, in := range vars {
+		if err := ValidateVariableName(name); err != nil {
+			return err
+		}
+		if in.Value != nil && len(*in.Value) > MaxVariableValue {
+			return Errorf(EINVALID, "variable %s: the value is longer than %d bytes", name, MaxVariableValue)
+		}
+		if !in.Secret && in.Value == nil {
+			return Errorf(EINVALID, "variable %s: give a value", name)
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return db.Transact(ctx, func(tx *sqlx.Tx) error {
+		old, err := db.variableRows(ctx, tx, scope)
+		if err != nil {
+			return err
+		}
+		kept := map[string]string{} // secrets that keep their value, in plain text
+		for _, r := range old {
+			if in, ok := vars[r.Name]; ok && in.Secret && in.Value == nil && r.Secret {
+				plain, err := db.cipher.Open(r.ValueEnc, SecretPlace("variables", "value_enc", r.ID))
+				if err != nil {
+					return fmt.Errorf("variable %s: %w", r.Name, err)
+				}
+				kept[r.Name] = plain
+			}
+		}
+		if _, err := tx.ExecContext(ctx, db.q(fmt.Sprintf(`DELETE FROM variables WHERE %s = ?`, col)), scope.ID); err != nil {
+			return fmt.Errorf("replace %s variables: %w", scope.Level, err)
+		}
+		for _, name := range names {
+			if err := db.insertVariable(ctx, tx, col, scope.ID, name, vars[name], kept); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (db *DB) insertVariable(ctx context.Context, tx *sqlx.Tx, col string, owner int64, name string, in VariableInput, kept map[string]string) error {
+	value := ""
+	if in.Value != nil {
+		value = *in.Value
+	} else if plain, ok := kept[name]; ok {
+		value = plain
+	} else {
+		return Errorf(EINVALID, "variable %s: a new secret needs a value", name)
+	}
+	plainCol := value
+	if in.Secret {
+		plainCol = ""
+	}
+	var id int64
+	err := tx.GetContext(ctx, &id, db.q(fmt.Sprintf(`INSERT INTO variables (%s, name, value, secret, updated_at) VALUES (?, ?, ?, ?, ?) RETURNING id`, col)),
+		owner, name, plainCol, in.Secret, db.now())
+	if err != nil {
+		return formatError(fmt.Errorf("set variable %s: %w", name, err), "variable "+name)
+	}
+	if in.Secret {
+		if _, err := db.sealInto(ctx, tx, "variables", "value_enc", id, value); err != nil {
+			return fmt.Errorf("seal variable %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// ResolveVariables returns the variables a deployment of project to env on host sees, by
+// name: the project's, overridden by the environment's, overridden by the host's, with
+// secrets opened. Ferry's own (FERRY_*) are added by the caller.
+func (db *DB) ResolveVariables(ctx context.Context, projectID, environmentID, hostID int64) (map[string]Variable, error) {
+	out := map[string]Variable{}
+	for _, scope := range []VarScope{{VarProject, projectID}, {VarEnvironment, environmentID}, {VarHost, hostID}} {
+		if scope.ID == 0 {
+			continue
+		}
+		rows, err := db.variableRows(ctx, db.db, scope)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			v := Variable{Name: r.Name, Value: r.Value, Secret: r.Secret, Level: scope.Level}
+			if r.Secret {
+				if v.Value, err = db.cipher.Open(r.ValueEnc, SecretPlace("variables", "value_enc", r.ID)); err != nil {
+					return nil, fmt.Errorf("%s variable %s: %w", scope.Level, r.Name, err)
+				}
+			}
+			out[r.Name] = v
+		}
+	}
+	return out, nil
+}
