@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"strconv"
 	"sync"
 
 	"ferry/store"
@@ -16,19 +15,11 @@ import (
 // adds nothing.
 type HostExtras struct {
 	// Files are written into the release directory after the upload, before anything stops.
-	Files []RenderedFile
+	Files []store.RenderedConfig
 	// Env is the hooks' environment: the variables (secrets too) and ferry's own.
 	Env map[string]string
 	// Secrets are the secret values, masked in every log line of the host.
 	Secrets []string
-}
-
-// RenderedFile is one config file rendered for a host.
-type RenderedFile struct {
-	Template string
-	Path     string // relative to the release directory
-	Mode     uint32
-	Data     []byte
 }
 
 // RenderHostConfig renders spec's config templates (their text in templates, by template name)
@@ -43,55 +34,11 @@ func RenderHostConfig(spec store.DeploySpec, templates map[string][]byte, vars m
 			x.Secrets = append(x.Secrets, v.Value)
 		}
 	}
-	for _, f := range spec.Config {
-		text, ok := templates[f.Template]
-		if !ok {
-			return nil, fmt.Errorf("config template %s was not read from the artifact", f.Template)
-		}
-		data, err := store.RenderConfig(f.Template, text, x.Env)
-		if err != nil {
-			return nil, err
-		}
-		mode, err := f.FileMode()
-		if err != nil {
-			return nil, err
-		}
-		x.Files = append(x.Files, RenderedFile{Template: f.Template, Path: path.Clean(f.Path), Mode: mode, Data: data})
+	var err error
+	if x.Files, err = store.RenderConfigFiles(spec.Config, templates, x.Env); err != nil {
+		return nil, err
 	}
 	return x, nil
-}
-
-// FerryVariables are the variables ferry sets itself for a host of a deployment.
-type FerryVariables struct {
-	Project, Environment, Version, Host, HostAddress, DeployPath string
-	// Index is the host's position in the rollout (1 for the first) of Count hosts.
-	Index, Count int
-	Deployment   int64
-}
-
-// Map returns them by name (FERRY_VERSION, FERRY_HOST, ...), as store.Variables of level "ferry".
-func (f FerryVariables) Map() map[string]store.Variable {
-	l := layout{f.DeployPath}
-	m := map[string]string{
-		"FERRY_PROJECT":      f.Project,
-		"FERRY_ENVIRONMENT":  f.Environment,
-		"FERRY_VERSION":      f.Version,
-		"FERRY_HOST":         f.Host,
-		"FERRY_HOST_ADDRESS": f.HostAddress,
-		"FERRY_DEPLOY_PATH":  f.DeployPath,
-		"FERRY_RELEASE_DIR":  l.release(f.Version),
-		"FERRY_SHARED_DIR":   l.shared(),
-		"FERRY_HOST_INDEX":   strconv.Itoa(f.Index),
-		"FERRY_HOST_COUNT":   strconv.Itoa(f.Count),
-	}
-	if f.Deployment > 0 {
-		m["FERRY_DEPLOYMENT"] = strconv.FormatInt(f.Deployment, 10)
-	}
-	out := make(map[string]store.Variable, len(m))
-	for k, v := range m {
-		out[k] = store.Variable{Name: k, Value: v, Level: "ferry"}
-	}
-	return out
 }
 
 // masked returns ev with every secret of x masked in its log lines.
@@ -106,7 +53,7 @@ func (x *HostExtras) masked(ev HostEvents) HostEvents {
 
 // writeConfig writes the rendered files into the release directory of version: each to a temp
 // name with its mode, then renamed over the file, so a running release never reads half a file.
-func (c *Conn) writeConfig(l layout, version string, files []RenderedFile, say func(format string, args ...any)) error {
+func (c *Conn) writeConfig(l layout, version string, files []store.RenderedConfig, say func(format string, args ...any)) error {
 	if len(files) == 0 {
 		return nil
 	}
@@ -204,14 +151,14 @@ func (r *deploymentRun) hostExtras(ctx context.Context, j *hostJob) (*HostExtras
 	return x, nil
 }
 
-func (r *deploymentRun) ferryVariables(j *hostJob) FerryVariables {
+func (r *deploymentRun) ferryVariables(j *hostJob) store.FerryVariables {
 	index := 0
 	for i, h := range r.hosts {
 		if h == j {
 			index = i + 1
 		}
 	}
-	return FerryVariables{Project: r.d.Project, Environment: r.d.Environment, Version: r.rel.Version,
+	return store.FerryVariables{Project: r.d.Project, Environment: r.d.Environment, Version: r.rel.Version,
 		Host: j.step.Host, HostAddress: j.target.Address, DeployPath: r.spec.Path,
 		Index: index, Count: len(r.hosts), Deployment: r.d.ID}
 }

@@ -23,6 +23,9 @@ const (
 	projectBuild                // members of the :project: start and cancel builds
 	projectDeploy               // members; for a protected :env, members with the production right
 	projectAdmin                // administrators; members are refused, others do not see the project
+	// projectWide is for what reaches every environment of the :project (project variables):
+	// members; when any environment of the project is protected, members with the production right.
+	projectWide
 )
 
 // scoped reports whether the access is decided per project (the route has a :project).
@@ -55,7 +58,7 @@ func decide(a access, u *store.User, m *store.Member, protectedEnv bool) verdict
 		return hidden
 	case a == projectRead, a == projectBuild:
 		return allowed
-	case a == projectDeploy && (!protectedEnv || m.Production):
+	case (a == projectDeploy || a == projectWide) && (!protectedEnv || m.Production):
 		return allowed
 	default:
 		return forbidden
@@ -92,6 +95,12 @@ func (s *Server) need(a access) gin.HandlerFunc {
 				s.fail(c, err)
 				return
 			}
+			if a == projectWide && m != nil {
+				if protectedEnv, err = s.anyProtectedEnvironment(c); err != nil { // variables.go
+					s.fail(c, err)
+					return
+				}
+			}
 			if a == projectDeploy && (u.Admin || m != nil) {
 				if protectedEnv, err = s.loadEnvironment(c); err != nil {
 					s.fail(c, err)
@@ -116,6 +125,9 @@ func (s *Server) need(a access) gin.HandlerFunc {
 func forbiddenReason(a access) string {
 	if a == projectDeploy {
 		return "deploying to a protected environment needs the production right on the project"
+	}
+	if a == projectWide {
+		return "project variables reach every environment, and this project has a protected one: changing them needs the production right on the project"
 	}
 	return "only administrators may"
 }

@@ -108,6 +108,7 @@ var permRouteParts = sync.OnceFunc(func() {
 	openAPIPermRoutes()
 	pagePermRoutes()
 	streamPermRoutes()
+	variablePermRoutes()
 })
 
 func addPermRoutes(table map[string][5]int, bodies map[string]string, maker func(t *testing.T, db *store.DB, fx *permFixture)) {

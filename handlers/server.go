@@ -157,6 +157,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerChannels(api)
 	s.registerStreams(api)
 	s.registerOpenAPI(api)
+	s.registerVariables(api)
 	return r
 }
 

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -207,6 +209,91 @@ func (db *DB) ResolveVariables(ctx context.Context, projectID, environmentID, ho
 				}
 			}
 			out[r.Name] = v
+		}
+	}
+	return out, nil
+}
+
+// FerryVariables are the variables ferry sets itself for a host of a deployment.
+type FerryVariables struct {
+	Project, Environment, Version, Host, HostAddress, DeployPath string
+	// Index is the host's position in the rollout (1 for the first) of Count hosts.
+	Index, Count int
+	Deployment   int64
+}
+
+// Map returns them by name (FERRY_VERSION, FERRY_HOST, ...), as Variables of level "ferry".
+func (f FerryVariables) Map() map[string]Variable {
+	m := map[string]string{
+		"FERRY_PROJECT":      f.Project,
+		"FERRY_ENVIRONMENT":  f.Environment,
+		"FERRY_VERSION":      f.Version,
+		"FERRY_HOST":         f.Host,
+		"FERRY_HOST_ADDRESS": f.HostAddress,
+		"FERRY_DEPLOY_PATH":  f.DeployPath,
+		"FERRY_RELEASE_DIR":  path.Join(f.DeployPath, "releases", f.Version),
+		"FERRY_SHARED_DIR":   path.Join(f.DeployPath, "shared"),
+		"FERRY_HOST_INDEX":   strconv.Itoa(f.Index),
+		"FERRY_HOST_COUNT":   strconv.Itoa(f.Count),
+	}
+	if f.Deployment > 0 {
+		m["FERRY_DEPLOYMENT"] = strconv.FormatInt(f.Deployment, 10)
+	}
+	out := make(map[string]Variable, len(m))
+	for k, v := range m {
+		out[k] = Variable{Name: k, Value: v, Level: "ferry"}
+	}
+	return out
+}
+
+// RenderedConfig is one config file rendered for a host.
+type RenderedConfig struct {
+	Template string `json:"template"`
+	Path     string `json:"path"` // relative to the release directory
+	Mode     uint32 `json:"mode"`
+	Data     []byte `json:"-"`
+}
+
+// RenderConfigFiles renders every entry of deploy.config with vars; templates holds their text
+// by template name. The first template that fails ends it with a *TemplateError.
+func RenderConfigFiles(files []ConfigFile, templates map[string][]byte, vars map[string]string) ([]RenderedConfig, error) {
+	var out []RenderedConfig
+	for _, f := range files {
+		text, ok := templates[f.Template]
+		if !ok {
+			return nil, Errorf(EINVALID, "config template %s was not read from the artifact", f.Template)
+		}
+		data, err := RenderConfig(f.Template, text, vars)
+		if err != nil {
+			return nil, err
+		}
+		mode, err := f.FileMode()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, RenderedConfig{Template: f.Template, Path: path.Clean(f.Path), Mode: mode, Data: data})
+	}
+	return out, nil
+}
+
+// MaskedVariables returns what ResolveVariables returns, without opening any secret: a
+// secret's value is SecretMask. Previews render with these, so no secret, however a template
+// transforms it, reaches a page.
+func (db *DB) MaskedVariables(ctx context.Context, projectID, environmentID, hostID int64) (map[string]Variable, error) {
+	out := map[string]Variable{}
+	for _, scope := range []VarScope{{VarProject, projectID}, {VarEnvironment, environmentID}, {VarHost, hostID}} {
+		if scope.ID == 0 {
+			continue
+		}
+		list, err := db.ListVariables(ctx, scope)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range list {
+			if v.Secret {
+				v.Value = SecretMask
+			}
+			out[v.Name] = v
 		}
 	}
 	return out, nil
