@@ -94,13 +94,14 @@ func TestVariablesKeepSecretsSealedAndNeverShowThem(t *testing.T) {
 		}
 
 		for body, want := range map[string]string{
-			`{"port":{"value":"1"}}`:              `variable \"port\"`,
-			`{"9LIVES":{"value":"1"}}`:            `variable \"9LIVES\"`,
-			`{"FERRY_VERSION":{"value":"1"}}`:     `variable \"FERRY_VERSION\"`,
-			`{"NEW_TOKEN":{"secret":true}}`:       "variable NEW_TOKEN: a new secret needs a value",
-			`{"PLAIN":{"secret":false}}`:          "variable PLAIN: give a value",
-			`{"A-B":{"value":"1"}}`:               `variable \"A-B\"`,
-			`{"OK":{"value":"1","extra":"what"}}`: "extra",
+			`{"port":{"value":"1"}}`:                 `variable \"port\"`,
+			`{"9LIVES":{"value":"1"}}`:               `variable \"9LIVES\"`,
+			`{"FERRY_VERSION":{"value":"1"}}`:        `variable \"FERRY_VERSION\"`,
+			`{"NEW_TOKEN":{"secret":true}}`:          "variable NEW_TOKEN: a new secret needs a value",
+			`{"PIN":{"value":"1234","secret":true}}`: "variable PIN: a secret must be at least 8 characters",
+			`{"PLAIN":{"secret":false}}`:             "variable PLAIN: give a value",
+			`{"A-B":{"value":"1"}}`:                  `variable \"A-B\"`,
+			`{"OK":{"value":"1","extra":"what"}}`:    "extra",
 		} {
 			if r := a.ops.must(http.StatusBadRequest, "PUT", "/api/v1/projects/shop/variables", body); !strings.Contains(r.body, want) {
 				t.Errorf("PUT %s answered %s, want it to name %s", body, r.body, want)
@@ -198,7 +199,7 @@ password={{.DB_PASSWORD}}
 hex={{printf "%x" .DB_PASSWORD}}
 host={{.FERRY_HOST}} {{.FERRY_ENVIRONMENT}} {{.FERRY_VERSION}} {{.FERRY_HOST_INDEX}}/{{.FERRY_HOST_COUNT}}
 `})
-		a.ops.must(http.StatusOK, "PUT", "/api/v1/projects/shop/variables", `{"PORT":{"value":"8080"},"DB_PASSWORD":{"value":"hunter2","secret":true}}`)
+		a.ops.must(http.StatusOK, "PUT", "/api/v1/projects/shop/variables", `{"PORT":{"value":"8080"},"DB_PASSWORD":{"value":"hunter2-pw","secret":true}}`)
 		a.ops.must(http.StatusOK, "PUT", "/api/v1/projects/shop/environments/prod/variables", `{"DB_URL":{"value":"postgres://prod-db/shop"}}`)
 		a.admin.must(http.StatusOK, "PUT", "/api/v1/hosts/db-1/variables", `{"PORT":{"value":"9000"}}`)
 

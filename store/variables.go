@@ -57,6 +57,10 @@ type VariableInput struct {
 	Secret bool    `json:"secret"`
 }
 
+// MinSecretLength is the shortest secret value: shorter ones cannot be masked in logs without
+// masking ordinary text too (GitLab asks the same of masked variables).
+const MinSecretLength = 8
+
 // MaxVariableValue is the longest value a variable may have.
 const MaxVariableValue = 64 << 10
 
@@ -127,6 +131,9 @@ func (db *DB) SetVariables(ctx context.Context, scope VarScope, vars map[string]
 		}
 		if in.Value != nil && len(*in.Value) > MaxVariableValue {
 			return Errorf(EINVALID, "variable %s: the value is longer than %d bytes", name, MaxVariableValue)
+		}
+		if in.Secret && in.Value != nil && len(*in.Value) < MinSecretLength {
+			return Errorf(EINVALID, "variable %s: a secret must be at least %d characters, so that masking it in logs hides it and nothing else", name, MinSecretLength)
 		}
 		if !in.Secret && in.Value == nil {
 			return Errorf(EINVALID, "variable %s: give a value", name)
