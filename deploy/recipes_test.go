@@ -373,3 +373,25 @@ func TestRecipeStaticSite(t *testing.T) {
 	}
 	runRecipe(t, storetest.Open(t, store.SQLite), recipe{name: "static", serve: serve, path: "/config.js", check: check})
 }
+
+// TestRecipesDocShowsTheTestedFiles keeps docs/recipes.md in step with the files the recipe
+// tests deploy: each is shown there whole.
+func TestRecipesDocShowsTheTestedFiles(t *testing.T) {
+	doc, err := os.ReadFile("../docs/recipes.md")
+	must(t, err)
+	for _, name := range []string{"java/.ferry.yml", "java/deploy/app.properties.tmpl", "java/src/App.java",
+		"node/.ferry.yml", "node/deploy/config.json.tmpl", "node/server.js", "static/.ferry.yml", "static/deploy/config.js.tmpl"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "recipes", name))
+		must(t, err)
+		var indented []string
+		for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+			if line != "" {
+				line = "    " + line
+			}
+			indented = append(indented, line)
+		}
+		if !strings.Contains(string(doc), strings.Join(indented, "\n")) {
+			t.Errorf("docs/recipes.md does not show testdata/recipes/%s as it is", name)
+		}
+	}
+}
