@@ -459,6 +459,26 @@ var messages = map[string][2]string{
 	"hosts.host_key_kept":  {"pinned; paste a new authorized_keys line to replace it", "已固定；粘贴新的 authorized_keys 行以替换"},
 	"env.protected_help":   {"Only members with the production right may deploy to a protected environment.", "只有拥有生产发布权限的成员才能部署到受保护的环境。"},
 
+	// variables and the config preview (issue 16)
+	"vars.title":       {"Variables", "变量"},
+	"vars.help":        {"Rendered into the config templates of .ferry.yml and passed to its hooks at deploy; a host's win over an environment's, which win over the project's. A secret is stored encrypted, never shown again and masked in logs.", "部署时渲染进 .ferry.yml 的配置模板并传给钩子；主机的变量优先于环境的，环境的优先于项目的。密文变量加密保存，不再显示，并在日志中遮蔽。"},
+	"vars.host_help":   {"Variables of a host win over those of its environments and projects. Only administrators change them.", "主机变量优先于其环境和项目的变量，只有管理员可以修改。"},
+	"vars.project":     {"Project variables", "项目变量"},
+	"vars.environment": {"Variables of environment %s", "环境 %s 的变量"},
+	"vars.host":        {"Variables of host %s", "主机 %s 的变量"},
+	"vars.name":        {"Name", "名称"},
+	"vars.value":       {"Value", "值"},
+	"vars.secret":      {"secret", "密文"},
+	"vars.keep":        {"(kept; type to replace)", "（保留原值；输入以替换）"},
+	"vars.none":        {"No variables yet.", "还没有变量。"},
+	"vars.add":         {"Add a variable", "添加变量"},
+	"vars.save":        {"Save variables", "保存变量"},
+	"vars.saved":       {"Saved.", "已保存。"},
+	"preview.title":    {"Rendered config", "渲染后的配置"},
+	"preview.open":     {"Preview the config", "预览配置"},
+	"preview.for":      {"Files for host %s, version %s (secrets masked)", "主机 %s、版本 %s 的配置文件（密文已遮蔽）"},
+	"preview.none":     {"This version renders no config files.", "此版本没有要渲染的配置文件。"},
+
 	// forms of every resource: users and members
 	"users.edit":           {"Edit %s", "编辑 %s"},
 	"users.reset_password": {"New password (leave empty to keep)", "新密码（留空则不变）"},

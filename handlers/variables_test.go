@@ -152,6 +152,12 @@ func TestVariableRightsCannotBeGotAround(t *testing.T) {
 // is pipeline.
 func configVersion(t *testing.T, db *store.DB, name, pipeline string, files map[string]string) *store.Version {
 	t.Helper()
+	return projectConfigVersion(t, db, "shop", name, pipeline, files)
+}
+
+// projectConfigVersion is configVersion for another project.
+func projectConfigVersion(t *testing.T, db *store.DB, project, name, pipeline string, files map[string]string) *store.Version {
+	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
@@ -166,7 +172,7 @@ func configVersion(t *testing.T, db *store.DB, name, pipeline string, files map[
 	must(t, os.WriteFile(path, buf.Bytes(), 0o644))
 	sum := sha256.Sum256(buf.Bytes())
 	ctx := context.Background()
-	p, err := db.GetProject(ctx, "shop")
+	p, err := db.GetProject(ctx, project)
 	must(t, err)
 	owner := storetest.Name("vars-test")
 	b := claimNew(t, db, p.ID, owner, strings.Repeat("c3", 20))
