@@ -86,7 +86,8 @@ func (s *Server) getProjectVariables(c *gin.Context) {
 }
 
 func (s *Server) putProjectVariables(c *gin.Context) {
-	s.putVariables(c, store.VarScope{Level: store.VarProject, ID: projectOf(c).ID})
+	p := projectOf(c)
+	s.putVariables(c, store.VarScope{Level: store.VarProject, ID: p.ID, Target: "project/" + p.Name})
 }
 
 func (s *Server) routeEnvironment(c *gin.Context) (*store.Environment, bool) {
@@ -109,7 +110,7 @@ func (s *Server) getEnvironmentVariables(c *gin.Context) {
 
 func (s *Server) putEnvironmentVariables(c *gin.Context) {
 	if e, ok := s.routeEnvironment(c); ok {
-		s.putVariables(c, store.VarScope{Level: store.VarEnvironment, ID: e.ID})
+		s.putVariables(c, store.VarScope{Level: store.VarEnvironment, ID: e.ID, Target: "project/" + projectOf(c).Name + "/environment/" + e.Name})
 	}
 }
 
@@ -130,7 +131,7 @@ func (s *Server) getHostVariables(c *gin.Context) {
 
 func (s *Server) putHostVariables(c *gin.Context) {
 	if h, ok := s.routeHost(c); ok {
-		s.putVariables(c, store.VarScope{Level: store.VarHost, ID: h.ID})
+		s.putVariables(c, store.VarScope{Level: store.VarHost, ID: h.ID, Target: "host/" + h.Name})
 	}
 }
 

@@ -93,6 +93,12 @@ func TestVariablesKeepSecretsSealedAndNeverShowThem(t *testing.T) {
 			t.Errorf("after keeping the secret: %+v", vars)
 		}
 
+		audit := a.admin.must(http.StatusOK, "GET", "/api/v1/audit", "").body
+		if !strings.Contains(audit, `"action":"variables.set"`) || !strings.Contains(audit, `"target":"project/shop"`) ||
+			!strings.Contains(audit, "DB_PASSWORD (secret)") || strings.Contains(audit, "hunter2") {
+			t.Errorf("the audit log of the change: %s", audit)
+		}
+
 		for body, want := range map[string]string{
 			`{"port":{"value":"1"}}`:                 `variable \"port\"`,
 			`{"9LIVES":{"value":"1"}}`:               `variable \"9LIVES\"`,

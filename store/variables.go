@@ -24,6 +24,9 @@ const (
 type VarScope struct {
 	Level string
 	ID    int64
+	// Target names the owner in the audit log, such as "project/shop/environment/prod";
+	// default "<level> <id>".
+	Target string
 }
 
 // column is the owner column of the scope's level.
@@ -164,7 +167,7 @@ func (db *DB) SetVariables(ctx context.Context, scope VarScope, vars map[string]
 				return err
 			}
 		}
-		return nil
+		return db.audit(ctx, tx, "variables.set", scope.target(), variablesDetail(old, vars))
 	})
 }
 
@@ -200,7 +203,7 @@ func (db *DB) insertVariable(ctx context.Context, tx *sqlx.Tx, col string, owner
 // secrets opened. Ferry's own (FERRY_*) are added by the caller.
 func (db *DB) ResolveVariables(ctx context.Context, projectID, environmentID, hostID int64) (map[string]Variable, error) {
 	out := map[string]Variable{}
-	for _, scope := range []VarScope{{VarProject, projectID}, {VarEnvironment, environmentID}, {VarHost, hostID}} {
+	for _, scope := range []VarScope{{Level: VarProject, ID: projectID}, {Level: VarEnvironment, ID: environmentID}, {Level: VarHost, ID: hostID}} {
 		if scope.ID == 0 {
 			continue
 		}
@@ -288,7 +291,7 @@ func RenderConfigFiles(files []ConfigFile, templates map[string][]byte, vars map
 // transforms it, reaches a page.
 func (db *DB) MaskedVariables(ctx context.Context, projectID, environmentID, hostID int64) (map[string]Variable, error) {
 	out := map[string]Variable{}
-	for _, scope := range []VarScope{{VarProject, projectID}, {VarEnvironment, environmentID}, {VarHost, hostID}} {
+	for _, scope := range []VarScope{{Level: VarProject, ID: projectID}, {Level: VarEnvironment, ID: environmentID}, {Level: VarHost, ID: hostID}} {
 		if scope.ID == 0 {
 			continue
 		}
@@ -304,4 +307,35 @@ func (db *DB) MaskedVariables(ctx context.Context, projectID, environmentID, hos
 		}
 	}
 	return out, nil
+}
+
+func (s VarScope) target() string {
+	if s.Target != "" {
+		return s.Target
+	}
+	return fmt.Sprintf("%s %d", s.Level, s.ID)
+}
+
+// variablesDetail says which variables a SetVariables set and removed, by name only: no value,
+// secret or not, reaches the audit log.
+func variablesDetail(old []variableRow, vars map[string]VariableInput) string {
+	var set, removed []string
+	for name, in := range vars {
+		if in.Secret {
+			name += " (secret)"
+		}
+		set = append(set, name)
+	}
+	for _, r := range old {
+		if _, ok := vars[r.Name]; !ok {
+			removed = append(removed, r.Name)
+		}
+	}
+	sort.Strings(set)
+	sort.Strings(removed)
+	detail := "set: " + strings.Join(set, ", ")
+	if len(removed) > 0 {
+		detail += "; removed: " + strings.Join(removed, ", ")
+	}
+	return detail
 }
