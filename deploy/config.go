@@ -2,9 +2,12 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
+	"sort"
+	"strings"
 	"sync"
 
 	"ferry/store"
@@ -20,6 +23,8 @@ type HostExtras struct {
 	Env map[string]string
 	// Secrets are the secret values, masked in every log line of the host.
 	Secrets []string
+	// Sources says where each variable came from, by name only ("PORT (host), ..."), for the log.
+	Sources string
 }
 
 // RenderHostConfig renders spec's config templates (their text in templates, by template name)
@@ -34,11 +39,39 @@ func RenderHostConfig(spec store.DeploySpec, templates map[string][]byte, vars m
 			x.Secrets = append(x.Secrets, v.Value)
 		}
 	}
+	x.Sources = variableSources(vars)
 	var err error
 	if x.Files, err = store.RenderConfigFiles(spec.Config, templates, x.Env); err != nil {
-		return nil, err
+		// A helper's error may quote a value (add: "..." is not a whole number): never a secret.
+		var te *store.TemplateError
+		if errors.As(err, &te) {
+			masked := *te
+			masked.Message = store.MaskSecrets(te.Message, x.Secrets)
+			return nil, &masked
+		}
+		return nil, errors.New(store.MaskSecrets(err.Error(), x.Secrets))
 	}
 	return x, nil
+}
+
+// variableSources lists the variables that are not ferry's own with the level each came from.
+func variableSources(vars map[string]store.Variable) string {
+	var parts []string
+	for name, v := range vars {
+		if v.Level == "ferry" {
+			continue
+		}
+		kind := v.Level
+		if v.Secret {
+			kind += ", secret"
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s)", name, kind))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 // masked returns ev with every secret of x masked in its log lines.

@@ -84,6 +84,7 @@ func (d *hostDeploy) writeExtras() error {
 	if d.plan.Extras == nil {
 		return nil
 	}
+	d.ev.say("variables: %s", d.plan.Extras.Sources)
 	return d.conn.writeConfig(d.l, d.rel.Version, d.plan.Extras.Files, d.ev.say)
 }
 
