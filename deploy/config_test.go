@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -188,4 +189,29 @@ func TestOnceHookFailureStopsEveryHost(t *testing.T) {
 			t.Errorf("the once hook's output is not in host-1's log:\n%s", log)
 		}
 	})
+}
+
+// TestHookVariablesArriveAsDataNotShell: a variable full of shell syntax reaches the hook as
+// its value, and none of it runs.
+func TestHookVariablesArriveAsDataNotShell(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	f := newDeployFixture(t, db, 1, workerOptions{})
+	evil := `'; touch pwned-1; echo '$(touch pwned-2)` + "`touch pwned-3`\n\"; touch pwned-4"
+	body, err := json.Marshal(map[string]map[string]string{"EVIL": {"value": evil}})
+	must(t, err)
+	f.api.must(200, "PUT", "/api/v1/projects/shop/variables", string(body))
+	pipeline := testPipeline("{ kind: serial }", "") + "  hooks:\n    after_switch: 'printf \"%s\" \"$EVIL\" > ../../shared/evil.txt'\n"
+	f.version("v1", artifact{}, pipeline)
+	f.waitEnded(f.deploy(`{"environment":"staging","version":"v1"}`), store.DeploymentSuccess)
+	h := f.cluster.Hosts()[0]
+	if got := readHostFile(t, h, "shared/evil.txt"); got != evil {
+		t.Errorf("the hook saw %q, want %q", got, evil)
+	}
+	for _, dir := range []string{"releases/v1", "shared", "."} {
+		for i := 1; i <= 4; i++ {
+			if _, err := os.Stat(h.Path(dir + "/pwned-" + string(rune('0'+i)))); err == nil {
+				t.Errorf("a variable's value ran as shell: %s/pwned-%d exists", dir, i)
+			}
+		}
+	}
 }
