@@ -41,6 +41,11 @@ func TestDecide(t *testing.T) {
 		{"change outsider", projectAdmin, plain, nil, false, hidden},
 		{"change member", projectAdmin, plain, production, false, forbidden},
 		{"change admin", projectAdmin, admin, nil, false, allowed},
+		{"project-wide outsider", projectWide, plain, nil, false, hidden},
+		{"project-wide member, nothing protected", projectWide, plain, member, false, allowed},
+		{"project-wide member, something protected", projectWide, plain, member, true, forbidden},
+		{"project-wide production, something protected", projectWide, plain, production, true, allowed},
+		{"project-wide admin", projectWide, admin, nil, true, allowed},
 	}
 	for _, tt := range tests {
 		if got := decide(tt.a, tt.u, tt.m, tt.protected); got != tt.want {
