@@ -229,16 +229,13 @@ func (w *Worker) work(ctx context.Context, job *runner.Job[*store.Build]) {
 		w.finish(ctx, job, store.BuildResult{Status: store.BuildFailed, Error: "could not open the build log: " + err.Error()})
 		return
 	}
-	out := newBuildLog(logw, w.cfg.MaxLogBytes)
+	out := newBuildLog(w, b.ID, logw)
 	r := w.newRun(ctx, job, out)
 	r.execute()
+	out.close() // execute closed it unless it stopped early
 	// The slot is free now. GitLab's answers to the build's status and tag calls may come
-	// later and still go to its log, which is closed after them.
-	r.gitlab.end(func() {
-		if err := logw.Close(); err != nil {
-			w.log.Error("store the last lines of a build log", "build", b.ID, "err", err)
-		}
-	})
+	// later; they are added to the closed log one line at a time.
+	r.gitlab.end(func() {})
 }
 
 // finish records a build's end on a fresh context, retrying while the database is
@@ -266,19 +263,53 @@ func (w *Worker) finish(ctx context.Context, job *runner.Job[*store.Build], res 
 }
 
 // buildLog sends a build's lines to its log writer, keeping at most max bytes of output.
+// Once closed, ferry's own lines (GitLab's late answers) are added to the stored log one by one.
 type buildLog struct {
 	w         *store.LogWriter
+	db        *store.DB
+	id        int64
+	logger    *slog.Logger
 	mu        sync.Mutex
 	bytes     int64
 	max       int64
 	truncated bool
+	closed    bool
 }
 
-func newBuildLog(w *store.LogWriter, max int64) *buildLog { return &buildLog{w: w, max: max} }
+func newBuildLog(w *Worker, id int64, logw *store.LogWriter) *buildLog {
+	return &buildLog{w: logw, db: w.db, id: id, logger: w.log, max: w.cfg.MaxLogBytes}
+}
 
 // ferry writes a line of ferry's own.
 func (l *buildLog) ferry(format string, args ...any) {
-	l.w.Write("ferry", "", fmt.Sprintf(format, args...))
+	text := fmt.Sprintf(format, args...)
+	l.mu.Lock()
+	closed := l.closed
+	if !closed {
+		l.w.Write("ferry", "", text)
+	}
+	l.mu.Unlock()
+	if closed {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := l.db.AppendLogLine(ctx, store.JobBuild, l.id, text); err != nil {
+			l.logger.Warn("add a line to a build's log", "build", l.id, "text", text, "err", err)
+		}
+	}
+}
+
+// close stores the last lines and ends the log for its viewers; later calls do nothing.
+func (l *buildLog) close() {
+	l.mu.Lock()
+	closed := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if closed {
+		return
+	}
+	if err := l.w.Close(); err != nil {
+		l.logger.Error("store the last lines of a build log", "build", l.id, "err", err)
+	}
 }
 
 // line writes a line of the script's output, or drops it past the limit.
@@ -295,13 +326,6 @@ func (l *buildLog) line(stream, text string) {
 	case !over:
 		l.w.Write(stream, "", text)
 	}
-}
-
-// flush stores the lines written so far, waiting a few seconds at most.
-func (l *buildLog) flush() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	l.w.Flush(ctx)
 }
 
 // byteSize writes n bytes as people read them: 512 B, 3 KiB, 64 MiB.

@@ -50,7 +50,7 @@ func (r *run) execute() {
 	}
 	r.out.ferry("build #%d ended: %s after %s%s", r.b.Number, res.Status, time.Since(start).Round(time.Millisecond), errorSuffix(res.Error))
 	r.reportEnd(res)
-	r.out.flush() // whoever sees the build end sees its whole log
+	r.out.close() // whoever sees the build end has seen its whole log
 	done, stored := r.w.finish(r.ctx, r.job, res)
 	if !stored {
 		r.out.ferry("could not record the end of the build; another worker holds it now")
