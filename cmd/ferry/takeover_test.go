@@ -45,8 +45,8 @@ deploy:
 // processes on one PostgreSQL, on two "machines" (data dirs). A takes webhooks and serves the
 // API only; B (machine 1) builds; C (machine 2) builds and deploys; D (machine 1) deploys. Each
 // kind of work is killed with SIGKILL in the middle and finished by another process, without a
-// shared disk: B mid-build (its script dies with it; C builds the commit again from its own
-// mirror), C mid-deployment to three real sshd hosts (D carries on and leaves the host C had
+// shared disk: B mid-build, once as soon as it claimed the build and once while the script runs
+// (the script dies with it; C builds the commit again from its own mirror), C mid-deployment to three real sshd hosts (D carries on and leaves the host C had
 // finished alone), and whichever process holds a notice channel mid-send (the other sends it).
 // How long each takeover took is logged; BenchmarkTakeoverAfterKill measures it.
 func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
@@ -85,7 +85,7 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 	}
 	api.api(http.StatusCreated, "POST", "/api/v1/projects", map[string]any{"name": "orders", "gitlab_path": "shop/orders",
 		"clone_url": repo.dir, "webhook_secret": "hook-secret-123456",
-		"trigger": map[string]any{"keyword": "devops", "branches": []string{"main"}, "deploy": map[string]string{"main": "staging"}}}, nil)
+		"trigger": map[string]any{"keyword": "devops", "branches": []string{"main"}}}, nil)
 	api.api(http.StatusCreated, "POST", "/api/v1/projects/orders/environments",
 		map[string]any{"name": "staging", "hosts": []string{"host-1", "host-2", "host-3"}}, nil)
 	// host-2 keeps failing its health check until the test lets it pass.
@@ -97,33 +97,45 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The build: the webhook reaches A, B builds, B is killed while its script runs.
-	b := startServer(t, env(machine1, 1, 0))
-	buildID := pushBuild(t, a, repo, repo.commit("release devops"), "deliver-1")
-	storetest.WaitFor(t, time.Minute, "B's build script running", func() bool { return len(scriptPIDs(t)) > 0 })
-	if pid := holderPID(t, sql, "builds", buildID); pid != b.cmd.Process.Pid {
-		t.Fatalf("build %d is held by process %d, want B (%d)", buildID, pid, b.cmd.Process.Pid)
-	}
-	c := startServer(t, env(machine2, 1, 1))
-	killed := kill9(t, b)
-	storetest.WaitFor(t, 30*time.Second, "the killed worker's build script gone", func() bool { return len(scriptPIDs(t)) == 0 })
-	storetest.WaitFor(t, time.Minute, "another process on build "+strconv.FormatInt(buildID, 10), func() bool {
-		return holderPID(t, sql, "builds", buildID) == c.cmd.Process.Pid
-	})
-	t.Logf("build taken over %s after kill -9", time.Since(killed).Round(10*time.Millisecond))
-	built := waitBuild(t, api, buildID)
-	if built.Status != store.BuildSuccess || built.Attempts != 2 {
-		t.Fatalf("build ended %s after %d attempts (%s), want success on the second\n%s", built.Status, built.Attempts, built.Error, c.logs.String())
+	// Builds: the webhook reaches A, B builds and is killed, C (machine 2) takes over. C is
+	// paused (SIGSTOP) until B holds the build, so that B gets it.
+	var c *server
+	var built store.Build
+	for i, point := range []string{"as soon as B claims it", "while its script runs"} {
+		b := startServer(t, env(machine1, 1, 0))
+		if c != nil {
+			sendSignal(t, c, syscall.SIGSTOP)
+		}
+		buildID := pushBuild(t, a, repo, repo.commit(fmt.Sprintf("release %d devops", i)), fmt.Sprintf("deliver-%d", i))
+		storetest.WaitFor(t, time.Minute, "B holding build "+strconv.FormatInt(buildID, 10), func() bool {
+			return holderPID(t, sql, "builds", buildID) == b.cmd.Process.Pid
+		})
+		if point == "while its script runs" {
+			storetest.WaitFor(t, time.Minute, "B's build script running", func() bool { return len(scriptPIDs(t)) > 0 })
+		}
+		if c == nil {
+			c = startServer(t, env(machine2, 1, 1))
+		} else {
+			sendSignal(t, c, syscall.SIGCONT)
+		}
+		killed := kill9(t, b)
+		storetest.WaitFor(t, 30*time.Second, "the killed worker's build script gone", func() bool { return len(scriptPIDs(t)) == 0 })
+		storetest.WaitFor(t, time.Minute, "another process on build "+strconv.FormatInt(buildID, 10), func() bool {
+			return holderPID(t, sql, "builds", buildID) == c.cmd.Process.Pid
+		})
+		t.Logf("build killed %s taken over %s after kill -9", point, time.Since(killed).Round(10*time.Millisecond))
+		built = waitBuild(t, api, buildID)
+		if built.Status != store.BuildSuccess || built.Attempts != 2 {
+			t.Fatalf("build killed %s ended %s after %d attempts (%s), want success on the second\n%s", point, built.Status, built.Attempts, built.Error, c.logs.String())
+		}
 	}
 
-	// The deployment the good build queued: C deploys, and is killed with host-1 done and
-	// host-2 waiting for its health check.
-	var deployments []store.Deployment
-	storetest.WaitFor(t, time.Minute, "the deployment of the good build", func() bool {
-		api.api(http.StatusOK, "GET", "/api/v1/projects/orders/deployments", nil, &deployments)
-		return len(deployments) == 1
-	})
-	deployID := deployments[0].ID
+	// A deployment of the last version: C deploys, and is killed with host-1 done and host-2
+	// waiting for its health check.
+	var deployment store.Deployment
+	api.api(http.StatusCreated, "POST", "/api/v1/projects/orders/deployments",
+		map[string]any{"environment": "staging", "version": built.Version}, &deployment)
+	deployID := deployment.ID
 	storetest.WaitFor(t, 2*time.Minute, "host-2 at its health check", func() bool {
 		d := getDeployment(t, api, deployID)
 		return len(d.Hosts) == 3 && d.Hosts[0].Status == store.HostSucceeded && d.Hosts[1].Step == "health"
@@ -133,7 +145,7 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 	}
 	host1PID := readFile(t, cluster.Hosts()[0].Path("current/run/app.pid"))
 	d := startServer(t, env(machine1, 0, 1))
-	killed = kill9(t, c)
+	killed := kill9(t, c)
 	if err := os.Remove(hold); err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +212,14 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 	}
 	if first, second := recv.body(0), recv.body(1); first != second {
 		t.Errorf("the notice sent again differs from the first try:\n%s\n%s", first, second)
+	}
+}
+
+// sendSignal sends sig to s.
+func sendSignal(t *testing.T, s *server, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
 	}
 }
 
