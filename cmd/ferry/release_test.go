@@ -204,7 +204,7 @@ func assertRunning(t *testing.T, h *sshtest.Host, version string) {
 }
 
 // pushPayload is GitLab's own push payload made to name the project, main and sha.
-func pushPayload(t *testing.T, repo *gitRepo, sha string) string {
+func pushPayload(t testing.TB, repo *gitRepo, sha string) string {
 	t.Helper()
 	raw, err := os.ReadFile("../../testdata/gitlab/push.json")
 	if err != nil {
@@ -229,11 +229,11 @@ func pushPayload(t *testing.T, repo *gitRepo, sha string) string {
 
 // gitRepo is the project's repository, as GitLab would hold it.
 type gitRepo struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 }
 
-func newGitRepo(t *testing.T) *gitRepo {
+func newGitRepo(t testing.TB) *gitRepo {
 	r := &gitRepo{t: t, dir: filepath.Join(t.TempDir(), "orders")}
 	gitOutput(t, "", "init", "--quiet", "--initial-branch=main", r.dir)
 	for name, content := range map[string]string{".ferry.yml": releasePipeline, "service/bin/start.sh": startScript} {
@@ -263,7 +263,7 @@ func (r *gitRepo) commit(msg string) string {
 	return gitOutput(r.t, r.dir, "rev-parse", "HEAD")
 }
 
-func gitOutput(t *testing.T, dir string, args ...string) string {
+func gitOutput(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir

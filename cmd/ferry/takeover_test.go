@@ -54,8 +54,7 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 		t.Fatalf("a dead process's job waits up to %s for the default lease to run out and be reaped, want at most 10s", bound)
 	}
 	dbURL := storetest.URL(t, store.Postgres)
-	sql := sqlx.MustOpen("postgres", dbURL)
-	t.Cleanup(func() { sql.Close() })
+	sql := mustSQL(t, dbURL)
 	machine1, machine2 := filepath.Join(t.TempDir(), "machine-1"), filepath.Join(t.TempDir(), "machine-2")
 	env := func(dataDir string, builds, deploys int) []string {
 		return ferryEnv("FERRY_DATA_DIR="+dataDir, "FERRY_ADDR=127.0.0.1:0", "FERRY_DATABASE_URL="+dbURL,
@@ -215,8 +214,18 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 	}
 }
 
+// mustSQL opens the database at url for reading what the API does not show (lease holders).
+func mustSQL(tb testing.TB, url string) *sqlx.DB {
+	db, err := sqlx.Open("postgres", url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
+
 // sendSignal sends sig to s.
-func sendSignal(t *testing.T, s *server, sig syscall.Signal) {
+func sendSignal(t testing.TB, s *server, sig syscall.Signal) {
 	t.Helper()
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
@@ -224,7 +233,7 @@ func sendSignal(t *testing.T, s *server, sig syscall.Signal) {
 }
 
 // kill9 kills s with SIGKILL, as a crash or the OOM killer would, waits for it and returns when.
-func kill9(t *testing.T, s *server) time.Time {
+func kill9(t testing.TB, s *server) time.Time {
 	t.Helper()
 	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -240,7 +249,7 @@ var leasePID = regexp.MustCompile(`[:-](\d+):\d+/[0-9a-f]+$`)
 
 // holderPID returns the process id of the lease holder of row id of table (channels: any row
 // with a lease), or 0 when none holds it.
-func holderPID(t *testing.T, db *sqlx.DB, table string, id int64) int {
+func holderPID(t testing.TB, db *sqlx.DB, table string, id int64) int {
 	t.Helper()
 	var owners []string
 	var err error
@@ -262,7 +271,7 @@ func holderPID(t *testing.T, db *sqlx.DB, table string, id int64) int {
 }
 
 // scriptPIDs returns the processes of this machine running the test's build script.
-func scriptPIDs(t *testing.T) []int {
+func scriptPIDs(t testing.TB) []int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
