@@ -269,7 +269,7 @@ type Job[J any] struct {
 	Lease string
 	// Value is what Claim returned.
 	Value  J
-	runner *Runner[J]
+	runner *Runner[J] // nil in a Job a test makes
 }
 
 // Finish writes the job's end with write, on a fresh context (the job's own may have ended)
@@ -284,7 +284,9 @@ func (j *Job[J]) Finish(ctx context.Context, write func(ctx context.Context) err
 		if err == nil || permanent(err) {
 			return err
 		}
-		j.runner.log.Warn("write the end of a job, retrying", "job", j.ID, "err", err)
+		if j.runner != nil {
+			j.runner.log.Warn("write the end of a job, retrying", "job", j.ID, "err", err)
+		}
 		select {
 		case <-fctx.Done():
 			return err
