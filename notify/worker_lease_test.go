@@ -10,7 +10,7 @@ import (
 
 // fakeDeliveries is a hand-written channel queue: each method a test needs is a field.
 type fakeDeliveries struct {
-	deliveryStore // methods a test does not set panic
+	deliveryStore       // methods a test does not set panic
 	outbox        []int // what each QueueDeliveries call answers, in turn
 	queued        int
 	claim         func(lease string) (*store.Channel, []*store.Delivery, error)
