@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,7 +47,8 @@ deploy:
 // API only; B (machine 1) builds; C (machine 2) builds and deploys; D (machine 1) deploys. Each
 // kind of work is killed with SIGKILL in the middle and finished by another process, without a
 // shared disk: B mid-build, once as soon as it claimed the build and once while the script runs
-// (the script dies with it; C builds the commit again from its own mirror), C mid-deployment to three real sshd hosts (D carries on and leaves the host C had
+// (the script dies with it; C builds the commit again from its own mirror; a B stopped with
+// SIGTERM instead hands the build over at once), C mid-deployment to three real sshd hosts (D carries on and leaves the host C had
 // finished alone), and whichever process holds a notice channel mid-send (the other sends it).
 // How long each takeover took is logged; BenchmarkTakeoverAfterKill measures it.
 func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
@@ -100,7 +102,7 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 	// paused (SIGSTOP) until B holds the build, so that B gets it.
 	var c *server
 	var built store.Build
-	for i, point := range []string{"as soon as B claims it", "while its script runs"} {
+	for i, point := range []string{"killed as soon as B claims it", "killed while its script runs", "stopped cleanly while its script runs"} {
 		b := startServer(t, env(machine1, 1, 0))
 		if c != nil {
 			sendSignal(t, c, syscall.SIGSTOP)
@@ -109,7 +111,7 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 		storetest.WaitFor(t, time.Minute, "B holding build "+strconv.FormatInt(buildID, 10), func() bool {
 			return holderPID(t, sql, "builds", buildID) == b.cmd.Process.Pid
 		})
-		if point == "while its script runs" {
+		if strings.HasSuffix(point, "while its script runs") {
 			storetest.WaitFor(t, time.Minute, "B's build script running", func() bool { return len(scriptPIDs(t)) > 0 })
 		}
 		if c == nil {
@@ -117,15 +119,30 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 		} else {
 			sendSignal(t, c, syscall.SIGCONT)
 		}
-		killed := kill9(t, b)
+		var killed time.Time
+		if strings.HasPrefix(point, "stopped cleanly") {
+			killed = time.Now()
+			if code := b.stop(); code != 0 {
+				t.Fatalf("B exited %d after SIGTERM", code)
+			}
+		} else {
+			killed = kill9(t, b)
+		}
 		storetest.WaitFor(t, 30*time.Second, "the killed worker's build script gone", func() bool { return len(scriptPIDs(t)) == 0 })
 		storetest.WaitFor(t, time.Minute, "another process on build "+strconv.FormatInt(buildID, 10), func() bool {
 			return holderPID(t, sql, "builds", buildID) == c.cmd.Process.Pid
 		})
-		t.Logf("build killed %s taken over %s after kill -9", point, time.Since(killed).Round(10*time.Millisecond))
+		t.Logf("build %s: taken over %s later", point, time.Since(killed).Round(10*time.Millisecond))
 		built = waitBuild(t, api, buildID)
 		if built.Status != store.BuildSuccess || built.Attempts != 2 {
-			t.Fatalf("build killed %s ended %s after %d attempts (%s), want success on the second\n%s", point, built.Status, built.Attempts, built.Error, c.logs.String())
+			t.Fatalf("build %s ended %s after %d attempts (%s), want success on the second\n%s", point, built.Status, built.Attempts, built.Error, c.logs.String())
+		}
+		var log struct{ Lines []store.LogLine }
+		api.api(http.StatusOK, "GET", fmt.Sprintf("/api/v1/builds/%d/log", buildID), nil, &log)
+		handedOver := slices.ContainsFunc(log.Lines, func(l store.LogLine) bool { return l.Text == store.Released })
+		if want := strings.HasPrefix(point, "stopped cleanly"); handedOver != want {
+			t.Errorf("build %s: a %q line in its log is %v, want %v (a stopped process hands its build over, a killed one cannot)",
+				point, store.Released, handedOver, want)
 		}
 	}
 
