@@ -248,7 +248,11 @@ func (r *Runner[J]) keepLease(ctx context.Context, job *Job[J], cancel context.C
 			return
 		case <-t.C:
 		}
-		canceled, err := r.kind.Renew(ctx, job.ID, job.Lease, r.cfg.Lease)
+		// A renewal that hangs (a stalled database) gives up before the lease would run out
+		// anyway, and the next one tries again.
+		rctx, cancelRenew := context.WithTimeout(ctx, r.cfg.Lease/2)
+		canceled, err := r.kind.Renew(rctx, job.ID, job.Lease, r.cfg.Lease)
+		cancelRenew()
 		switch {
 		case store.ErrorCode(err) == store.ECONFLICT:
 			r.log.Warn("lost the lease on a job; another worker carries on", "job", job.ID, "err", err)
