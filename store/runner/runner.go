@@ -224,7 +224,7 @@ func (r *Runner[J]) run(ctx context.Context, job *Job[J]) {
 	r.kind.Work(jobCtx, job)
 	stopLease()
 	renewing.Wait()
-	if context.Cause(jobCtx) == ErrLeaseLost || r.kind.Release == nil {
+	if context.Cause(jobCtx) == ErrLeaseLost || r.kind.Release == nil || job.finished {
 		return
 	}
 	// A job the work did not finish (the process stops, or its end could not be written) goes
@@ -272,8 +272,9 @@ type Job[J any] struct {
 	ID    int64
 	Lease string
 	// Value is what Claim returned.
-	Value  J
-	runner *Runner[J] // nil in a Job a test makes
+	Value    J
+	runner   *Runner[J] // nil in a Job a test makes
+	finished bool       // Finish wrote the job's end: nothing to release
 }
 
 // Finish writes the job's end with write, on a fresh context (the job's own may have ended)
@@ -286,6 +287,7 @@ func (j *Job[J]) Finish(ctx context.Context, write func(ctx context.Context) err
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		err := write(fctx)
 		if err == nil || permanent(err) {
+			j.finished = err == nil
 			return err
 		}
 		if j.runner != nil {
