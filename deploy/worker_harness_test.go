@@ -183,17 +183,11 @@ func (f *deployFixture) stored(id int64) *store.Deployment {
 // waitFor polls the deployment until ok says yes, and fails the test after a minute.
 func (f *deployFixture) waitFor(id int64, what string, ok func(d *store.Deployment) bool) *store.Deployment {
 	f.t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		d := f.deployment(id)
-		if ok(d) {
-			return d
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("deployment %d: waited a minute for %s; it is %s (%s): %s", id, what, d.Status, d.Error, hostsText(d))
-		}
-		time.Sleep(50 * time.Millisecond)
+	var d *store.Deployment
+	if !storetest.Eventually(time.Minute, func() bool { d = f.deployment(id); return ok(d) }) {
+		f.t.Fatalf("deployment %d: waited a minute for %s; it is %s (%s): %s", id, what, d.Status, d.Error, hostsText(d))
 	}
+	return d
 }
 
 // waitEnded waits until the deployment ended and fails the test unless it ended as want.

@@ -184,18 +184,12 @@ type hookAnswer struct {
 
 func (e *buildEnv) waitBuild(id int64) store.Build {
 	e.t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		var b store.Build
+	var b store.Build
+	storetest.WaitFor(e.t, time.Minute, fmt.Sprintf("build %d to end", id), func() bool {
 		e.admin.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/builds/%d", id), "").decode(e.t, &b)
-		if b.Status != store.BuildPending && b.Status != store.BuildRunning {
-			return b
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("build %d still %s after a minute", id, b.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return b.Status != store.BuildPending && b.Status != store.BuildRunning
+	})
+	return b
 }
 
 func TestPushWebhookBuildsVersionAndTags(t *testing.T) {
@@ -246,12 +240,11 @@ func TestPushWebhookBuildsVersionAndTags(t *testing.T) {
 			Next   int64
 		}
 		// GitLab is told beside the build, after its result: its last call (the tag) ends the log.
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		storetest.Eventually(10*time.Second, func() bool {
 			e.admin.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/builds/%d/log", b.ID), "").decode(t, &log)
-			if n := len(log.Lines); (n > 0 && strings.Contains(log.Lines[n-1].Text, "GitLab: tagged commit")) || time.Now().After(deadline) {
-				break
-			}
-		}
+			n := len(log.Lines)
+			return n > 0 && strings.Contains(log.Lines[n-1].Text, "GitLab: tagged commit")
+		})
 		if log.Status != "success" || len(log.Lines) == 0 || log.Next != log.Lines[len(log.Lines)-1].Seq {
 			t.Fatalf("log answer: status %s, %d lines, next %d", log.Status, len(log.Lines), log.Next)
 		}

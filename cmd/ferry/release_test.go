@@ -138,21 +138,17 @@ func pushAndDeploy(t *testing.T, srv *server, api *client, repo *gitRepo, sha, d
 		t.Fatalf("build %d of %s ended %+v, want success with a version", b.ID, sha, b)
 	}
 	var deployments []store.Deployment
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	i := -1
+	storetest.WaitFor(t, 30*time.Second, "a deployment of "+b.Version+" after its good build", func() bool {
 		api.api(http.StatusOK, "GET", "/api/v1/projects/orders/deployments", nil, &deployments)
-		if i := slices.IndexFunc(deployments, func(d store.Deployment) bool { return d.Version == b.Version }); i >= 0 {
-			d := waitDeployment(t, api, deployments[i].ID)
-			if d.Status != store.DeploymentSuccess {
-				t.Fatalf("the deployment of %s after the build ended %s: %s", b.Version, d.Status, d.Error)
-			}
-			return b.Version
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no deployment of %s within 30s of its good build: %+v", b.Version, deployments)
-		}
-		time.Sleep(50 * time.Millisecond)
+		i = slices.IndexFunc(deployments, func(d store.Deployment) bool { return d.Version == b.Version })
+		return i >= 0
+	})
+	d := waitDeployment(t, api, deployments[i].ID)
+	if d.Status != store.DeploymentSuccess {
+		t.Fatalf("the deployment of %s after the build ended %s: %s", b.Version, d.Status, d.Error)
 	}
+	return b.Version
 }
 
 func waitBuild(t *testing.T, api *client, id int64) store.Build {
@@ -177,13 +173,7 @@ func waitDeployment(t *testing.T, api *client, id int64) store.Deployment {
 
 func waitFor(t *testing.T, what string, done func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !done() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not end within 90s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	storetest.WaitFor(t, 90*time.Second, what+" to end", done)
 }
 
 // assertRunning checks on the host what an operator would: current names the version, and
@@ -204,7 +194,7 @@ func assertRunning(t *testing.T, h *sshtest.Host, version string) {
 }
 
 // pushPayload is GitLab's own push payload made to name the project, main and sha.
-func pushPayload(t *testing.T, repo *gitRepo, sha string) string {
+func pushPayload(t testing.TB, repo *gitRepo, sha string) string {
 	t.Helper()
 	raw, err := os.ReadFile("../../testdata/gitlab/push.json")
 	if err != nil {
@@ -229,11 +219,11 @@ func pushPayload(t *testing.T, repo *gitRepo, sha string) string {
 
 // gitRepo is the project's repository, as GitLab would hold it.
 type gitRepo struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 }
 
-func newGitRepo(t *testing.T) *gitRepo {
+func newGitRepo(t testing.TB) *gitRepo {
 	r := &gitRepo{t: t, dir: filepath.Join(t.TempDir(), "orders")}
 	gitOutput(t, "", "init", "--quiet", "--initial-branch=main", r.dir)
 	for name, content := range map[string]string{".ferry.yml": releasePipeline, "service/bin/start.sh": startScript} {
@@ -263,7 +253,7 @@ func (r *gitRepo) commit(msg string) string {
 	return gitOutput(r.t, r.dir, "rev-parse", "HEAD")
 }
 
-func gitOutput(t *testing.T, dir string, args ...string) string {
+func gitOutput(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir

@@ -33,7 +33,7 @@ func startWithProject(t *testing.T, in instance, repo *gitRepo) (*server, *clien
 }
 
 // pushBuild sends GitLab's push webhook for sha on main and returns the build it queued.
-func pushBuild(t *testing.T, srv *server, repo *gitRepo, sha, delivery string) int64 {
+func pushBuild(t testing.TB, srv *server, repo *gitRepo, sha, delivery string) int64 {
 	t.Helper()
 	req, err := http.NewRequest("POST", srv.URL+"/hooks/gitlab", strings.NewReader(pushPayload(t, repo, sha)))
 	if err != nil {
