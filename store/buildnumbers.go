@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+
+	"github.com/jmoiron/sqlx"
 )
 
 // Build numbers: each project counts its builds 1, 2, 3, … in table build_numbers.
@@ -41,14 +43,18 @@ func (db *DB) numberAhead(ctx context.Context, projectID int64) (int, error) {
 	if db.numbers == nil {
 		return 0, nil
 	}
-	return db.nextBuildNumber(ctx, db.numbers, projectID)
+	return db.nextBuildNumber(ctx, db.numbers, nil, projectID)
 }
 
-// nextBuildNumber counts one more build of project in q and returns its number; ENOTFOUND for
-// an unknown project.
-func (db *DB) nextBuildNumber(ctx context.Context, q queryer, projectID int64) (int, error) {
+// nextBuildNumber counts one more build of project, in tx or else on pool, and returns its
+// number; ENOTFOUND for an unknown project.
+func (db *DB) nextBuildNumber(ctx context.Context, pool *sqlx.DB, tx *sqlx.Tx, projectID int64) (int, error) {
+	st, err := db.stmt(ctx, pool, tx, buildNumberSQL)
+	if err != nil {
+		return 0, err
+	}
 	var number int
-	err := q.GetContext(ctx, &number, db.q(buildNumberSQL), projectID, projectID)
+	err = st.GetContext(ctx, &number, projectID, projectID)
 	if isForeignKeyViolation(err) {
 		return 0, Errorf(ENOTFOUND, "project %d not found", projectID)
 	}

@@ -45,7 +45,7 @@ func (nb *NewBuild) validate() error {
 func (db *DB) insertBuild(ctx context.Context, tx *sqlx.Tx, nb NewBuild, source string, number int) (*Build, error) {
 	var err error
 	if number == 0 {
-		if number, err = db.nextBuildNumber(ctx, tx, nb.ProjectID); err != nil {
+		if number, err = db.nextBuildNumber(ctx, db.db, tx, nb.ProjectID); err != nil {
 			return nil, err
 		}
 	}
@@ -55,9 +55,11 @@ func (db *DB) insertBuild(ctx context.Context, tx *sqlx.Tx, nb NewBuild, source 
 	if a := ActorFrom(ctx); source == BuildSourceAPI && a.UserID != 0 {
 		b.RequestedByID = &a.UserID
 	}
-	err = tx.QueryRowxContext(ctx, db.q(`INSERT INTO builds (project_id, number, status, ref, branch, tag, sha, commit_title,
-		commit_author, commit_url, triggered_by, queued_at, source, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		RETURNING id, (SELECT name FROM projects WHERE id = project_id)`),
+	insert, err := db.stmt(ctx, db.db, tx, insertBuildSQL)
+	if err != nil {
+		return nil, err
+	}
+	err = insert.QueryRowxContext(ctx,
 		b.ProjectID, b.Number, b.Status, b.Ref, b.Branch, b.Tag, b.SHA, b.CommitTitle, b.CommitAuthor,
 		b.CommitURL, b.TriggeredBy, b.QueuedAt, b.Source, b.RequestedByID).Scan(&b.ID, &b.Project)
 	if isForeignKeyViolation(err) {
@@ -75,6 +77,15 @@ func (db *DB) insertBuild(ctx context.Context, tx *sqlx.Tx, nb NewBuild, source 
 	return b, nil
 }
 
+const insertBuildSQL = `INSERT INTO builds (project_id, number, status, ref, branch, tag, sha, commit_title,
+	commit_author, commit_url, triggered_by, queued_at, source, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	RETURNING id, (SELECT name FROM projects WHERE id = project_id)`
+
+// warmBuildInsert prepares the statements insertBuild runs (prepared.go).
+func (db *DB) warmBuildInsert(ctx context.Context) {
+	db.warm(ctx, db.db, buildNumberSQL, insertBuildSQL, insertAuditSQL)
+}
+
 func buildTarget(project string, id int64) string {
 	return fmt.Sprintf("project/%s/build/%d", project, id)
 }
@@ -86,6 +97,7 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (*Build, error) {
 	if err := nb.validate(); err != nil {
 		return nil, err
 	}
+	db.warmBuildInsert(ctx)
 	number, err := db.numberAhead(ctx, nb.ProjectID)
 	if err != nil {
 		return nil, err

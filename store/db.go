@@ -44,6 +44,8 @@ type DB struct {
 	// numbers, on PostgreSQL, are connections whose commits do not wait for the WAL flush,
 	// used only to take build numbers (buildnumbers.go).
 	numbers *sqlx.DB
+	// prepared holds the statements of the webhook path (prepared.go).
+	prepared preparedStatements
 }
 
 // Options configure Open.
@@ -164,6 +166,7 @@ func openNumbers(dsn string) (*sqlx.DB, error) {
 // Close stops the log listener and closes the connection pools.
 func (db *DB) Close() error {
 	db.logs.close()
+	db.prepared.close()
 	if db.numbers != nil {
 		db.numbers.Close()
 	}

@@ -73,10 +73,12 @@ func (db *DB) RecordEvent(ctx context.Context, e *Event, nb *NewBuild) (ev *Even
 // storeEvent stores e and nb and returns the build, or returns the id of the event stored
 // first under e's delivery key.
 func (db *DB) storeEvent(ctx context.Context, e *Event, nb *NewBuild) (dupID int64, b *Build, err error) {
+	db.warm(ctx, db.db, eventByKeySQL, insertEventSQL)
+	db.warmBuildInsert(ctx)
 	number, checked := 0, false
 	if nb != nil && db.numbers != nil {
 		// A redelivery is answered before it takes a build number.
-		if dupID, err = db.eventByKey(ctx, db.db, e.DeliveryKey); err != nil || dupID != 0 {
+		if dupID, err = db.eventByKey(ctx, nil, e.DeliveryKey); err != nil || dupID != 0 {
 			return dupID, nil, err
 		}
 		if number, err = db.numberAhead(ctx, nb.ProjectID); err != nil {
@@ -99,7 +101,7 @@ func (db *DB) storeEvent(ctx context.Context, e *Event, nb *NewBuild) (dupID int
 	if err != nil && isUniqueViolation(err) && uniqueColumn(err) == "delivery_key" {
 		// A delivery with the same key committed after our check; the transaction is void,
 		// so read the winner outside it.
-		dupID, err = db.eventByKey(ctx, db.db, e.DeliveryKey)
+		dupID, err = db.eventByKey(ctx, nil, e.DeliveryKey)
 		return dupID, nil, err
 	}
 	if err != nil || dupID != 0 {
@@ -111,17 +113,29 @@ func (db *DB) storeEvent(ctx context.Context, e *Event, nb *NewBuild) (dupID int
 // storeEventTimeout bounds storing an event whose sender may have hung up.
 const storeEventTimeout = 30 * time.Second
 
-func (db *DB) eventByKey(ctx context.Context, q queryer, key *string) (int64, error) {
+const eventByKeySQL = `SELECT id FROM events WHERE delivery_key = ?`
+
+// eventByKey returns the id of the event stored under key, in tx or else on the pool; 0 when
+// there is none or key is nil.
+func (db *DB) eventByKey(ctx context.Context, tx *sqlx.Tx, key *string) (int64, error) {
 	if key == nil {
 		return 0, nil
 	}
+	st, err := db.stmt(ctx, db.db, tx, eventByKeySQL)
+	if err != nil {
+		return 0, err
+	}
 	var id int64
-	err := q.GetContext(ctx, &id, db.q(`SELECT id FROM events WHERE delivery_key = ?`), *key)
+	err = st.GetContext(ctx, &id, *key)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return id, err
 }
+
+const insertEventSQL = `INSERT INTO events (project_id, delivery_key, kind, ref, sha, author, message,
+	decision, reason, build_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	RETURNING id, (SELECT name FROM projects WHERE id = project_id)`
 
 // insertEvent stores e, and nb (numbered number, see insertBuild) when it is not nil; it sets
 // e's ID, BuildID and Project and returns the build.
@@ -134,10 +148,12 @@ func (db *DB) insertEvent(ctx context.Context, tx *sqlx.Tx, e *Event, nb *NewBui
 		}
 		e.BuildID = &b.ID
 	}
+	insert, err := db.stmt(ctx, db.db, tx, insertEventSQL)
+	if err != nil {
+		return nil, err
+	}
 	var project *string
-	err := tx.QueryRowxContext(ctx, db.q(`INSERT INTO events (project_id, delivery_key, kind, ref, sha, author, message,
-		decision, reason, build_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		RETURNING id, (SELECT name FROM projects WHERE id = project_id)`),
+	err = insert.QueryRowxContext(ctx,
 		e.ProjectID, e.DeliveryKey, e.Kind, e.Ref, e.SHA, e.Author, e.Message, e.Decision, e.Reason, e.BuildID, e.ReceivedAt).
 		Scan(&e.ID, &project)
 	if err != nil {

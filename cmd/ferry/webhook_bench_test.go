@@ -65,7 +65,9 @@ func BenchmarkWebhookAck(b *testing.B) {
 			for round := range b.N {
 				warm := push.offer(srv.URL, hookRate, hookWarmUp)
 				before := cpuOf(b, in, d, srv)
+				floor := probeCommits(b, in, d)
 				r := push.offer(srv.URL, hookRate, hookDuration)
+				commits := floor()
 				after := cpuOf(b, in, d, srv)
 				cpuServer += after.server - before.server
 				cpuDatabase += after.database - before.database
@@ -74,6 +76,9 @@ func BenchmarkWebhookAck(b *testing.B) {
 				lat := r.latencies()
 				all = append(all, lat...)
 				b.Logf("round %d: %s; sender late p99 %.1f ms; %d failed %v", round+1, quantiles(lat), ms(quantile(r.late, 0.99)), len(r.errs), firstErrs(r.errs))
+				if len(commits) > 0 {
+					b.Logf("round %d: a lone INSERT committed meanwhile: %s", round+1, quantiles(commits))
+				}
 			}
 			b.StopTimer()
 			if len(all) == 0 {
@@ -308,6 +313,45 @@ func processCPU(tb testing.TB, pid int) time.Duration {
 	}
 	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
 	return time.Duration(user+system) * tick
+}
+
+// probeCommits, on PostgreSQL, commits a one-row INSERT in a table of its own every 50 ms
+// until the returned function is called, which returns how long each commit took, sorted. It
+// shows what one synchronous commit costs on the machine while the benchmark runs: no answer
+// that waits for its WAL flush can be quicker. On SQLite it does nothing.
+func probeCommits(tb testing.TB, in instance, d store.Dialect) func() []time.Duration {
+	if d != store.Postgres {
+		return func() []time.Duration { return nil }
+	}
+	db := openDatabase(tb, in, d)
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS bench_commit_probe (at TIMESTAMPTZ NOT NULL)`); err != nil {
+		tb.Fatalf("create probe table: %v", err)
+	}
+	stop := make(chan struct{})
+	done := make(chan []time.Duration)
+	go func() {
+		defer db.Close()
+		var took []time.Duration
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				slices.Sort(took)
+				done <- took
+				return
+			case <-tick.C:
+				start := time.Now()
+				if _, err := db.Exec(`INSERT INTO bench_commit_probe (at) VALUES (now())`); err == nil {
+					took = append(took, time.Since(start))
+				}
+			}
+		}
+	}()
+	return func() []time.Duration {
+		close(stop)
+		return <-done
+	}
 }
 
 // quantile returns the q-quantile of sorted durations (0 for none).
