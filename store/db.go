@@ -46,6 +46,8 @@ type DB struct {
 	numbers *sqlx.DB
 	// prepared holds the statements of the webhook path (prepared.go).
 	prepared preparedStatements
+	// checkpoints, on SQLite, copies the write-ahead log into the database (checkpoint.go).
+	checkpoints *checkpointer
 }
 
 // Options configure Open.
@@ -87,6 +89,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	store := &DB{db: db, dialect: dialect, cipher: cipher, Now: time.Now, PasswordCost: 10}
 	if dialect == SQLite {
 		store.writeTurn = make(chan struct{}, 1)
+		store.startCheckpoints()
 	} else if store.numbers, err = openNumbers(dsn); err != nil {
 		db.Close()
 		return nil, err
@@ -124,6 +127,7 @@ func dataSource(opts Options) (driver, dsn string, dialect Dialect, err error) {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 		q.Add("_pragma", "synchronous(NORMAL)")
+		q.Add("_pragma", "wal_autocheckpoint(0)") // checkpoint.go does it, outside commits
 		q.Set("_txlock", "immediate")
 		return "sqlite", "file:" + path + "?" + q.Encode(), SQLite, nil
 	default:
@@ -166,6 +170,7 @@ func openNumbers(dsn string) (*sqlx.DB, error) {
 // Close stops the log listener and closes the connection pools.
 func (db *DB) Close() error {
 	db.logs.close()
+	db.stopCheckpoints()
 	db.prepared.close()
 	if db.numbers != nil {
 		db.numbers.Close()

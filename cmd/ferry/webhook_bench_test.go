@@ -40,6 +40,8 @@ const (
 // builds. The server runs no build workers, so the builds stay queued and nothing else loads
 // the machine. Afterwards it reads the database: every acknowledged delivery must be stored
 // as one event with one build, and the builds' numbers must be distinct (gaps are reported).
+// It also reports the CPU time ferry (and PostgreSQL's backends) spent per push, which the
+// load of the rest of the machine sways less than the latencies.
 // With -benchtime Nx it runs N rounds on one server and reports the latencies of all of them.
 func BenchmarkWebhookAck(b *testing.B) {
 	ferryBinary(b)
@@ -97,7 +99,8 @@ func BenchmarkWebhookAck(b *testing.B) {
 			}
 			stored := countStored(b, in, d)
 			b.ReportMetric(float64(stored.events), "events-stored")
-			if stored.events != acked || stored.builds != acked || stored.distinct != acked {
+			// A push the sender gave up on may still have been stored; an acknowledged one must be.
+			if stored.events < acked || stored.builds != stored.events || stored.distinct != stored.builds {
 				b.Errorf("%d webhooks acknowledged, but %d events and %d builds (%d distinct numbers) stored", acked, stored.events, stored.builds, stored.distinct)
 			}
 			if gaps := stored.last - stored.builds; gaps != 0 {
