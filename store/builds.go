@@ -81,9 +81,13 @@ const insertBuildSQL = `INSERT INTO builds (project_id, number, status, ref, bra
 	commit_author, commit_url, triggered_by, queued_at, source, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	RETURNING id, (SELECT name FROM projects WHERE id = project_id)`
 
-// warmBuildInsert prepares the statements insertBuild runs (prepared.go).
+// warmBuildInsert prepares the statements insertBuild runs (prepared.go); it takes the build
+// number itself only on SQLite (see numberAhead).
 func (db *DB) warmBuildInsert(ctx context.Context) {
-	db.warm(ctx, db.db, buildNumberSQL, insertBuildSQL, insertAuditSQL)
+	db.warm(ctx, db.db, insertBuildSQL, insertAuditSQL)
+	if db.numbers == nil {
+		db.warm(ctx, db.db, buildNumberSQL)
+	}
 }
 
 func buildTarget(project string, id int64) string {
