@@ -47,6 +47,9 @@ func (db *DB) RecordAudit(ctx context.Context, action, target, detail string) er
 	})
 }
 
+const insertAuditSQL = `INSERT INTO audit_entries (at, user_id, user_name, action, target, detail, remote_addr)
+	VALUES (?, ?, ?, ?, ?, ?, ?)`
+
 // audit records, inside tx, that the actor of ctx did action to target.
 func (db *DB) audit(ctx context.Context, tx *sqlx.Tx, action, target, detail string) error {
 	a := ActorFrom(ctx)
@@ -54,7 +57,10 @@ func (db *DB) audit(ctx context.Context, tx *sqlx.Tx, action, target, detail str
 	if a.UserID != 0 {
 		uid = &a.UserID
 	}
-	_, err := tx.ExecContext(ctx, db.q(`INSERT INTO audit_entries (at, user_id, user_name, action, target, detail, remote_addr)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`), db.now(), uid, a.Name, action, target, truncate(detail, 2000), a.RemoteAddr)
+	insert, err := db.stmt(ctx, db.db, tx, insertAuditSQL)
+	if err != nil {
+		return err
+	}
+	_, err = insert.ExecContext(ctx, db.now(), uid, a.Name, action, target, truncate(detail, 2000), a.RemoteAddr)
 	return err
 }

@@ -38,39 +38,56 @@ func (nb *NewBuild) validate() error {
 	return nil
 }
 
-// insertBuild queues a pending build inside tx with the project's next number, recording how
-// it was asked for: source, and for BuildSourceAPI the context's actor as the person who asked.
-// On PostgreSQL the project row is locked so that concurrent builds of one project get
-// distinct numbers.
-func (db *DB) insertBuild(ctx context.Context, tx *sqlx.Tx, nb NewBuild, source string) (id int64, project string, number int, err error) {
-	query := `SELECT name FROM projects WHERE id = ?`
-	if db.dialect == Postgres {
-		query += ` FOR NO KEY UPDATE`
+// insertBuild queues a pending build inside tx with number, or with the project's next number
+// when number is 0 (see buildnumbers.go), recording how it was asked for: source, and for
+// BuildSourceAPI the context's actor as the person who asked. It returns the build as stored.
+// ENOTFOUND for an unknown project.
+func (db *DB) insertBuild(ctx context.Context, tx *sqlx.Tx, nb NewBuild, source string, number int) (*Build, error) {
+	var err error
+	if number == 0 {
+		if number, err = db.nextBuildNumber(ctx, db.db, tx, nb.ProjectID); err != nil {
+			return nil, err
+		}
 	}
-	if err := tx.GetContext(ctx, &project, db.q(query), nb.ProjectID); err != nil {
-		return 0, "", 0, formatError(err, fmt.Sprintf("project %d", nb.ProjectID))
-	}
-	if err := tx.GetContext(ctx, &number, db.q(`SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE project_id = ?`), nb.ProjectID); err != nil {
-		return 0, "", 0, err
-	}
-	var requestedBy *int64
+	b := &Build{ProjectID: nb.ProjectID, Number: number, Status: BuildPending, Ref: nb.Ref, Branch: nb.Branch, Tag: nb.Tag,
+		SHA: nb.SHA, CommitTitle: nb.CommitTitle, CommitAuthor: nb.CommitAuthor, CommitURL: nb.CommitURL,
+		TriggeredBy: nb.TriggeredBy, QueuedAt: db.now(), Source: source}
 	if a := ActorFrom(ctx); source == BuildSourceAPI && a.UserID != 0 {
-		requestedBy = &a.UserID
+		b.RequestedByID = &a.UserID
 	}
-	err = tx.GetContext(ctx, &id, db.q(`INSERT INTO builds (project_id, number, status, ref, branch, tag, sha, commit_title,
-		commit_author, commit_url, triggered_by, queued_at, source, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		nb.ProjectID, number, BuildPending, nb.Ref, nb.Branch, nb.Tag, nb.SHA, nb.CommitTitle, nb.CommitAuthor,
-		nb.CommitURL, nb.TriggeredBy, db.now(), source, requestedBy)
+	insert, err := db.stmt(ctx, db.db, tx, insertBuildSQL)
 	if err != nil {
-		return 0, "", 0, fmt.Errorf("queue build of project %s: %w", project, err)
+		return nil, err
+	}
+	err = insert.QueryRowxContext(ctx,
+		b.ProjectID, b.Number, b.Status, b.Ref, b.Branch, b.Tag, b.SHA, b.CommitTitle, b.CommitAuthor,
+		b.CommitURL, b.TriggeredBy, b.QueuedAt, b.Source, b.RequestedByID).Scan(&b.ID, &b.Project)
+	if isForeignKeyViolation(err) {
+		return nil, Errorf(ENOTFOUND, "project %d not found", nb.ProjectID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue build of project %d: %w", nb.ProjectID, err)
 	}
 	if hasActor(ctx) {
 		detail := fmt.Sprintf("build #%d of %s at %s", number, nb.Ref, nb.SHA)
-		if err := db.audit(ctx, tx, "build.create", buildTarget(project, id), detail); err != nil {
-			return 0, "", 0, err
+		if err := db.audit(ctx, tx, "build.create", buildTarget(b.Project, b.ID), detail); err != nil {
+			return nil, err
 		}
 	}
-	return id, project, number, nil
+	return b, nil
+}
+
+const insertBuildSQL = `INSERT INTO builds (project_id, number, status, ref, branch, tag, sha, commit_title,
+	commit_author, commit_url, triggered_by, queued_at, source, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	RETURNING id, (SELECT name FROM projects WHERE id = project_id)`
+
+// warmBuildInsert prepares the statements insertBuild runs (prepared.go); it takes the build
+// number itself only on SQLite (see numberAhead).
+func (db *DB) warmBuildInsert(ctx context.Context) {
+	db.warm(ctx, db.db, insertBuildSQL, insertAuditSQL)
+	if db.numbers == nil {
+		db.warm(ctx, db.db, buildNumberSQL)
+	}
 }
 
 func buildTarget(project string, id int64) string {
@@ -84,16 +101,21 @@ func (db *DB) CreateBuild(ctx context.Context, nb NewBuild) (*Build, error) {
 	if err := nb.validate(); err != nil {
 		return nil, err
 	}
-	var id int64
-	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
+	db.warmBuildInsert(ctx)
+	number, err := db.numberAhead(ctx, nb.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	var b *Build
+	err = db.Transact(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		id, _, _, err = db.insertBuild(ctx, tx, nb, BuildSourceAPI)
+		b, err = db.insertBuild(ctx, tx, nb, BuildSourceAPI, number)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return db.GetBuild(ctx, id)
+	return b, nil
 }
 
 // GetBuild returns a build with its project and version names; ENOTFOUND if there is none.

@@ -39,6 +39,15 @@ type DB struct {
 	ApprovalExpiry time.Duration
 	// logs fans stored log lines out to subscribers (loghub.go).
 	logs logHub
+	// writeTurn, on SQLite, lets one transaction at a time begin (see takeWriteTurn).
+	writeTurn chan struct{}
+	// numbers, on PostgreSQL, are connections whose commits do not wait for the WAL flush,
+	// used only to take build numbers (buildnumbers.go).
+	numbers *sqlx.DB
+	// prepared holds the statements of the webhook path (prepared.go).
+	prepared preparedStatements
+	// checkpoints, on SQLite, copies the write-ahead log into the database (checkpoint.go).
+	checkpoints *checkpointer
 }
 
 // Options configure Open.
@@ -78,6 +87,13 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
 	store := &DB{db: db, dialect: dialect, cipher: cipher, Now: time.Now, PasswordCost: 10}
+	if dialect == SQLite {
+		store.writeTurn = make(chan struct{}, 1)
+		store.startCheckpoints()
+	} else if store.numbers, err = openNumbers(dsn); err != nil {
+		db.Close()
+		return nil, err
+	}
 	store.logs.dsn, store.logs.origin = dsn, RandomSecret(8)
 	return store, nil
 }
@@ -109,8 +125,9 @@ func dataSource(opts Options) (driver, dsn string, dialect Dialect, err error) {
 		q := url.Values{}
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "journal_mode(WAL)")
-		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 		q.Add("_pragma", "synchronous(NORMAL)")
+		q.Add("_pragma", "wal_autocheckpoint(0)") // checkpoint.go does it, outside commits
 		q.Set("_txlock", "immediate")
 		return "sqlite", "file:" + path + "?" + q.Encode(), SQLite, nil
 	default:
@@ -130,9 +147,34 @@ func redactURL(s string) string {
 	return u.String()
 }
 
-// Close stops the log listener and closes the connection pool.
+// openNumbers opens, without connecting yet, the PostgreSQL connections that take build
+// numbers: every statement there commits with synchronous_commit off (a run-time parameter
+// lib/pq passes on at connection start).
+func openNumbers(dsn string) (*sqlx.DB, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("database URL %q: %w", redactURL(dsn), err)
+	}
+	q := u.Query()
+	q.Set("synchronous_commit", "off")
+	u.RawQuery = q.Encode()
+	numbers, err := sqlx.Open("postgres", u.String())
+	if err != nil {
+		return nil, fmt.Errorf("open postgres database: %w", err)
+	}
+	numbers.SetMaxOpenConns(4)
+	numbers.SetMaxIdleConns(4)
+	return numbers, nil
+}
+
+// Close stops the log listener and closes the connection pools.
 func (db *DB) Close() error {
 	db.logs.close()
+	db.stopCheckpoints()
+	db.prepared.close()
+	if db.numbers != nil {
+		db.numbers.Close()
+	}
 	return db.db.Close()
 }
 
@@ -152,6 +194,11 @@ func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond)
 // Transact runs fn in a transaction and commits if fn returns nil. It rolls back on an error or
 // a panic (which it re-raises).
 func (db *DB) Transact(ctx context.Context, fn func(tx *sqlx.Tx) error) (err error) {
+	release, err := db.takeWriteTurn(ctx)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer release()
 	tx, err := db.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -170,6 +217,37 @@ func (db *DB) Transact(ctx context.Context, fn func(tx *sqlx.Tx) error) (err err
 		}
 	}()
 	return fn(tx)
+}
+
+// sqliteBusyTimeout is how long an SQLite statement waits for a lock another connection holds.
+const sqliteBusyTimeout = 10 * time.Second
+
+// takeWriteTurn waits, on SQLite, until no other transaction of this DB is open, and returns
+// the function that ends the turn; on PostgreSQL it returns at once. Every SQLite transaction
+// takes the write lock at BEGIN (_txlock=immediate), and one that found it taken would poll for
+// it in SQLite's busy handler, sleeping 1, 2, 5, 10, 15, 20 ms… between tries: tens of
+// milliseconds for a lock that was free again after one. Waiting here hands the turn on the
+// moment it ends, in the order the transactions asked. Like busy_timeout, it gives up after
+// sqliteBusyTimeout.
+func (db *DB) takeWriteTurn(ctx context.Context) (release func(), err error) {
+	if db.writeTurn == nil {
+		return func() {}, nil
+	}
+	select {
+	case db.writeTurn <- struct{}{}:
+		return func() { <-db.writeTurn }, nil
+	default:
+	}
+	wait := time.NewTimer(sqliteBusyTimeout)
+	defer wait.Stop()
+	select {
+	case db.writeTurn <- struct{}{}:
+		return func() { <-db.writeTurn }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-wait.C:
+		return nil, fmt.Errorf("the database stayed locked by another transaction for %s", sqliteBusyTimeout)
+	}
 }
 
 // queryer is what both *sqlx.DB and *sqlx.Tx offer, so read helpers serve in and out of a transaction.

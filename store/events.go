@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -31,10 +32,16 @@ func (e *Event) validate() error {
 }
 
 // RecordEvent stores a webhook delivery and, when nb is not nil, its pending build (of source
-// BuildSourcePush), in one transaction. When e.DeliveryKey is set and a delivery with that key exists already, it
-// creates nothing and returns the existing event (with its build, if any) and dup = true;
-// this holds also when two deliveries with one key arrive at once. On success e.ID (and
-// e.BuildID) are set. An event of no known project has ProjectID nil.
+// BuildSourcePush), in one transaction. When e.DeliveryKey is set and a delivery with that key
+// exists already, it creates nothing and returns the existing event (with its build, if any)
+// and dup = true; this holds also when two deliveries with one key arrive at once. On success
+// it returns e with its ID, BuildID and Project set. An event of no known project has
+// ProjectID nil.
+//
+// Deliveries to one project are stored side by side: nothing is locked for the length of the
+// transaction (buildnumbers.go says how builds get their numbers). Once a build number is
+// taken, the event is stored even if ctx is canceled, so that a sender that hung up costs no
+// number; its redelivery is then answered as a duplicate.
 func (db *DB) RecordEvent(ctx context.Context, e *Event, nb *NewBuild) (ev *Event, b *Build, dup bool, err error) {
 	if err := e.validate(); err != nil {
 		return nil, nil, false, err
@@ -51,18 +58,8 @@ func (db *DB) RecordEvent(ctx context.Context, e *Event, nb *NewBuild) (ev *Even
 	if e.ReceivedAt.IsZero() {
 		e.ReceivedAt = db.now()
 	}
-	var dupID int64
-	err = db.Transact(ctx, func(tx *sqlx.Tx) error {
-		if dupID, err = db.eventByKey(ctx, tx, e.DeliveryKey); err != nil || dupID != 0 {
-			return err
-		}
-		return db.insertEvent(ctx, tx, e, nb)
-	})
-	if err != nil && isUniqueViolation(err) && uniqueColumn(err) == "delivery_key" {
-		// A delivery with the same key committed after our check; the transaction is void,
-		// so read the winner outside it.
-		dupID, err = db.eventByKey(ctx, db.db, e.DeliveryKey)
-	}
+	e.ReceivedAt = e.ReceivedAt.UTC().Truncate(time.Microsecond) // as it reads back
+	dupID, b, err := db.storeEvent(ctx, e, nb)
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("record %s event: %w", e.Kind, err)
 	}
@@ -70,33 +67,103 @@ func (db *DB) RecordEvent(ctx context.Context, e *Event, nb *NewBuild) (ev *Even
 		ev, b, err := db.eventWithBuild(ctx, dupID)
 		return ev, b, true, err
 	}
-	ev, b, err = db.eventWithBuild(ctx, e.ID)
-	return ev, b, false, err
+	return e, b, false, nil
 }
 
-func (db *DB) eventByKey(ctx context.Context, q queryer, key *string) (int64, error) {
+// storeEvent stores e and nb and returns the build, or returns the id of the event stored
+// first under e's delivery key.
+func (db *DB) storeEvent(ctx context.Context, e *Event, nb *NewBuild) (dupID int64, b *Build, err error) {
+	db.warm(ctx, db.db, eventByKeySQL, insertEventSQL)
+	db.warmBuildInsert(ctx)
+	number, checked := 0, false
+	if nb != nil && db.numbers != nil {
+		// A redelivery is answered before it takes a build number.
+		if dupID, err = db.eventByKey(ctx, nil, e.DeliveryKey); err != nil || dupID != 0 {
+			return dupID, nil, err
+		}
+		if number, err = db.numberAhead(ctx, nb.ProjectID); err != nil {
+			return 0, nil, err
+		}
+		checked = true
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), storeEventTimeout)
+		defer cancel()
+	}
+	err = db.Transact(ctx, func(tx *sqlx.Tx) error {
+		if !checked {
+			if dupID, err = db.eventByKey(ctx, tx, e.DeliveryKey); err != nil || dupID != 0 {
+				return err
+			}
+		}
+		b, err = db.insertEvent(ctx, tx, e, nb, number)
+		return err
+	})
+	if err != nil && isUniqueViolation(err) && uniqueColumn(err) == "delivery_key" {
+		// A delivery with the same key committed after our check; the transaction is void,
+		// so read the winner outside it.
+		dupID, err = db.eventByKey(ctx, nil, e.DeliveryKey)
+		return dupID, nil, err
+	}
+	if err != nil || dupID != 0 {
+		return dupID, nil, err
+	}
+	return 0, b, nil
+}
+
+// storeEventTimeout bounds storing an event whose sender may have hung up.
+const storeEventTimeout = 30 * time.Second
+
+const eventByKeySQL = `SELECT id FROM events WHERE delivery_key = ?`
+
+// eventByKey returns the id of the event stored under key, in tx or else on the pool; 0 when
+// there is none or key is nil.
+func (db *DB) eventByKey(ctx context.Context, tx *sqlx.Tx, key *string) (int64, error) {
 	if key == nil {
 		return 0, nil
 	}
+	st, err := db.stmt(ctx, db.db, tx, eventByKeySQL)
+	if err != nil {
+		return 0, err
+	}
 	var id int64
-	err := q.GetContext(ctx, &id, db.q(`SELECT id FROM events WHERE delivery_key = ?`), *key)
+	err = st.GetContext(ctx, &id, *key)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return id, err
 }
 
-func (db *DB) insertEvent(ctx context.Context, tx *sqlx.Tx, e *Event, nb *NewBuild) error {
+const insertEventSQL = `INSERT INTO events (project_id, delivery_key, kind, ref, sha, author, message,
+	decision, reason, build_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	RETURNING id, (SELECT name FROM projects WHERE id = project_id)`
+
+// insertEvent stores e, and nb (numbered number, see insertBuild) when it is not nil; it sets
+// e's ID, BuildID and Project and returns the build.
+func (db *DB) insertEvent(ctx context.Context, tx *sqlx.Tx, e *Event, nb *NewBuild, number int) (*Build, error) {
+	var b *Build
 	if nb != nil {
-		id, _, _, err := db.insertBuild(ctx, tx, *nb, BuildSourcePush)
-		if err != nil {
-			return err
+		var err error
+		if b, err = db.insertBuild(ctx, tx, *nb, BuildSourcePush, number); err != nil {
+			return nil, err
 		}
-		e.BuildID = &id
+		e.BuildID = &b.ID
 	}
-	return tx.GetContext(ctx, &e.ID, db.q(`INSERT INTO events (project_id, delivery_key, kind, ref, sha, author, message,
-		decision, reason, build_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-		e.ProjectID, e.DeliveryKey, e.Kind, e.Ref, e.SHA, e.Author, e.Message, e.Decision, e.Reason, e.BuildID, e.ReceivedAt)
+	insert, err := db.stmt(ctx, db.db, tx, insertEventSQL)
+	if err != nil {
+		return nil, err
+	}
+	var project *string
+	err = insert.QueryRowxContext(ctx,
+		e.ProjectID, e.DeliveryKey, e.Kind, e.Ref, e.SHA, e.Author, e.Message, e.Decision, e.Reason, e.BuildID, e.ReceivedAt).
+		Scan(&e.ID, &project)
+	if err != nil {
+		return nil, err
+	}
+	e.Project = ""
+	if project != nil {
+		e.Project = *project
+	}
+	return b, nil
 }
 
 func (db *DB) eventWithBuild(ctx context.Context, id int64) (*Event, *Build, error) {

@@ -162,7 +162,16 @@ func (db *DB) GetProjectByID(ctx context.Context, id int64) (*Project, error) {
 
 // GetProjectByGitLabPath returns the project whose GitLab path is path, or ENOTFOUND.
 func (db *DB) GetProjectByGitLabPath(ctx context.Context, path string) (*Project, error) {
-	return db.getProject(ctx, db.db, `gitlab_path = ?`, path, "project with GitLab path "+path)
+	// Every webhook asks this first: a prepared statement (prepared.go).
+	st, err := db.stmt(ctx, db.db, nil, `SELECT `+projectColumns+` FROM projects WHERE gitlab_path = ?`)
+	if err != nil {
+		return nil, err
+	}
+	var row projectRow
+	if err := st.GetContext(ctx, &row, path); err != nil {
+		return nil, formatError(err, "project with GitLab path "+path)
+	}
+	return db.openProject(&row)
 }
 
 func (db *DB) getProject(ctx context.Context, q queryer, where string, arg any, what string) (*Project, error) {

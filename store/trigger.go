@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"maps"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // PushInfo is what a trigger looks at in a push. Name is the branch name, or the tag name when
@@ -70,13 +71,75 @@ func (t *Trigger) matchesBranch(branch string) bool {
 }
 
 // HasKeyword reports whether keyword stands in message as a whole word (not inside a longer
-// word of letters, digits or '_'), ignoring case.
+// word of letters, digits or '_'), ignoring case (Unicode simple case folding). It is called
+// for every push, so it compares runes rather than compile a pattern each time.
 func HasKeyword(message, keyword string) bool {
 	if keyword == "" {
 		return true
 	}
-	re, err := regexp.Compile(`(?i)(?:^|[^\p{L}\p{N}_])` + regexp.QuoteMeta(keyword) + `(?:$|[^\p{L}\p{N}_])`)
-	return err == nil && re.MatchString(message)
+	if !utf8.ValidString(keyword) {
+		return false
+	}
+	for i := 0; i < len(message); {
+		if n, ok := foldedPrefix(message[i:], keyword); ok && !isWordRune(lastRune(message[:i])) && !isWordRune(firstRune(message[i+n:])) {
+			return true
+		}
+		_, size := utf8.DecodeRuneInString(message[i:])
+		i += size
+	}
+	return false
+}
+
+// foldedPrefix reports whether s starts with prefix, ignoring case, and how many bytes of s
+// that prefix takes.
+func foldedPrefix(s, prefix string) (int, bool) {
+	n := 0
+	for _, want := range prefix {
+		if n >= len(s) {
+			return 0, false
+		}
+		r, size := utf8.DecodeRuneInString(s[n:])
+		if !sameFolded(r, want) {
+			return 0, false
+		}
+		n += size
+	}
+	return n, true
+}
+
+// sameFolded reports whether a and b are one letter up to case.
+func sameFolded(a, b rune) bool {
+	if a == b {
+		return true
+	}
+	for f := unicode.SimpleFold(a); f != a; f = unicode.SimpleFold(f) {
+		if f == b {
+			return true
+		}
+	}
+	return false
+}
+
+// isWordRune reports whether r is part of a word: a letter, a digit (any number) or '_'.
+// The no-rune value -1 is not.
+func isWordRune(r rune) bool {
+	return r == '_' || unicode.IsLetter(r) || unicode.IsNumber(r)
+}
+
+func firstRune(s string) rune {
+	if s == "" {
+		return -1
+	}
+	r, _ := utf8.DecodeRuneInString(s)
+	return r
+}
+
+func lastRune(s string) rune {
+	if s == "" {
+		return -1
+	}
+	r, _ := utf8.DecodeLastRuneInString(s)
+	return r
 }
 
 // DeployTarget returns the environment a good build of branch is deployed to: the entry of

@@ -1,6 +1,9 @@
 package store
 
-import "testing"
+import (
+	"regexp"
+	"testing"
+)
 
 func TestTriggerMatch(t *testing.T) {
 	trig := &Trigger{Keyword: "devops", Branches: []string{"main", "release/*"}, Tags: true}
@@ -82,5 +85,25 @@ func TestTriggerDeployTarget(t *testing.T) {
 	}
 	if env, ok := (&Trigger{}).DeployTarget("main"); ok {
 		t.Errorf("a trigger without deploy rules deploys main to %q", env)
+	}
+}
+
+// HasKeyword compares runes instead of compiling a pattern for every push; it must decide
+// exactly as the pattern it replaced did.
+func TestHasKeywordDecidesAsThePatternDid(t *testing.T) {
+	pattern := func(message, keyword string) bool {
+		re, err := regexp.Compile(`(?i)(?:^|[^\p{L}\p{N}_])` + regexp.QuoteMeta(keyword) + `(?:$|[^\p{L}\p{N}_])`)
+		return err == nil && re.MatchString(message)
+	}
+	messages := []string{"", "devops", "DevOps fix", "fix [DEVOPS]", "devops_x", "x_devops", "2devops", "devops2", "de vops",
+		"部署devops", "部署 devops", "devops部署", "devops。", "ÉTÉ devops", "été", "ÉTÉ", "\xffdevops\xff", "devopsdevops devops",
+		"ǅ", "ǆ x", "Kelvin \u212a", "k", "ΣΑΣ σας", "ciDeploy", "ci-deploy!", "a.b", "axb", "\u0661devops", "devops\u00b2"}
+	keywords := []string{"devops", "DEVOPS", "ci-deploy", "a.b", "été", "ǅ", "k", "σας", "\xff", "x y"}
+	for _, m := range messages {
+		for _, k := range keywords {
+			if got, want := HasKeyword(m, k), pattern(m, k); got != want {
+				t.Errorf("HasKeyword(%q, %q) = %v, the pattern says %v", m, k, got, want)
+			}
+		}
 	}
 }

@@ -28,7 +28,12 @@ import (
 var binDir string
 
 // buildFerry builds the binary on first use, so tests that do not start ferry do not wait for it.
+// FERRY_BENCH_BINARY names a binary to run instead, so that a benchmark can compare builds
+// of two commits run by run.
 var buildFerry = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv("FERRY_BENCH_BINARY"); bin != "" {
+		return bin, nil
+	}
 	bin := filepath.Join(binDir, "ferry")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
