@@ -127,6 +127,7 @@ var secretColumns = []struct{ table, column string }{
 	{"projects", "webhook_signing_token_enc"},
 	{"channels", "url_enc"},
 	{"channels", "secret_enc"},
+	{"exec_accounts", "private_key_enc"},
 }
 
 // ResealSecrets rewrites every old-format ("v1:") secret as a "v2:" value bound to its row,
