@@ -81,7 +81,7 @@ func (db *DB) createJobRun(ctx context.Context, tx *sqlx.Tx, nr NewJobRun) (int6
 	if err != nil {
 		return 0, err
 	}
-	if err := db.checkRunEnvironments(ctx, tx, j, hosts, nr.Check); err != nil {
+	if err := db.checkRunEnvironments(ctx, tx, j, hosts, nr.AsUserID); err != nil {
 		return 0, err
 	}
 	var id int64
@@ -272,9 +272,9 @@ func (db *DB) stepTargets(ctx context.Context, tx *sqlx.Tx, projectID int64, t J
 	return out, nil
 }
 
-// checkRunEnvironments refuses a run reaching an environment that is frozen or needs
-// approvals, and hands the environments to check.
-func (db *DB) checkRunEnvironments(ctx context.Context, tx *sqlx.Tx, j *ScriptJob, hosts [][]runTarget, check func([]RunEnvironment) error) error {
+// runEnvironments returns the environments of the project holding the hosts, and the
+// protected environments of any project holding them, by name.
+func (db *DB) runEnvironments(ctx context.Context, tx *sqlx.Tx, j *ScriptJob, hosts [][]runTarget) ([]RunEnvironment, error) {
 	ids := map[int64]bool{}
 	for _, hs := range hosts {
 		for _, h := range hs {
@@ -288,7 +288,7 @@ func (db *DB) checkRunEnvironments(ctx context.Context, tx *sqlx.Tx, j *ScriptJo
 		// A host's environments in this project, and protected environments of any project.
 		if err := tx.SelectContext(ctx, &list, db.q(`SELECT e.name, e.protected, e.approvals_required, e.freezes FROM environments e
 			JOIN environment_hosts eh ON eh.environment_id = e.id WHERE eh.host_id = ? AND (e.project_id = ? OR e.protected)`), id, j.ProjectID); err != nil {
-			return err
+			return nil, err
 		}
 		for _, e := range list {
 			if !seen[e.Name] {
@@ -298,6 +298,16 @@ func (db *DB) checkRunEnvironments(ctx context.Context, tx *sqlx.Tx, j *ScriptJo
 		}
 	}
 	sort.Slice(envs, func(a, b int) bool { return envs[a].Name < envs[b].Name })
+	return envs, nil
+}
+
+// checkRunEnvironments refuses a run reaching an environment that is frozen or needs
+// approvals, or a protected one when userID lacks the production right.
+func (db *DB) checkRunEnvironments(ctx context.Context, tx *sqlx.Tx, j *ScriptJob, hosts [][]runTarget, userID int64) error {
+	envs, err := db.runEnvironments(ctx, tx, j, hosts)
+	if err != nil {
+		return err
+	}
 	now := db.now()
 	for _, e := range envs {
 		if e.ApprovalsRequired > 0 {
@@ -311,8 +321,29 @@ func (db *DB) checkRunEnvironments(ctx context.Context, tx *sqlx.Tx, j *ScriptJo
 			return Errorf(ECONFLICT, "environment %s is frozen: %s; run the job after it ends", e.Name, w)
 		}
 	}
-	if check != nil {
-		return check(envs)
+	return db.checkRunRights(ctx, tx, userID, j, envs)
+}
+
+// checkRunRights says whether user may run job j on envs: EFORBIDDEN naming why not.
+func (db *DB) checkRunRights(ctx context.Context, tx *sqlx.Tx, userID int64, j *ScriptJob, envs []RunEnvironment) error {
+	var u struct {
+		Name  string `db:"name"`
+		Admin bool   `db:"admin"`
+	}
+	if err := tx.GetContext(ctx, &u, db.q(`SELECT name, admin FROM users WHERE id = ?`), userID); err != nil {
+		return Errorf(EFORBIDDEN, "the user this run would act for (id %d) no longer exists", userID)
+	}
+	if u.Admin {
+		return nil
+	}
+	var production bool
+	if err := tx.GetContext(ctx, &production, db.q(`SELECT production FROM members WHERE project_id = ? AND user_id = ?`), j.ProjectID, userID); err != nil {
+		return Errorf(EFORBIDDEN, "%s is not a member of project %s, so may not run its jobs", u.Name, j.Project)
+	}
+	for _, e := range envs {
+		if e.Protected && !production {
+			return Errorf(EFORBIDDEN, "job %s reaches the protected environment %s: running it there needs the production right on %s, which %s does not have", j.Name, e.Name, j.Project, u.Name)
+		}
 	}
 	return nil
 }
@@ -448,4 +479,29 @@ func (db *DB) ReadRunLog(ctx context.Context, runID, after int64, step int, host
 		out = append(out, RunLogLine{Seq: l.Seq, At: l.At.UTC(), Stream: l.Stream, Step: st, Host: h, Text: l.Text})
 	}
 	return out, nil
+}
+
+// MayChangeRun says whether user may cancel, continue or retry run id: the same rights as
+// running its job on the run's hosts now (EFORBIDDEN naming why not).
+func (db *DB) MayChangeRun(ctx context.Context, id, userID int64) error {
+	return db.Transact(ctx, func(tx *sqlx.Tx) error {
+		r, err := db.getJobRun(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		var hosts [][]runTarget
+		for _, s := range r.Steps {
+			var hs []runTarget
+			for _, h := range s.Hosts {
+				hs = append(hs, runTarget{ID: h.HostID, Name: h.Host})
+			}
+			hosts = append(hosts, hs)
+		}
+		j := &ScriptJob{ID: r.JobID, ProjectID: r.ProjectID, Project: r.Project, Name: r.Job}
+		envs, err := db.runEnvironments(ctx, tx, j, hosts)
+		if err != nil {
+			return err
+		}
+		return db.checkRunRights(ctx, tx, userID, j, envs)
+	})
 }

@@ -40,11 +40,12 @@ func NextCronTime(expr, zone string, from time.Time) (time.Time, error) {
 }
 
 const scheduleSelect = `SELECT s.id, s.project_id, s.job_id, j.name AS job_name, s.cron, s.time_zone, s.params, s.enabled,
-	s.next_run_at, s.last_run_id, s.created_by, s.created_at, s.updated_at FROM job_schedules s JOIN script_jobs j ON j.id = s.job_id`
+	s.next_run_at, s.last_run_id, s.created_by, s.created_by_id, s.created_at, s.updated_at FROM job_schedules s JOIN script_jobs j ON j.id = s.job_id`
 
 type scheduleRow struct {
 	JobSchedule
 	ParamsJSON string `db:"params"`
+	ByID       *int64 `db:"created_by_id"`
 }
 
 func (r *scheduleRow) open() (*JobSchedule, error) {
@@ -53,6 +54,9 @@ func (r *scheduleRow) open() (*JobSchedule, error) {
 		return nil, fmt.Errorf("schedule %d params: %w", s.ID, err)
 	}
 	utc(s.NextRunAt)
+	if r.ByID != nil {
+		s.CreatedByID = *r.ByID
+	}
 	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
 	return &s, nil
 }
@@ -80,9 +84,13 @@ func (db *DB) CreateJobSchedule(ctx context.Context, s *JobSchedule) (*JobSchedu
 		if s.Enabled {
 			nextAt = &next
 		}
+		by := ActorFrom(ctx).UserID
+		if by == 0 {
+			return Errorf(EFORBIDDEN, "a schedule is made by a person, whose rights its runs use")
+		}
 		err = tx.GetContext(ctx, &id, db.q(`INSERT INTO job_schedules (project_id, job_id, cron, time_zone, params, enabled, next_run_at,
-			created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), s.ProjectID, s.JobID, s.Cron, s.TimeZone,
-			jsonText(s.Params), s.Enabled, nextAt, truncate(ActorFrom(ctx).Name, 200), now, now)
+			created_by, created_by_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), s.ProjectID, s.JobID, s.Cron, s.TimeZone,
+			jsonText(s.Params), s.Enabled, nextAt, truncate(ActorFrom(ctx).Name, 200), by, now, now)
 		if err != nil {
 			return err
 		}
@@ -219,7 +227,7 @@ func (db *DB) fireSchedule(ctx context.Context, s *JobSchedule) (*ScheduleFired,
 		}
 		id := s.ID
 		runID, err := db.createJobRun(ctx, tx, NewJobRun{JobID: s.JobID, Params: s.Params,
-			TriggeredBy: fmt.Sprintf("schedule %d (%s %s)", s.ID, s.Cron, s.TimeZone), ScheduleID: &id})
+			TriggeredBy: fmt.Sprintf("schedule %d (%s %s)", s.ID, s.Cron, s.TimeZone), ScheduleID: &id, AsUserID: s.CreatedByID})
 		if err != nil {
 			return err
 		}

@@ -109,8 +109,6 @@ type ExecAccount struct {
 	UpdatedAt  time.Time `db:"updated_at" json:"updated_at"`
 }
 
-
-
 // Validate checks an account's name and Unix user name.
 func (a *ExecAccount) Validate() error {
 	if err := ValidateName("name", a.Name); err != nil {
@@ -420,8 +418,10 @@ type JobSchedule struct {
 	NextRunAt *time.Time        `db:"next_run_at" json:"next_run_at,omitempty"`
 	LastRunID *int64            `db:"last_run_id" json:"last_run_id,omitempty"`
 	CreatedBy string            `db:"created_by" json:"created_by"`
-	CreatedAt time.Time         `db:"created_at" json:"created_at"`
-	UpdatedAt time.Time         `db:"updated_at" json:"updated_at"`
+	// CreatedByID is the user whose rights the schedule's runs use (0 when removed).
+	CreatedByID int64     `db:"-" json:"-"`
+	CreatedAt   time.Time `db:"created_at" json:"created_at"`
+	UpdatedAt   time.Time `db:"updated_at" json:"updated_at"`
 }
 
 // NewJobRun asks for a run of a job.
@@ -432,10 +432,10 @@ type NewJobRun struct {
 	Hosts       []string
 	TriggeredBy string
 	ScheduleID  *int64
-	// Check is called with the environments the run reaches (names, protected, approvals) and
-	// refuses the run with an error; nil allows everything (a schedule or a trigger token that
-	// was checked before).
-	Check func(envs []RunEnvironment) error
+	// AsUserID is the user whose rights the run uses: the person asking, the creator of the
+	// trigger token or of the schedule. Administrators may run anywhere; members on
+	// unprotected environments, and on protected ones with the production right.
+	AsUserID int64
 }
 
 // RunEnvironment is an environment a run's hosts belong to.

@@ -425,11 +425,16 @@ func (db *DB) DeleteScriptJob(ctx context.Context, projectID int64, name string)
 
 // NewTriggerToken gives job id a new trigger token (replacing the old one) and returns it;
 // it is shown this once: only its hash is stored. Audited.
+// The token runs the job with the rights of the user behind ctx (see NewJobRun.AsUserID).
 func (db *DB) NewTriggerToken(ctx context.Context, jobID int64) (string, error) {
+	by := ActorFrom(ctx).UserID
+	if by == 0 {
+		return "", Errorf(EFORBIDDEN, "a trigger token is made by a person, whose rights it uses")
+	}
 	secret := TriggerTokenPrefix + RandomSecret(30)
 	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
-		res, err := tx.ExecContext(ctx, db.q(`UPDATE script_jobs SET trigger_token_hash = ?, trigger_token_prefix = ? WHERE id = ?`),
-			hashSecret(secret), secret[:len(TriggerTokenPrefix)+6], jobID)
+		res, err := tx.ExecContext(ctx, db.q(`UPDATE script_jobs SET trigger_token_hash = ?, trigger_token_prefix = ?, trigger_token_by = ? WHERE id = ?`),
+			hashSecret(secret), secret[:len(TriggerTokenPrefix)+6], by, jobID)
 		if err != nil {
 			return err
 		}
@@ -441,18 +446,22 @@ func (db *DB) NewTriggerToken(ctx context.Context, jobID int64) (string, error) 
 	return secret, err
 }
 
-// JobByTriggerToken returns the job whose trigger token is secret and is jobID; EUNAUTHORIZED
-// for any other token (another job's too), in words that do not say which.
-func (db *DB) JobByTriggerToken(ctx context.Context, jobID int64, secret string) (*ScriptJob, error) {
+// JobByTriggerToken returns the job whose trigger token is secret and is jobID, and the id of
+// the user who made the token; EUNAUTHORIZED for any other token (another job's too), in
+// words that do not say which.
+func (db *DB) JobByTriggerToken(ctx context.Context, jobID int64, secret string) (*ScriptJob, int64, error) {
 	bad := Errorf(EUNAUTHORIZED, "the trigger token is not valid for this job")
 	if !strings.HasPrefix(secret, TriggerTokenPrefix) || len(secret) > 200 {
-		return nil, bad
+		return nil, 0, bad
 	}
-	j, err := db.getScriptJob(ctx, db.db, `j.id = ? AND j.trigger_token_hash = ? AND j.trigger_token_hash <> ''`, jobID, hashSecret(secret))
-	if IsNotFound(err) {
-		return nil, bad
+	var by *int64
+	err := db.db.GetContext(ctx, &by, db.q(`SELECT trigger_token_by FROM script_jobs WHERE id = ? AND trigger_token_hash = ?
+		AND trigger_token_hash <> ''`), jobID, hashSecret(secret))
+	if err != nil || by == nil {
+		return nil, 0, bad
 	}
-	return j, err
+	j, err := db.GetScriptJobByID(ctx, jobID)
+	return j, *by, err
 }
 
 // SaveJobFile stores an uploaded file (replacing one of the same name). ETOOLARGE past

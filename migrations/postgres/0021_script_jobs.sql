@@ -44,6 +44,7 @@ CREATE TABLE script_jobs (
     steps                TEXT NOT NULL DEFAULT '[]',
     trigger_token_hash   TEXT NOT NULL DEFAULT '',
     trigger_token_prefix TEXT NOT NULL DEFAULT '',
+    trigger_token_by     BIGINT REFERENCES users(id) ON DELETE SET NULL,
     created_at           TIMESTAMPTZ NOT NULL,
     updated_at           TIMESTAMPTZ NOT NULL,
     UNIQUE (project_id, name)
@@ -128,6 +129,7 @@ CREATE TABLE job_schedules (
     next_run_at TIMESTAMPTZ,
     last_run_id BIGINT,
     created_by  TEXT NOT NULL DEFAULT '',
+    created_by_id BIGINT REFERENCES users(id) ON DELETE SET NULL,
     created_at  TIMESTAMPTZ NOT NULL,
     updated_at  TIMESTAMPTZ NOT NULL
 );

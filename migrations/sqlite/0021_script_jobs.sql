@@ -44,6 +44,7 @@ CREATE TABLE script_jobs (
     steps                TEXT NOT NULL DEFAULT '[]',
     trigger_token_hash   TEXT NOT NULL DEFAULT '',
     trigger_token_prefix TEXT NOT NULL DEFAULT '',
+    trigger_token_by     INTEGER REFERENCES users(id) ON DELETE SET NULL,
     created_at           TIMESTAMP NOT NULL,
     updated_at           TIMESTAMP NOT NULL,
     UNIQUE (project_id, name)
@@ -128,6 +129,7 @@ CREATE TABLE job_schedules (
     next_run_at TIMESTAMP,
     last_run_id INTEGER,
     created_by  TEXT NOT NULL DEFAULT '',
+    created_by_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
     created_at  TIMESTAMP NOT NULL,
     updated_at  TIMESTAMP NOT NULL
 );
