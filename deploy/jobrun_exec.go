@@ -36,20 +36,24 @@ func (w *JobRunner) runJob(ctx context.Context, claimed *store.JobRun, lease str
 	status, reason, paused := jr.execute(rctx)
 	stopLease()
 	cause := context.Cause(rctx)
-	defer jr.close()
 	switch {
 	case paused:
 		return
 	case ctx.Err() != nil:
+		jr.close()
 		log.Warn("stopping with a job run unfinished; it is taken over when its lease runs out")
 		return
 	case errors.Is(cause, errLeaseLost):
+		jr.close()
 		log.Warn("the job run was taken over by another worker; leaving it")
 		return
 	case errors.Is(cause, errCancelRequested):
 		status, reason = store.RunCanceled, "canceled on request"
 	}
 	jr.say(0, "", "%s%s", status, prefixed(": ", reason))
+	// The log is stored before the run ends, so that lines people add once it has ended
+	// (a retry) come after it.
+	jr.close()
 	fctx, done := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer done()
 	if _, err := w.db.FinishJobRun(fctx, claimed.ID, lease, status, reason); err != nil {
@@ -96,6 +100,8 @@ func (jr *jobRun) execute(ctx context.Context) (status, reason string, paused bo
 		}
 		plan, step := r.Plan[i], r.Steps[i]
 		if plan.Kind == store.StepPause {
+			jr.say(step.Position, "", "paused: waiting for someone to continue or stop the run")
+			jr.close() // stored before the run waits, so a continue's line comes after
 			if err := jr.w.db.PauseJobRun(ctx, r.ID, jr.lease, step.Position); err != nil {
 				jr.cancel(errLeaseLost)
 				return store.RunFailed, err.Error(), false

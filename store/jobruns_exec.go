@@ -110,10 +110,7 @@ func (db *DB) PauseJobRun(ctx context.Context, runID int64, owner string, positi
 		}
 		_, err := tx.ExecContext(ctx, db.q(`UPDATE job_runs SET status = ?, next_step = ?, lease_owner = '', lease_until = NULL WHERE id = ?`),
 			RunWaiting, position-1, runID)
-		if err != nil {
-			return err
-		}
-		return db.addLogLine(ctx, tx, JobRunLog, runID, RunLogHost(position, ""), "paused: waiting for someone to continue or stop the run")
+		return err
 	})
 }
 
