@@ -261,7 +261,7 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 			var tok struct {
 				Token string `json:"token"`
 			}
-			f.api.must(http.StatusCreated, "POST", "/api/v1/projects/shop/jobs/trig-a/trigger-token", "").decode(&tok)
+			f.api.must(http.StatusCreated, "POST", fmt.Sprintf("/api/v1/jobs/%d/trigger-token", a), "").decode(&tok)
 			trigger := func(job int64, token string) (int, string) {
 				req := httptest.NewRequest("POST", fmt.Sprintf("/api/v1/jobs/%d/trigger", job), strings.NewReader(`{"params":{}}`))
 				req.Header.Set("Content-Type", "application/json")

@@ -30,6 +30,8 @@ func (s *Server) registerJobRuns(r *gin.RouterGroup) {
 		}
 		return run.ProjectID, "", nil
 	}
+	r.GET("/jobs/:job", s.need(projectRead), s.getScriptJob)
+	r.POST("/jobs/:job/trigger-token", s.need(projectBuild), s.newTriggerToken)
 	r.POST("/jobs/:job/runs", s.need(projectBuild), s.startJobRun)
 	r.GET("/jobs/:job/runs", s.need(projectRead), s.listJobRuns)
 	r.POST("/jobs/:job/trigger", s.need(public), s.triggerJob)

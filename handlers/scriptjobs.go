@@ -26,8 +26,6 @@ func (s *Server) registerScriptJobs(r *gin.RouterGroup) {
 	r.POST("/projects/:project/files", s.need(projectAdmin), s.uploadJobFile)
 	r.GET("/projects/:project/jobs", s.need(projectRead), s.listScriptJobs)
 	r.POST("/projects/:project/jobs", s.need(projectBuild), s.saveScriptJob)
-	r.GET("/projects/:project/jobs/:job", s.need(projectRead), s.getScriptJob)
-	r.POST("/projects/:project/jobs/:job/trigger-token", s.need(projectBuild), s.newTriggerToken)
 	r.GET("/projects/:project/schedules", s.need(projectRead), s.listSchedules)
 	r.POST("/projects/:project/schedules", s.need(projectBuild), s.createSchedule)
 	r.PATCH("/projects/:project/schedules/:schedule", s.need(projectBuild), s.updateSchedule)
@@ -169,7 +167,7 @@ func (s *Server) saveScriptJob(c *gin.Context) {
 }
 
 func (s *Server) getScriptJob(c *gin.Context) {
-	j, err := s.db.GetScriptJob(c.Request.Context(), projectOf(c).ID, c.Param("job"))
+	j, err := s.db.GetScriptJobByID(c.Request.Context(), idParam(c, "job"))
 	s.answer(c, http.StatusOK, j, err)
 }
 
@@ -177,7 +175,7 @@ func (s *Server) getScriptJob(c *gin.Context) {
 // the rights of the person who made it, and is shown this once.
 func (s *Server) newTriggerToken(c *gin.Context) {
 	ctx := c.Request.Context()
-	j, err := s.db.GetScriptJob(ctx, projectOf(c).ID, c.Param("job"))
+	j, err := s.db.GetScriptJobByID(ctx, idParam(c, "job"))
 	if err != nil {
 		s.fail(c, err)
 		return

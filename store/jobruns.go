@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -330,14 +332,20 @@ func (db *DB) checkRunRights(ctx context.Context, tx *sqlx.Tx, userID int64, j *
 		Name  string `db:"name"`
 		Admin bool   `db:"admin"`
 	}
-	if err := tx.GetContext(ctx, &u, db.q(`SELECT name, admin FROM users WHERE id = ?`), userID); err != nil {
+	if err := tx.GetContext(ctx, &u, db.q(`SELECT name, admin FROM users WHERE id = ?`), userID); errors.Is(err, sql.ErrNoRows) {
 		return Errorf(EFORBIDDEN, "the user this run would act for (id %d) no longer exists", userID)
+	} else if err != nil {
+		return err
 	}
 	if u.Admin {
 		return nil
 	}
 	var production bool
-	if err := tx.GetContext(ctx, &production, db.q(`SELECT production FROM members WHERE project_id = ? AND user_id = ?`), j.ProjectID, userID); err != nil {
+	err := tx.GetContext(ctx, &production, db.q(`SELECT production FROM project_members WHERE project_id = ? AND user_id = ?`), j.ProjectID, userID)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if err != nil {
 		return Errorf(EFORBIDDEN, "%s is not a member of project %s, so may not run its jobs", u.Name, j.Project)
 	}
 	for _, e := range envs {
