@@ -167,7 +167,10 @@ func (s *Server) jobRunLog(c *gin.Context) {
 // ?step=N&host=NAME keeps one host's lines of one step. A line's host is "STEP/HOST".
 func (s *Server) streamJobRunLog(c *gin.Context) {
 	id := idParam(c, "run")
-	host := ""
+	host := c.Query("host")
+	if !strings.Contains(host, "/") {
+		host = "" // the page's stream names "STEP/HOST"; ?step=&host= below does the same
+	}
 	if step := c.Query("step"); step != "" {
 		if n, err := strconv.Atoi(step); err == nil && n > 0 {
 			host = store.RunLogHost(n, c.Query("host"))

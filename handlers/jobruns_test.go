@@ -49,6 +49,8 @@ func jobPermRoutes() {
 		// The fixture's run is queued: there is no pause to continue and nothing failed to retry.
 		"POST /api/v1/runs/:run/continue": {401, 404, 409, 409, 409},
 		"POST /api/v1/runs/:run/retry":    {401, 404, 400, 400, 400},
+		"GET /projects/:project/jobs":     {303, 404, 200, 200, 200},
+		"GET /runs/:run":                  {303, 404, 200, 200, 200},
 	}, map[string]string{
 		"POST /api/v1/projects/:project/accounts":             `{"name":"{uniq}","user":"deploy","private_key":{key}}`,
 		"POST /api/v1/projects/:project/scripts":              `{"name":"{uniq}","language":"bash","body":"echo hi"}`,
@@ -199,4 +201,47 @@ func TestJobRightsCannotBeGotAround(t *testing.T) {
 			t.Errorf("the account list shows a key: %s", r.body)
 		}
 	})
+}
+
+// The jobs page and a run page, in English and Chinese, as a member sees them.
+func TestJobPagesInBothLanguages(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	h := handlers.New(handlers.Config{DB: db, BaseURL: testBaseURL}).Handler()
+	ctx := context.Background()
+	mustUser(t, db, "boss", true)
+	mem := mustUser(t, db, "mem", false)
+	key, _ := testKeys(t)
+	p := &store.Project{Name: "shop", GitLabPath: "g/shop", CloneURL: "https://x/y.git", Trigger: store.DefaultTrigger()}
+	must(t, db.CreateProject(ctx, p))
+	must(t, db.CreateHost(ctx, &store.Host{Name: "web-1", Address: "10.0.0.9", Port: 22, User: "deploy", PrivateKey: key}))
+	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "unprot", Hosts: []string{"web-1"}}))
+	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "prot", Protected: true}))
+	_, err := db.SetMember(ctx, p.ID, "mem", false)
+	must(t, err)
+	fix := newJobsFixture(t, db, "shop")
+	member := sessionClient(t, h, db, mem)
+	for _, c := range []struct{ lang, jobs, run string }{{"en", "Recent runs", "Run "}, {"zh", "最近的执行", "执行 "}} {
+		req := httptest.NewRequest("GET", "/projects/shop/jobs?script=hello", nil)
+		req.AddCookie(&http.Cookie{Name: "ferry_lang", Value: c.lang})
+		r := member.send(req)
+		if r.status != http.StatusOK || !strings.Contains(r.body, c.jobs) || !strings.Contains(r.body, "unprot-job") || !strings.Contains(r.body, `href="/runs/`) {
+			t.Errorf("%s jobs page: %d\n%.2000s", c.lang, r.status, r.body)
+		}
+		if strings.Contains(r.body, `class="api script-editor"`) {
+			t.Errorf("%s: a member is offered the script editor", c.lang)
+		}
+		req = httptest.NewRequest("GET", fmt.Sprintf("/runs/%d", fix.run.ID), nil)
+		req.AddCookie(&http.Cookie{Name: "ferry_lang", Value: c.lang})
+		r = member.send(req)
+		if r.status != http.StatusOK || !strings.Contains(r.body, c.run+strconv.FormatInt(fix.run.ID, 10)) ||
+			!strings.Contains(r.body, `data-step="1" data-host="web-1"`) || !strings.Contains(r.body, "/log/stream") {
+			t.Errorf("%s run page: %d\n%.3000s", c.lang, r.status, r.body)
+		}
+	}
+	// An administrator gets the editor with line numbers, holding the script's body.
+	admin := sessionClient(t, h, db, mustGetUser(t, db, "boss"))
+	r := admin.must(http.StatusOK, "GET", "/projects/shop/jobs?script=hello", "")
+	if !strings.Contains(r.body, `<pre class="gutter"`) || !strings.Contains(r.body, ">echo hello</textarea>") || !strings.Contains(r.body, "Save as version 2") {
+		t.Errorf("the script editor: %.4000s", r.body)
+	}
 }

@@ -142,6 +142,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerStatic(r)
 	s.registerLogin(r)
 	s.registerPages(r)
+	s.registerScriptJobPages(r)
 	s.registerAccount(r)
 	s.registerHooks(r)
 
