@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,12 +13,13 @@ import (
 	"time"
 
 	"ferry/store"
+	"ferry/store/runner"
 )
 
 // Worker defaults, used where WorkerConfig says nothing.
 const (
-	DefaultLeaseTTL     = 30 * time.Second
-	DefaultPollInterval = 500 * time.Millisecond
+	DefaultLeaseTTL     = runner.DefaultLease
+	DefaultPollInterval = runner.DefaultPoll
 	DefaultMaxAttempts  = 3
 	DefaultKeepVersions = 20
 	// DefaultMaxLogBytes is how much output of one build is kept; the rest is dropped with a
@@ -27,12 +27,21 @@ const (
 	DefaultMaxLogBytes = 64 << 20
 )
 
-// Reasons a build's context ends before the build does.
+// Reasons a build's context ends before the build does: the runner's.
 var (
-	errCancelRequested = errors.New("cancel requested")
-	errLeaseLost       = errors.New("lease lost")
-	errShutdown        = errors.New("worker shutting down")
+	errCancelRequested = runner.ErrCancelRequested
+	errLeaseLost       = runner.ErrLeaseLost
+	errShutdown        = runner.ErrShutdown
 )
+
+// jobStore is what the build runner needs of the store: the builds queue.
+type jobStore interface {
+	ClaimBuild(ctx context.Context, lease string, ttl time.Duration) (*store.Build, error)
+	RenewBuild(ctx context.Context, id int64, lease string, ttl time.Duration) (cancel bool, err error)
+	ReapBuilds(ctx context.Context, maxAttempts int) (requeued, failed int, err error)
+	ReleaseBuild(ctx context.Context, id int64, lease string) error
+	FinishBuild(ctx context.Context, id int64, lease string, r store.BuildResult) (*store.Build, error)
+}
 
 // WorkerConfig configures a Worker. DB and DataDir are required.
 type WorkerConfig struct {
@@ -57,7 +66,8 @@ type WorkerConfig struct {
 	Owner string
 	// Workers is how many builds this process runs at once; 0 means 1.
 	Workers int
-	// LeaseTTL is how long a claim holds without renewal; renewed every LeaseTTL/3.
+	// LeaseTTL is how long a claim holds without renewal; default runner.DefaultLease. The
+	// runner renews it every LeaseTTL/3 and reaps expired ones every LeaseTTL/6.
 	LeaseTTL time.Duration
 	// PollInterval is how often an idle worker looks for work; Wake skips the wait.
 	PollInterval time.Duration
@@ -73,11 +83,12 @@ type WorkerConfig struct {
 // Worker takes builds from the store's queue and runs them: mirror, checkout, script, pack,
 // version, GitLab status and tag, retention.
 type Worker struct {
-	cfg  WorkerConfig
-	db   *store.DB
-	git  *Git
-	log  *slog.Logger
-	wake chan struct{}
+	cfg    WorkerConfig
+	db     *store.DB
+	jobs   jobStore
+	runner *runner.Runner[*store.Build]
+	git    *Git
+	log    *slog.Logger
 
 	clientsMu sync.Mutex
 	clients   map[string]*GitLab // by token
@@ -114,39 +125,52 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	w := &Worker{
-		cfg: cfg, db: cfg.DB, git: &Git{DataDir: cfg.DataDir}, log: cfg.Logger,
-		wake: make(chan struct{}, 1), clients: map[string]*GitLab{},
+		cfg: cfg, db: cfg.DB, jobs: cfg.DB, git: &Git{DataDir: cfg.DataDir}, log: cfg.Logger,
+		clients: map[string]*GitLab{},
 	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	w.runner = runner.New(runner.Config{Owner: cfg.Owner, Workers: cfg.Workers, Lease: cfg.LeaseTTL,
+		Poll: cfg.PollInterval, Logger: w.log}, w.kind())
 	w.gitlabCtx, w.gitlabStop = context.WithCancel(context.Background())
 	return w
 }
 
 // Wake makes an idle worker look for work now, rather than at its next poll. It never blocks.
-func (w *Worker) Wake() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *Worker) Wake() { w.runner.Wake() }
 
-// Run runs the build loops and the reaper until ctx ends. Builds in flight then are stopped
-// (their scripts killed) without being finished: their leases run out and another worker
-// takes them over. Run returns when every loop has stopped.
+// Run runs the build workers and the reaper until ctx ends. Builds in flight then are stopped
+// (their scripts killed) without being finished and handed back to the queue, so another
+// process takes them over at once. Run returns when every worker has stopped.
 func (w *Worker) Run(ctx context.Context) error {
 	w.setUpSandbox()
 	w.sweep()
-	var wg sync.WaitGroup
-	for i := range w.cfg.Workers {
-		owner := fmt.Sprintf("%s:%d", w.cfg.Owner, i)
-		wg.Go(func() { w.loop(ctx, owner) })
-	}
-	wg.Go(func() { w.reapLoop(ctx) })
-	wg.Wait()
+	err := w.runner.Run(ctx)
 	w.waitReporters()
-	return nil
+	return err
+}
+
+// kind is what a build is to the runner.
+func (w *Worker) kind() runner.Kind[*store.Build] {
+	return runner.Kind[*store.Build]{
+		Name: "build",
+		Claim: func(ctx context.Context, lease string, ttl time.Duration) (*store.Build, int64, error) {
+			b, err := w.jobs.ClaimBuild(ctx, lease, ttl)
+			if b == nil {
+				return nil, 0, err
+			}
+			return b, b.ID, err
+		},
+		Renew: w.jobs.RenewBuild,
+		Reap: func(ctx context.Context) (int, error) {
+			w.sweep() // another ferry sharing this data dir may have died
+			requeued, failed, err := w.jobs.ReapBuilds(ctx, w.cfg.MaxAttempts)
+			return requeued + failed, err
+		},
+		Release: w.jobs.ReleaseBuild,
+		Work:    w.work,
+	}
 }
 
 // setUpSandbox finds bwrap and says loudly when builds run without the sandbox. A missing
@@ -196,159 +220,96 @@ func (w *Worker) waitReporters() {
 	}
 }
 
-// loop claims and runs builds one after another.
-func (w *Worker) loop(ctx context.Context, owner string) {
-	for ctx.Err() == nil {
-		// Each claim gets its own lease token: if this build's lease runs out and another
-		// loop, even of this process, claims it again, this run can no longer renew or finish it.
-		lease := store.NewLeaseToken(owner)
-		b, err := w.db.ClaimBuild(ctx, lease, w.cfg.LeaseTTL)
-		if err != nil && ctx.Err() == nil {
-			w.log.Error("claim build", "err", err)
-		}
-		if b == nil {
-			w.idle(ctx)
-			continue
-		}
-		w.Wake() // there may be more work for another idle loop
-		w.work(ctx, b, lease)
-	}
-}
-
-func (w *Worker) idle(ctx context.Context) {
-	t := time.NewTimer(w.cfg.PollInterval)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-w.wake:
-	case <-t.C:
-	}
-}
-
-// reapLoop requeues or fails builds whose worker died, every half lease.
-func (w *Worker) reapLoop(ctx context.Context) {
-	t := time.NewTicker(w.cfg.LeaseTTL / 2)
-	defer t.Stop()
-	for {
-		w.sweep() // another ferry sharing this data dir may have died
-		requeued, failed, err := w.db.ReapBuilds(ctx, w.cfg.MaxAttempts)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			w.log.Error("reap builds", "err", err)
-		case requeued+failed > 0:
-			w.log.Warn("took over builds of a lost worker", "requeued", requeued, "failed", failed)
-			w.Wake()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// work runs one claimed build under its lease and records how it ended.
-func (w *Worker) work(ctx context.Context, b *store.Build, owner string) {
-	jobCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancel(nil)
-	stopWatch := context.AfterFunc(ctx, func() { cancel(errShutdown) })
-	defer stopWatch()
-	leaseDone := make(chan struct{})
-	go func() {
-		defer close(leaseDone)
-		w.keepLease(jobCtx, cancel, b.ID, owner)
-	}()
-
-	logw, err := w.db.OpenLog(jobCtx, store.JobBuild, b.ID)
+// work runs one claimed build and records how it ended.
+func (w *Worker) work(ctx context.Context, job *runner.Job[*store.Build]) {
+	b := job.Value
+	logw, err := w.db.OpenLog(ctx, store.JobBuild, b.ID)
 	if err != nil {
 		w.log.Error("open build log", "build", b.ID, "err", err)
-		w.finish(b, owner, store.BuildResult{Status: store.BuildFailed, Error: "could not open the build log: " + err.Error()})
-		cancel(nil)
-		<-leaseDone
+		w.finish(ctx, job, store.BuildResult{Status: store.BuildFailed, Error: "could not open the build log: " + err.Error()})
 		return
 	}
-	out := newBuildLog(logw, w.cfg.MaxLogBytes)
-	r := w.newRun(jobCtx, b, owner, out)
+	out := newBuildLog(w, b.ID, logw)
+	r := w.newRun(ctx, job, out)
 	r.execute()
-	cancel(nil)
-	<-leaseDone
+	out.close() // execute closed it unless it stopped early
 	// The slot is free now. GitLab's answers to the build's status and tag calls may come
-	// later and still go to its log, which is closed after them.
-	r.gitlab.end(func() {
-		if err := logw.Close(); err != nil {
-			w.log.Error("store the last lines of a build log", "build", b.ID, "err", err)
-		}
-	})
+	// later; they are added to the closed log one line at a time.
+	r.gitlab.end(func() {})
 }
 
-// keepLease renews the lease every LeaseTTL/3 until ctx ends. A cancel request or a lost
-// lease cancels the build's context with the reason.
-func (w *Worker) keepLease(ctx context.Context, cancel context.CancelCauseFunc, id int64, owner string) {
-	t := time.NewTicker(w.cfg.LeaseTTL / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		stop, err := w.db.RenewBuild(ctx, id, owner, w.cfg.LeaseTTL)
-		switch {
-		case store.ErrorCode(err) == store.ECONFLICT:
-			cancel(errLeaseLost)
-			return
-		case err != nil && ctx.Err() == nil:
-			w.log.Warn("renew build lease", "build", id, "err", err)
-		case stop:
-			cancel(errCancelRequested)
-			return
-		}
-	}
-}
-
-// finish records a build's end, retrying while the database is unreachable. It reports
-// whether the result was stored; false when another worker holds the build now.
-func (w *Worker) finish(b *store.Build, owner string, res store.BuildResult) (*store.Build, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*w.cfg.LeaseTTL)
-	defer cancel()
-	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		done, err := w.db.FinishBuild(ctx, b.ID, owner, res)
-		if err == nil {
-			return done, true
-		}
+// finish records a build's end on a fresh context, retrying while the database is
+// unreachable. It reports whether the result was stored; false when another worker holds the
+// build now. A success whose version name is taken is recorded as failed.
+func (w *Worker) finish(ctx context.Context, job *runner.Job[*store.Build], res store.BuildResult) (*store.Build, bool) {
+	var done *store.Build
+	err := job.Finish(ctx, func(ctx context.Context) error {
+		var err error
+		done, err = w.jobs.FinishBuild(ctx, job.ID, job.Lease, res)
 		if store.ErrorCode(err) == store.ECONFLICT && res.Status == store.BuildSuccess {
 			// Either the lease is gone or the version name is taken; only the latter is ours to end.
-			if _, lerr := w.db.RenewBuild(ctx, b.ID, owner, w.cfg.LeaseTTL); lerr == nil {
+			if _, lerr := w.jobs.RenewBuild(ctx, job.ID, job.Lease, w.cfg.LeaseTTL); lerr == nil {
 				res = store.BuildResult{Status: store.BuildFailed, Error: "keep version: " + store.ErrorMessage(err)}
-				continue
+				done, err = w.jobs.FinishBuild(ctx, job.ID, job.Lease, res)
 			}
 		}
-		if store.ErrorCode(err) == store.ECONFLICT || ctx.Err() != nil {
-			w.log.Error("finish build", "build", b.ID, "status", res.Status, "err", err)
-			return nil, false
-		}
-		w.log.Warn("finish build, retrying", "build", b.ID, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
+		return err
+	})
+	if err != nil {
+		w.log.Error("finish build", "build", job.ID, "status", res.Status, "err", err)
+		return nil, false
 	}
+	return done, true
 }
 
 // buildLog sends a build's lines to its log writer, keeping at most max bytes of output.
+// Once closed, ferry's own lines (GitLab's late answers) are added to the stored log one by one.
 type buildLog struct {
 	w         *store.LogWriter
+	db        *store.DB
+	id        int64
+	logger    *slog.Logger
 	mu        sync.Mutex
 	bytes     int64
 	max       int64
 	truncated bool
+	closed    bool
 }
 
-func newBuildLog(w *store.LogWriter, max int64) *buildLog { return &buildLog{w: w, max: max} }
+func newBuildLog(w *Worker, id int64, logw *store.LogWriter) *buildLog {
+	return &buildLog{w: logw, db: w.db, id: id, logger: w.log, max: w.cfg.MaxLogBytes}
+}
 
 // ferry writes a line of ferry's own.
 func (l *buildLog) ferry(format string, args ...any) {
-	l.w.Write("ferry", "", fmt.Sprintf(format, args...))
+	text := fmt.Sprintf(format, args...)
+	l.mu.Lock()
+	closed := l.closed
+	if !closed {
+		l.w.Write("ferry", "", text)
+	}
+	l.mu.Unlock()
+	if closed {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := l.db.AppendLogLine(ctx, store.JobBuild, l.id, text); err != nil {
+			l.logger.Warn("add a line to a build's log", "build", l.id, "text", text, "err", err)
+		}
+	}
+}
+
+// close stores the last lines and ends the log for its viewers; later calls do nothing.
+func (l *buildLog) close() {
+	l.mu.Lock()
+	closed := l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if closed {
+		return
+	}
+	if err := l.w.Close(); err != nil {
+		l.logger.Error("store the last lines of a build log", "build", l.id, "err", err)
+	}
 }
 
 // line writes a line of the script's output, or drops it past the limit.
@@ -365,13 +326,6 @@ func (l *buildLog) line(stream, text string) {
 	case !over:
 		l.w.Write(stream, "", text)
 	}
-}
-
-// flush stores the lines written so far, waiting a few seconds at most.
-func (l *buildLog) flush() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	l.w.Flush(ctx)
 }
 
 // byteSize writes n bytes as people read them: 512 B, 3 KiB, 64 MiB.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ferry/store"
+	"ferry/store/runner"
 )
 
 // run is one build being worked on by one worker loop.
@@ -18,7 +19,8 @@ type run struct {
 	w       *Worker
 	ctx     context.Context // ends with the cause: cancel requested, lease lost or shutdown
 	b       *store.Build
-	owner   string
+	job     *runner.Job[*store.Build]
+	owner   string // the lease token of this claim
 	out     *buildLog
 	project *store.Project
 	repo    Repo
@@ -31,8 +33,8 @@ type run struct {
 	made *Artifact
 }
 
-func (w *Worker) newRun(ctx context.Context, b *store.Build, owner string, out *buildLog) *run {
-	return &run{w: w, ctx: ctx, b: b, owner: owner, out: out}
+func (w *Worker) newRun(ctx context.Context, job *runner.Job[*store.Build], out *buildLog) *run {
+	return &run{w: w, ctx: ctx, b: job.Value, job: job, owner: job.Lease, out: out}
 }
 
 // execute runs the build and records its end, unless the worker stopped or lost the build,
@@ -42,14 +44,14 @@ func (r *run) execute() {
 	res := r.build()
 	defer r.cleanup()
 	if cause := context.Cause(r.ctx); cause == errShutdown || cause == errLeaseLost {
-		r.out.ferry("build stopped on this worker (%v); it is taken over when its lease runs out", cause)
+		r.out.ferry("build stopped on this worker (%v); another worker takes it over", cause)
 		r.removeArtifact()
 		return
 	}
 	r.out.ferry("build #%d ended: %s after %s%s", r.b.Number, res.Status, time.Since(start).Round(time.Millisecond), errorSuffix(res.Error))
 	r.reportEnd(res)
-	r.out.flush() // whoever sees the build end sees its whole log
-	done, stored := r.w.finish(r.b, r.owner, res)
+	r.out.close() // whoever sees the build end has seen its whole log
+	done, stored := r.w.finish(r.ctx, r.job, res)
 	if !stored {
 		r.out.ferry("could not record the end of the build; another worker holds it now")
 		r.removeArtifact()

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"ferry/store"
+	"ferry/store/runner"
 )
 
 // deploymentRun is one claimed deployment as a worker runs it.
@@ -38,10 +38,10 @@ type hostJob struct {
 	result  *HostResult
 }
 
-// runDeployment runs one claimed deployment and finishes it, unless ctx ended (the process
-// stops: the deployment is left for another to take over) or the lease was lost (another
-// process has it now).
-func (w *Worker) runDeployment(ctx context.Context, claimed *store.Deployment, lease string) {
+// runDeployment runs one claimed deployment and finishes it, unless the process stops (the
+// runner hands the deployment over) or the lease was lost (another process has it now).
+func (w *Worker) runDeployment(ctx context.Context, job *runner.Job[*store.Deployment]) {
+	claimed, lease := job.Value, job.Lease
 	log := w.log.With("deployment", claimed.ID)
 	logw, err := w.db.OpenLog(ctx, store.JobDeployment, claimed.ID)
 	if err != nil {
@@ -50,15 +50,13 @@ func (w *Worker) runDeployment(ctx context.Context, claimed *store.Deployment, l
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := &deploymentRun{w: w, d: claimed, log: logw, lease: lease, cancel: cancel, logBudget: newLogBudget(w.cfg.MaxLogBytes, w.cfg.MaxHostLogBytes)}
-	stopLease := w.keepLease(ctx, claimed.ID, lease, cancel)
 	status, reason := r.execute(rctx)
-	stopLease()
 	cause := context.Cause(rctx)
 	r.sayEnd(status, reason, cause)
-	r.close()
+	r.close() // viewers see the end of the log before the deployment's end is recorded
 	switch {
-	case ctx.Err() != nil:
-		log.Warn("stopping with a deployment unfinished; it is taken over when its lease runs out")
+	case errors.Is(cause, runner.ErrShutdown):
+		log.Warn("stopping with a deployment unfinished; it is handed over to another worker")
 		return
 	case errors.Is(cause, errLeaseLost):
 		log.Warn("the deployment was taken over by another worker; leaving it")
@@ -66,9 +64,11 @@ func (w *Worker) runDeployment(ctx context.Context, claimed *store.Deployment, l
 	case errors.Is(cause, errCancelRequested) && status != store.DeploymentSuccess:
 		status = store.DeploymentCanceled
 	}
-	fctx, done := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer done()
-	if _, err := w.db.FinishDeployment(fctx, claimed.ID, lease, status, reason); err != nil {
+	err = job.Finish(ctx, func(ctx context.Context) error {
+		_, err := w.jobs.FinishDeployment(ctx, claimed.ID, lease, status, reason)
+		return err
+	})
+	if err != nil {
 		log.Error("finish the deployment", "status", status, "err", err)
 		return
 	}
@@ -110,7 +110,7 @@ func (r *deploymentRun) sayEnd(status, reason string, cause error) {
 	case errors.Is(cause, errLeaseLost):
 		r.say("", "this worker lost its lease on the deployment; another one carries on")
 	case cause != nil && !errors.Is(cause, errCancelRequested):
-		r.say("", "ferry is stopping: the deployment stops here and is taken over when its lease runs out")
+		r.say("", "ferry is stopping: the deployment stops here and another worker takes it over")
 	case reason != "":
 		r.say("", "%s: %s", status, reason)
 	default:

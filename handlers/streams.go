@@ -44,12 +44,16 @@ const (
 	streamWriteWait = 10 * time.Second
 	streamPongWait  = 60 * time.Second
 	streamPingEvery = streamPongWait * 9 / 10
-	streamPollEvery = time.Second
 	streamQueue     = 16
 	streamSlowAfter = 5 * time.Second
-	// streamTail is how long a stream still takes lines after its job ended, for a worker
-	// that stores its last lines just after the final status.
-	streamTail = 300 * time.Millisecond
+	// streamPollEvery is how often the job's status is read for a job that ends with no log
+	// writer to close (canceled while queued, reaped after its process died). A job whose
+	// worker closes its log ends the stream at once (LogSubscription.Ended).
+	streamPollEvery = time.Second
+	// The worker records the job's end just after it closes the log: the status is read every
+	// streamEndCheck for streamEndWait after the log's end.
+	streamEndCheck = 20 * time.Millisecond
+	streamEndWait  = 5 * time.Second
 )
 
 // streamMessage is one WebSocket message: "lines", "end" (with the job's final status) or
@@ -227,16 +231,22 @@ func (s *Server) streamLog(ctx context.Context, st *logStream, out chan<- stream
 	}
 	defer sub.Close()
 	p := &producer{ctx: ctx, out: out, last: st.after, host: st.host}
+	final := func() (string, bool) {
+		status, final, err := st.status(ctx)
+		return status, err == nil && final
+	}
+	end := func(status string) bool {
+		sub.Close()
+		return p.drain(s.db, st) && p.queue(streamMessage{Type: "end", Status: status})
+	}
+	if status, ok := final(); ok {
+		return end(status)
+	}
 	poll := time.NewTicker(streamPollEvery)
 	defer poll.Stop()
-	var tail <-chan time.Time
-	status := ""
-	check := func() {
-		if s, final, err := st.status(ctx); err == nil && final && tail == nil {
-			status, tail = s, time.After(streamTail)
-		}
-	}
-	check()
+	ended := sub.Ended()
+	var endCheck <-chan time.Time
+	var endBy time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -248,11 +258,23 @@ func (s *Server) streamLog(ctx context.Context, st *logStream, out chan<- stream
 			if !p.send(lines) {
 				return false
 			}
+		case <-ended:
+			// Every line of the writer is stored; the job's end follows at once, unless the
+			// job was handed to another worker, which opens the log again.
+			ended, endBy = nil, time.Now().Add(streamEndWait)
+			endCheck = time.After(0)
+		case <-endCheck:
+			if status, ok := final(); ok {
+				return end(status)
+			}
+			endCheck = nil
+			if time.Now().Before(endBy) {
+				endCheck = time.After(streamEndCheck)
+			}
 		case <-poll.C:
-			check()
-		case <-tail:
-			sub.Close()
-			return p.drain(s.db, st) && p.queue(streamMessage{Type: "end", Status: status})
+			if status, ok := final(); ok {
+				return end(status)
+			}
 		}
 	}
 }
@@ -268,6 +290,9 @@ type producer struct {
 // send queues lines (those of p.host only, when set). It reports false when the viewer is
 // too slow.
 func (p *producer) send(lines []store.LogLine) bool {
+	for len(lines) > 0 && lines[0].Seq <= p.last {
+		lines = lines[1:] // read from the table already
+	}
 	if len(lines) == 0 {
 		return true
 	}

@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"ferry/store"
+	"ferry/store/runner"
 )
 
 // Worker defaults.
 const (
 	DefaultPoll     = 500 * time.Millisecond
 	DefaultSenders  = 4
-	DefaultLeaseTTL = 2 * time.Minute
+	DefaultLeaseTTL = runner.DefaultLease
 	outboxBatch     = 100
 	deliveryBatch   = 100
 )
@@ -49,36 +50,78 @@ type Worker struct {
 	// Senders is how many channels are served at once; default DefaultSenders.
 	Senders int
 	// LeaseTTL is how long a channel stays claimed without renewal; default DefaultLeaseTTL.
+	// The runner renews it every LeaseTTL/3 while a sender serves the channel.
 	LeaseTTL time.Duration
 }
 
-// Run works until ctx ends, then returns nil. Errors of a pass are logged, not returned: the
-// next pass tries again.
+// deliveryStore is what the notice runner needs of the store: the channels as a queue, and
+// the writes of a delivery's outcome fenced by the channel's lease.
+type deliveryStore interface {
+	QueueDeliveries(ctx context.Context, limit int) (int, error)
+	ClaimChannel(ctx context.Context, lease string, ttl time.Duration, limit int) (*store.Channel, []*store.Delivery, error)
+	RenewChannel(ctx context.Context, id int64, lease string, ttl time.Duration) error
+	ReleaseChannel(ctx context.Context, id int64, lease string, pausedUntil time.Time) error
+	RecordChannelDelivery(ctx context.Context, channelID int64, lease string, ids []int64, o store.DeliveryOutcome) error
+	PostponeChannelDeliveries(ctx context.Context, channelID int64, lease string, ids []int64, at time.Time) error
+}
+
+// claimedChannel is a channel a sender holds, with its deliveries due.
+type claimedChannel struct {
+	ch  *store.Channel
+	due []*store.Delivery
+}
+
+// Run sends notices with Senders senders until ctx ends, then returns nil. Each sender claims
+// a channel with deliveries due (after turning new outbox entries into deliveries), serves it
+// under a lease the runner renews, and releases it.
 func (w *Worker) Run(ctx context.Context) error {
-	poll := cmp.Or(w.Poll, DefaultPoll)
+	r := runner.New(runner.Config{Owner: w.owner(), Workers: cmp.Or(w.Senders, DefaultSenders),
+		Lease: w.leaseTTL(), Poll: cmp.Or(w.Poll, DefaultPoll), Logger: w.logger()}, w.kind(w.DB))
+	return r.Run(ctx)
+}
+
+// kind is what serving a channel is to the runner.
+func (w *Worker) kind(db deliveryStore) runner.Kind[claimedChannel] {
+	return runner.Kind[claimedChannel]{
+		Name: "notice",
+		Claim: func(ctx context.Context, lease string, ttl time.Duration) (claimedChannel, int64, error) {
+			if err := queueAll(ctx, db); err != nil {
+				return claimedChannel{}, 0, err
+			}
+			ch, due, err := db.ClaimChannel(ctx, lease, ttl, deliveryBatch)
+			if err != nil || ch == nil {
+				return claimedChannel{}, 0, err
+			}
+			return claimedChannel{ch, due}, ch.ID, nil
+		},
+		Renew: func(ctx context.Context, id int64, lease string, ttl time.Duration) (bool, error) {
+			return false, db.RenewChannel(ctx, id, lease, ttl)
+		},
+		Release: func(ctx context.Context, id int64, lease string) error {
+			return db.ReleaseChannel(ctx, id, lease, time.Time{})
+		},
+		Work: func(ctx context.Context, job *runner.Job[claimedChannel]) {
+			w.serveChannel(ctx, job.Value.ch, job.Lease, job.Value.due)
+		},
+	}
+}
+
+// queueAll turns every outbox entry there is into deliveries.
+func queueAll(ctx context.Context, db deliveryStore) error {
 	for {
-		if _, err := w.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			w.logger().Warn("notify pass failed", "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(poll):
+		n, err := db.QueueDeliveries(ctx, outboxBatch)
+		if err != nil || n < outboxBatch {
+			return err
 		}
 	}
 }
 
-// RunOnce does one pass: it queues deliveries for every outbox entry there is and serves every
-// channel with deliveries due now. It returns how many sends it made (a digest counts once).
+// RunOnce does one pass without the runner: it queues deliveries for every outbox entry there
+// is and serves every channel with deliveries due now, each under a lease it does not renew.
+// It returns how many sends it made (a digest counts once).
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
-	for {
-		n, err := w.DB.QueueDeliveries(ctx, outboxBatch)
-		if err != nil {
-			return 0, err
-		}
-		if n < outboxBatch {
-			break
-		}
+	if err := queueAll(ctx, w.DB); err != nil {
+		return 0, err
 	}
 	var (
 		wg    sync.WaitGroup
@@ -90,8 +133,6 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	for range cmp.Or(w.Senders, DefaultSenders) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				// A lease token per claim: a sender whose lease ran out cannot renew or
-				// release the channel once another sender, even of this process, claimed it.
 				lease := store.NewLeaseToken(w.owner())
 				ch, due, err := w.DB.ClaimChannel(ctx, lease, w.leaseTTL(), deliveryBatch)
 				if err != nil || ch == nil {
@@ -156,24 +197,24 @@ func (w *Worker) serveChannel(ctx context.Context, ch *store.Channel, lease stri
 		}
 	}()
 	if !ch.Enabled {
-		w.record(ctx, ch, batch(w.bare(due)), store.DeliveryOutcome{Error: "the channel is disabled"})
+		w.record(ctx, ch, lease, batch(w.bare(due)), store.DeliveryOutcome{Error: "the channel is disabled"})
 		return 0
 	}
-	notices := w.prepare(ctx, ch, due)
+	notices := w.prepare(ctx, ch, lease, due)
 	now := w.now()
 	sends, later, at, err := w.plan(ctx, ch, notices, now)
 	if err != nil {
 		w.logger().Warn("plan notify sends", "channel", ch.ID, "error", err)
 		return 0
 	}
-	w.postpone(ctx, later, at)
+	w.postpone(ctx, ch, lease, later, at)
 	senders := map[int64]Sender{}
 	count := 0
 	for i, b := range sends {
 		if ctx.Err() != nil {
 			return count
 		}
-		wait := w.send(ctx, ch, b, senders)
+		wait := w.send(ctx, ch, lease, b, senders)
 		count++
 		if wait > 0 {
 			pausedUntil = w.now().Add(wait)
@@ -181,11 +222,8 @@ func (w *Worker) serveChannel(ctx context.Context, ch *store.Channel, lease stri
 			for _, r := range sends[i+1:] {
 				rest = append(rest, r...)
 			}
-			w.postpone(ctx, rest, pausedUntil)
+			w.postpone(ctx, ch, lease, rest, pausedUntil)
 			return count
-		}
-		if err := w.DB.RenewChannel(ctx, ch.ID, lease, w.leaseTTL()); err != nil {
-			return count // another process has the channel now; it sends the rest
 		}
 	}
 	return count
@@ -199,11 +237,11 @@ func (w *Worker) bare(due []*store.Delivery) []notice {
 	return out
 }
 
-func (w *Worker) postpone(ctx context.Context, b batch, at time.Time) {
+func (w *Worker) postpone(ctx context.Context, ch *store.Channel, lease string, b batch, at time.Time) {
 	if len(b) == 0 {
 		return
 	}
-	if err := w.DB.PostponeDeliveries(context.WithoutCancel(ctx), b.ids(), at); err != nil {
+	if err := w.DB.PostponeChannelDeliveries(context.WithoutCancel(ctx), ch.ID, lease, b.ids(), at); err != nil {
 		w.logger().Warn("postpone notices", "error", err)
 	}
 }
@@ -239,7 +277,7 @@ func (w *Worker) plan(ctx context.Context, ch *store.Channel, notices []notice, 
 
 // send posts one batch and records the outcome. It returns the pause the platform asked for
 // (its rate limit was hit), or 0.
-func (w *Worker) send(ctx context.Context, ch *store.Channel, b batch, senders map[int64]Sender) time.Duration {
+func (w *Worker) send(ctx context.Context, ch *store.Channel, lease string, b batch, senders map[int64]Sender) time.Duration {
 	msg := b[0].msg
 	if len(b) > 1 {
 		msgs := make([]Message, len(b))
@@ -267,7 +305,7 @@ func (w *Worker) send(ctx context.Context, ch *store.Channel, b batch, senders m
 		return 0 // stopping: the deliveries stay pending, no try counted
 	}
 	if err == nil {
-		w.record(ctx, ch, b, store.DeliveryOutcome{Sent: true})
+		w.record(ctx, ch, lease, b, store.DeliveryOutcome{Sent: true})
 		return 0
 	}
 	attempts := 0
@@ -280,7 +318,7 @@ func (w *Worker) send(ctx context.Context, ch *store.Channel, b batch, senders m
 		outcome.RetryAt = &retry
 	}
 	w.logger().Warn("notice not delivered", "channel", ch.ID, "kind", ch.Kind, "deliveries", b.ids(), "error", outcome.Answer, "retry", outcome.RetryAt != nil)
-	w.record(ctx, ch, b, outcome)
+	w.record(ctx, ch, lease, b, outcome)
 	return SuggestedWait(err)
 }
 
@@ -303,8 +341,10 @@ func publicFailureText(err error) string {
 	return PublicText(err)
 }
 
-func (w *Worker) record(ctx context.Context, ch *store.Channel, b batch, o store.DeliveryOutcome) {
-	if err := w.DB.RecordDelivery(context.WithoutCancel(ctx), b.ids(), o); err != nil {
+// record writes a send's outcome, fenced by the lease on the channel: once another sender
+// holds the channel, nothing of this one's is recorded.
+func (w *Worker) record(ctx context.Context, ch *store.Channel, lease string, b batch, o store.DeliveryOutcome) {
+	if err := w.DB.RecordChannelDelivery(context.WithoutCancel(ctx), ch.ID, lease, b.ids(), o); err != nil {
 		w.logger().Error("record notice delivery", "channel", ch.ID, "error", err)
 	}
 }
@@ -392,7 +432,7 @@ const TestEvent Event = "test"
 // prepare returns the notices of the due deliveries, building and storing the message of those
 // that have none yet. A delivery whose message cannot be built is recorded as failed (its job is
 // gone) or tried again later (the store failed), and left out.
-func (w *Worker) prepare(ctx context.Context, ch *store.Channel, due []*store.Delivery) []notice {
+func (w *Worker) prepare(ctx context.Context, ch *store.Channel, lease string, due []*store.Delivery) []notice {
 	built := map[string]Message{}
 	var out []notice
 	for _, d := range due {
@@ -403,7 +443,7 @@ func (w *Worker) prepare(ctx context.Context, ch *store.Channel, due []*store.De
 				retry := w.now().Add(Backoff(d.Attempts + 1))
 				o.RetryAt = &retry
 			}
-			w.record(ctx, ch, batch{{d: d}}, o)
+			w.record(ctx, ch, lease, batch{{d: d}}, o)
 			continue
 		}
 		out = append(out, notice{d: d, msg: m})

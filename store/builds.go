@@ -341,6 +341,13 @@ func (db *DB) CancelBuild(ctx context.Context, id int64) (*Build, error) {
 	return db.GetBuild(ctx, id)
 }
 
+// ReleaseBuild hands a running build that lease still holds back to the queue, for another
+// worker to claim at once (a process stopping cleanly calls it); a build with a cancel asked
+// for ends canceled instead. A build lease no longer holds is left alone: nil.
+func (db *DB) ReleaseBuild(ctx context.Context, id int64, lease string) error {
+	return db.release(ctx, buildQueue(), id, lease, func(*sqlx.Tx, reapedJob, string) error { return nil })
+}
+
 // ReapBuilds ends or requeues running builds whose lease ran out (their worker died): one with
 // attempts < maxAttempts goes back to pending (lease and started_at cleared), the others fail
 // with WorkerLost (build.failed in the outbox), or end canceled if a cancel had been asked for.

@@ -129,7 +129,10 @@ func (db *DB) ClaimChannel(ctx context.Context, owner string, ttl time.Duration,
 	var ch *Channel
 	var due []*Delivery
 	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
-		now := db.now()
+		now, err := db.clock(ctx, tx)
+		if err != nil {
+			return err
+		}
 		query := `SELECT c.id FROM channels c WHERE (c.lease_until IS NULL OR c.lease_until < ?)
 			AND (c.paused_until IS NULL OR c.paused_until <= ?)
 			AND EXISTS (SELECT 1 FROM deliveries d WHERE d.channel_id = c.id AND d.status = ? AND d.next_try_at <= ?)
@@ -138,7 +141,7 @@ func (db *DB) ClaimChannel(ctx context.Context, owner string, ttl time.Duration,
 			query += ` FOR UPDATE OF c SKIP LOCKED`
 		}
 		var id int64
-		err := tx.GetContext(ctx, &id, db.q(query), now, now, DeliveryPending, now)
+		err = tx.GetContext(ctx, &id, db.q(query), now, now, DeliveryPending, now)
 		if err != nil {
 			return ignoreNoRows(err)
 		}
@@ -168,7 +171,11 @@ func ignoreNoRows(err error) error {
 // RenewChannel extends owner's lease on a channel to now+ttl; ECONFLICT when owner no longer
 // holds it.
 func (db *DB) RenewChannel(ctx context.Context, id int64, owner string, ttl time.Duration) error {
-	res, err := db.db.ExecContext(ctx, db.q(`UPDATE channels SET lease_until = ? WHERE id = ? AND lease_owner = ?`), db.now().Add(ttl), id, owner)
+	now, err := db.clock(ctx, db.db)
+	if err != nil {
+		return err
+	}
+	res, err := db.db.ExecContext(ctx, db.q(`UPDATE channels SET lease_until = ? WHERE id = ? AND lease_owner = ?`), now.Add(ttl), id, owner)
 	if err != nil {
 		return fmt.Errorf("renew lease on channel %d: %w", id, err)
 	}
@@ -209,47 +216,91 @@ func (db *DB) RecordDelivery(ctx context.Context, ids []int64, o DeliveryOutcome
 	if len(ids) == 0 {
 		return nil
 	}
+	return db.Transact(ctx, func(tx *sqlx.Tx) error { return db.recordDelivery(ctx, tx, ids, o) })
+}
+
+// RecordChannelDelivery is RecordDelivery fenced by the lease on the deliveries' channel, as a
+// sender writes it: ECONFLICT, and nothing recorded, when lease no longer holds the channel
+// (it ran out and another sender claimed the channel; that one records the deliveries).
+func (db *DB) RecordChannelDelivery(ctx context.Context, channelID int64, lease string, ids []int64, o DeliveryOutcome) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	return db.Transact(ctx, func(tx *sqlx.Tx) error {
-		now := db.now()
-		if o.Sent {
-			if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, sent_at = ?, last_error = '', last_answer = '', merged_count = ? WHERE id = ?`),
-				DeliverySent, now, len(ids)-1, ids[0]); err != nil {
-				return err
-			}
-			for _, id := range ids[1:] {
-				if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, sent_at = ?, last_error = '', last_answer = '', merged_into = ? WHERE id = ?`),
-					DeliveryMerged, now, ids[0], id); err != nil {
-					return err
-				}
-			}
-			return nil
+		if err := db.holdChannel(ctx, tx, channelID, lease); err != nil {
+			return err
 		}
-		status, next := DeliveryFailed, now
-		if o.RetryAt != nil {
-			status, next = DeliveryPending, o.RetryAt.UTC().Truncate(time.Microsecond)
+		return db.recordDelivery(ctx, tx, ids, o)
+	})
+}
+
+// PostponeChannelDeliveries is PostponeDeliveries fenced by the lease on the channel, as
+// RecordChannelDelivery is.
+func (db *DB) PostponeChannelDeliveries(ctx context.Context, channelID int64, lease string, ids []int64, at time.Time) error {
+	return db.Transact(ctx, func(tx *sqlx.Tx) error {
+		if err := db.holdChannel(ctx, tx, channelID, lease); err != nil {
+			return err
 		}
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_try_at = ?, last_error = ?, last_answer = ? WHERE id = ?`),
-				status, next, truncate(o.Error, 2000), truncate(o.Answer, 2000), id); err != nil {
+		return db.postponeDeliveries(ctx, tx, ids, at)
+	})
+}
+
+// holdChannel checks, inside tx, that lease holds the channel, and locks its row on PostgreSQL.
+func (db *DB) holdChannel(ctx context.Context, tx *sqlx.Tx, channelID int64, lease string) error {
+	query := `SELECT id FROM channels WHERE id = ? AND lease_owner = ?`
+	if db.dialect == Postgres {
+		query += ` FOR UPDATE`
+	}
+	var id int64
+	err := tx.GetContext(ctx, &id, db.q(query), channelID, lease)
+	if err != nil && ignoreNoRows(err) == nil {
+		return Errorf(ECONFLICT, "channel %d: the lease %s ran out and another sender holds the channel", channelID, lease)
+	}
+	return err
+}
+
+func (db *DB) recordDelivery(ctx context.Context, tx *sqlx.Tx, ids []int64, o DeliveryOutcome) error {
+	now := db.now()
+	if o.Sent {
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, sent_at = ?, last_error = '', last_answer = '', merged_count = ? WHERE id = ?`),
+			DeliverySent, now, len(ids)-1, ids[0]); err != nil {
+			return err
+		}
+		for _, id := range ids[1:] {
+			if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, sent_at = ?, last_error = '', last_answer = '', merged_into = ? WHERE id = ?`),
+				DeliveryMerged, now, ids[0], id); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}
+	status, next := DeliveryFailed, now
+	if o.RetryAt != nil {
+		status, next = DeliveryPending, o.RetryAt.UTC().Truncate(time.Microsecond)
+	}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_try_at = ?, last_error = ?, last_answer = ? WHERE id = ?`),
+			status, next, truncate(o.Error, 2000), truncate(o.Answer, 2000), id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PostponeDeliveries moves pending deliveries to at without counting a try (they waited for a
 // rate limit).
 func (db *DB) PostponeDeliveries(ctx context.Context, ids []int64, at time.Time) error {
+	return db.Transact(ctx, func(tx *sqlx.Tx) error { return db.postponeDeliveries(ctx, tx, ids, at) })
+}
+
+func (db *DB) postponeDeliveries(ctx context.Context, tx *sqlx.Tx, ids []int64, at time.Time) error {
 	at = at.UTC().Truncate(time.Microsecond)
-	return db.Transact(ctx, func(tx *sqlx.Tx) error {
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET next_try_at = ? WHERE id = ? AND status = ?`), at, id, DeliveryPending); err != nil {
-				return fmt.Errorf("postpone delivery %d: %w", id, err)
-			}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE deliveries SET next_try_at = ? WHERE id = ? AND status = ?`), at, id, DeliveryPending); err != nil {
+			return fmt.Errorf("postpone delivery %d: %w", id, err)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // SentSince returns when the messages a channel's platform accepted after since were sent,

@@ -189,14 +189,26 @@ func (db *DB) RetryDeployment(ctx context.Context, id int64, triggeredBy string)
 // running host steps go back to waiting; a failed one's waiting steps are skipped and running
 // ones fail with WorkerLost, and deployment.failed (or .canceled) goes to the outbox.
 func (db *DB) ReapDeployments(ctx context.Context, maxAttempts int) (requeued, failed int, err error) {
-	return db.reap(ctx, deploymentQueue(), maxAttempts, func(tx *sqlx.Tx, j reapedJob, outcome string) error {
+	return db.reap(ctx, deploymentQueue(), maxAttempts, db.deploymentEnded(ctx, WorkerLost))
+}
+
+// ReleaseDeployment hands a running deployment that lease still holds back to the queue, as
+// ReleaseBuild does: its running host steps wait again (the next worker starts from what they
+// recorded), or, with a cancel asked for, it ends canceled. nil when lease no longer holds it.
+func (db *DB) ReleaseDeployment(ctx context.Context, id int64, lease string) error {
+	return db.release(ctx, deploymentQueue(), id, lease, db.deploymentEnded(ctx, "the ferry process running it stopped"))
+}
+
+// deploymentEnded updates the host steps and the outbox of a deployment reaped or released.
+func (db *DB) deploymentEnded(ctx context.Context, why string) func(tx *sqlx.Tx, j reapedJob, outcome string) error {
+	return func(tx *sqlx.Tx, j reapedJob, outcome string) error {
 		switch outcome {
 		case reapRequeued:
 			_, err := tx.ExecContext(ctx, db.q(`UPDATE host_steps SET status = ?, started_at = NULL WHERE deployment_id = ? AND status = ?`),
 				HostWaiting, j.ID, HostRunning)
 			return err
 		case reapCanceled:
-			if err := db.endHostSteps(ctx, tx, j.ID, HostCanceled, HostCanceled, "canceled: "+WorkerLost); err != nil {
+			if err := db.endHostSteps(ctx, tx, j.ID, HostCanceled, HostCanceled, "canceled: "+why); err != nil {
 				return err
 			}
 			return db.addOutbox(ctx, tx, OutboxDeploymentCanceled, j.ProjectID, JobDeployment, j.ID)
@@ -206,7 +218,7 @@ func (db *DB) ReapDeployments(ctx context.Context, maxAttempts int) (requeued, f
 			}
 			return db.addOutbox(ctx, tx, OutboxDeploymentFailed, j.ProjectID, JobDeployment, j.ID)
 		}
-	})
+	}
 }
 
 // endHostSteps ends the unfinished steps of a deployment that was ended for them.

@@ -77,6 +77,10 @@ func (h *logHub) dispatch(payload string) {
 		return
 	}
 	id, err := strconv.ParseInt(idText, 10, 64)
+	if ok && ok2 && err == nil && lastText == logEndMark {
+		h.ended(kind, id)
+		return
+	}
 	last, err2 := strconv.ParseInt(lastText, 10, 64)
 	if !ok || !ok2 || err != nil || err2 != nil {
 		return
@@ -85,6 +89,29 @@ func (h *logHub) dispatch(payload string) {
 	defer h.mu.Unlock()
 	for s := range h.subs[logKey{kind, id}] {
 		s.notified(last)
+	}
+}
+
+// logEndMark stands for the last seq in the NOTIFY payload that says a job's log writer closed.
+const logEndMark = "end"
+
+// end says, in this process and (on PostgreSQL) every other, that a log writer of the job
+// closed with all its lines stored.
+func (h *logHub) end(ctx context.Context, db *DB, kind string, jobID int64) error {
+	h.ended(kind, jobID)
+	if db.dialect != Postgres {
+		return nil
+	}
+	_, err := db.db.ExecContext(ctx, `SELECT pg_notify($1, $2)`, logChannel, fmt.Sprintf("%s:%d:%s:%s", kind, jobID, logEndMark, h.origin))
+	return err
+}
+
+// ended tells this process's subscribers of the job that its log writer closed.
+func (h *logHub) ended(kind string, jobID int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[logKey{kind, jobID}] {
+		s.endOnce.Do(func() { close(s.end) })
 	}
 }
 
@@ -215,7 +242,16 @@ type LogSubscription struct {
 	known   int64     // the highest seq known to be stored
 	sent    int64     // last seq delivered, for offer
 	lagging bool      // fell subPendingMax lines behind at some time
+
+	end     chan struct{} // closed when a log writer of the job closed
+	endOnce sync.Once
 }
+
+// Ended returns a channel closed when a writer of the job's log closes (LogWriter.Close), in
+// this process or, on PostgreSQL, any other: every line it wrote is stored then, and a viewer
+// reads the rest from the table (ReadLog) rather than waiting on C. A job handed to another
+// worker gets a new writer, so the job's status says whether the job ended too.
+func (s *LogSubscription) Ended() <-chan struct{} { return s.end }
 
 // SubscribeLog subscribes to a job's log from seq after on: C first gets the stored lines
 // after it, then each batch as it is stored, in this process or (on PostgreSQL) any other.
@@ -235,7 +271,7 @@ func (db *DB) SubscribeLog(ctx context.Context, kind string, jobID, after int64)
 	s := &LogSubscription{
 		C: c, c: c, db: db, key: logKey{kind, jobID}, last: max(after, 0), sent: max(after, 0),
 		wake: make(chan struct{}, 1), done: make(chan struct{}), close: cancel,
-		reread: true,
+		reread: true, end: make(chan struct{}),
 	}
 	if err := db.logs.add(s); err != nil {
 		cancel()

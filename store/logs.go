@@ -278,8 +278,10 @@ func copyLogLines(ctx context.Context, tx *sqlx.Tx, kind string, jobID int64, li
 	return err
 }
 
-// Close flushes and ends the writer. It keeps trying to store the last lines for up to 30
-// seconds and returns the error if they could not be stored.
+// Close flushes and ends the writer, then publishes the end of the log to its viewers in every
+// process (LogSubscription.Ended). It keeps trying to store the last lines for up to 30
+// seconds and returns the error if they could not be stored. A worker closes a job's log
+// before it records the job's end, so a viewer that sees the end has seen every line.
 func (w *LogWriter) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -293,6 +295,16 @@ func (w *LogWriter) Close() error {
 	<-w.done
 	ctx, cancel := context.WithTimeout(context.Background(), logCloseTimeout)
 	defer cancel()
+	err := w.flushAll(ctx)
+	// The end of the log: viewers stop at once instead of waiting to see nothing more come.
+	if eerr := w.db.logs.end(ctx, w.db, w.kind, w.jobID); err == nil && eerr != nil {
+		err = fmt.Errorf("publish the end of %s %d log: %w", w.kind, w.jobID, eerr)
+	}
+	return err
+}
+
+// flushAll stores what is buffered, trying again until ctx ends.
+func (w *LogWriter) flushAll(ctx context.Context) error {
 	for {
 		err := w.Flush(ctx)
 		if err == nil || ctx.Err() != nil {
@@ -333,4 +345,14 @@ func (db *DB) ReadLog(ctx context.Context, kind string, jobID, after int64, host
 		lines[i].At = lines[i].At.UTC()
 	}
 	return lines, nil
+}
+
+// AppendLogLine adds one line from ferry to a job's log after its writer closed, such as the
+// answer of a call made after the job ended (GitLab's to a tag). Viewers that saw the end of
+// the log do not get it; a later read does. It fails with EINVALID for an unknown kind.
+func (db *DB) AppendLogLine(ctx context.Context, kind string, jobID int64, text string) error {
+	if err := validLogKind(kind); err != nil {
+		return err
+	}
+	return db.Transact(ctx, func(tx *sqlx.Tx) error { return db.addLogLine(ctx, tx, kind, jobID, "", cleanLogText(text)) })
 }

@@ -85,7 +85,10 @@ func (db *DB) claimIn(ctx context.Context, tx *sqlx.Tx, q jobQueue, owner string
 	if err != nil {
 		return 0, 0, err
 	}
-	now := db.now()
+	now, err := db.clock(ctx, tx) // the database's clock is the only one leases are read by
+	if err != nil {
+		return 0, 0, err
+	}
 	err = tx.GetContext(ctx, &attempts, db.q(`UPDATE `+q.table+` SET status = 'running', lease_owner = ?, lease_until = ?,
 		started_at = ?, attempts = attempts + 1 WHERE id = ? AND status = ? RETURNING attempts`),
 		owner, now.Add(ttl), now, id, q.waiting)
@@ -98,8 +101,12 @@ func (db *DB) claimIn(ctx context.Context, tx *sqlx.Tx, q jobQueue, owner string
 // renew extends owner's lease on a running job and reports whether a cancel was asked for.
 func (db *DB) renew(ctx context.Context, q jobQueue, id int64, owner string, ttl time.Duration) (bool, error) {
 	var cancel bool
-	err := db.db.GetContext(ctx, &cancel, db.q(`UPDATE `+q.table+` SET lease_until = ?
-		WHERE id = ? AND status = 'running' AND lease_owner = ? RETURNING cancel_requested`), db.now().Add(ttl), id, owner)
+	now, err := db.clock(ctx, db.db)
+	if err != nil {
+		return false, err
+	}
+	err = db.db.GetContext(ctx, &cancel, db.q(`UPDATE `+q.table+` SET lease_until = ?
+		WHERE id = ? AND status = 'running' AND lease_owner = ? RETURNING cancel_requested`), now.Add(ttl), id, owner)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, db.lostLease(ctx, db.db, q, id, owner)
 	}
@@ -158,7 +165,10 @@ func (db *DB) reap(ctx context.Context, q jobQueue, maxAttempts int, then func(t
 			query += ` FOR UPDATE SKIP LOCKED`
 		}
 		var jobs []reapedJob
-		now := db.now()
+		now, err := db.clock(ctx, tx)
+		if err != nil {
+			return err
+		}
 		if err := tx.SelectContext(ctx, &jobs, db.q(query), now); err != nil {
 			return err
 		}
@@ -206,6 +216,51 @@ func (db *DB) reapOne(ctx context.Context, tx *sqlx.Tx, q jobQueue, j reapedJob,
 		return "", err
 	}
 	return outcome, db.addLogLine(ctx, tx, q.kind, j.ID, "", text)
+}
+
+// Released is the log line of a job handed back to the queue by a process that stopped cleanly.
+const Released = "handed over: the ferry process running it is stopping; another worker takes it over now"
+
+// release hands job id of q back to the queue, in one transaction, when owner still holds it:
+// it waits again for a claim (lease and started_at cleared, attempts kept), or ends canceled
+// when a cancel had been asked for. A job owner no longer holds is left alone. then runs in
+// the same transaction, as for reap.
+func (db *DB) release(ctx context.Context, q jobQueue, id int64, owner string, then func(tx *sqlx.Tx, j reapedJob, outcome string) error) error {
+	err := db.Transact(ctx, func(tx *sqlx.Tx) error {
+		query := `SELECT id, project_id, attempts, cancel_requested FROM ` + q.table +
+			` WHERE id = ? AND status = 'running' AND lease_owner = ?`
+		if db.dialect == Postgres {
+			query += ` FOR UPDATE`
+		}
+		var j reapedJob
+		if err := tx.GetContext(ctx, &j, db.q(query), id, owner); err != nil {
+			return ignoreNoRows(err)
+		}
+		now, err := db.clock(ctx, tx)
+		if err != nil {
+			return err
+		}
+		outcome, text := reapRequeued, Released
+		if j.Cancel {
+			outcome, text = reapCanceled, "canceled: the ferry process running it stopped"
+			_, err = tx.ExecContext(ctx, db.q(`UPDATE `+q.table+` SET status = 'canceled', error = ?, finished_at = ?,
+				lease_owner = '', lease_until = NULL WHERE id = ?`), text, now, id)
+		} else {
+			_, err = tx.ExecContext(ctx, db.q(`UPDATE `+q.table+` SET status = ?, started_at = NULL,
+				lease_owner = '', lease_until = NULL WHERE id = ?`), q.waiting, id)
+		}
+		if err != nil {
+			return err
+		}
+		if err := db.addLogLine(ctx, tx, q.kind, id, "", text); err != nil {
+			return err
+		}
+		return then(tx, j, outcome)
+	})
+	if err != nil {
+		return fmt.Errorf("release %s %d: %w", q.kind, id, err)
+	}
+	return nil
 }
 
 // addLogLine appends one line from ferry itself to a job's log, after its last line.

@@ -80,22 +80,24 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.builder = build.NewWorker(build.WorkerConfig{
-		DB:      db,
-		DataDir: m.Config.DataDir,
-		WorkDir: filepath.Join(m.Config.DataDir, "workspaces"),
-		GitLab:  build.GitLabConfig{BaseURL: m.Config.GitLabURL, Token: m.Config.GitLabToken},
-		BaseURL: m.Config.BaseURL,
-		Workers: max(m.Config.BuildWorkers, 1),
-		Logger:  m.Logger.With("part", "build"),
+		DB:       db,
+		DataDir:  m.Config.DataDir,
+		WorkDir:  filepath.Join(m.Config.DataDir, "workspaces"),
+		GitLab:   build.GitLabConfig{BaseURL: m.Config.GitLabURL, Token: m.Config.GitLabToken},
+		BaseURL:  m.Config.BaseURL,
+		Workers:  max(m.Config.BuildWorkers, 1),
+		LeaseTTL: m.Config.Lease,
+		Logger:   m.Logger.With("part", "build"),
 		// Off only when asked for by name; the worker says so loudly at start and in each build.
 		NoSandbox: m.Config.BuildSandbox == "off",
 		Bwrap:     m.Config.Bwrap,
 	})
 	m.deployer = deploy.NewWorker(deploy.WorkerConfig{
-		DB:      db,
-		DataDir: m.Config.DataDir,
-		Workers: max(m.Config.DeployWorkers, 1),
-		Logger:  m.Logger.With("part", "deploy"),
+		DB:       db,
+		DataDir:  m.Config.DataDir,
+		Workers:  max(m.Config.DeployWorkers, 1),
+		LeaseTTL: m.Config.Lease,
+		Logger:   m.Logger.With("part", "deploy"),
 	})
 	m.jobRunner = deploy.NewJobRunner(deploy.JobRunnerConfig{
 		Store:   db,
@@ -104,7 +106,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:  m.Logger.With("part", "jobs"),
 	})
 	channelAddresses := notify.AddressPolicy{Allowed: m.Config.channelNets}
-	m.notifier = &notify.Worker{DB: db, BaseURL: m.Config.BaseURL, Logger: m.Logger.With("part", "notify"),
+	m.notifier = &notify.Worker{DB: db, BaseURL: m.Config.BaseURL, Logger: m.Logger.With("part", "notify"), LeaseTTL: m.Config.Lease,
 		Options: notify.Options{Addresses: channelAddresses}}
 	if len(m.Config.channelNets) > 0 {
 		m.Logger.Info("notification channels may reach these networks refused by default", "FERRY_CHANNEL_ALLOWED_NETS", m.Config.ChannelAllowedNets)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"ferry/notify"
+	"ferry/store/runner"
 )
 
 // Config is everything ferry is told at start, from FERRY_* environment variables and flags of
@@ -59,6 +60,10 @@ type Config struct {
 	MetricsToken string
 	// ApprovalExpiry is how long a deployment waits for approval before it ends as rejected.
 	ApprovalExpiry time.Duration
+	// Lease is how long a claimed build, deployment or notice channel stays this process's
+	// without renewal (FERRY_LEASE): renewed every Lease/3, reaped by any process Lease/6 at
+	// most after it ran out, so a killed process's jobs are taken over within Lease + Lease/6.
+	Lease time.Duration
 }
 
 // DefaultConfig returns the configuration of a plain `ferry serve`, read from env.
@@ -95,7 +100,21 @@ func DefaultConfig(env func(string) string) Config {
 		MetricsAddr:        env("FERRY_METRICS_ADDR"),
 		MetricsToken:       env("FERRY_METRICS_TOKEN"),
 		ApprovalExpiry:     approvalExpiry(env),
+		Lease:              leaseOf(env),
 	}
+}
+
+// leaseOf reads FERRY_LEASE; a bad value is -1, which Validate names.
+func leaseOf(env func(string) string) time.Duration {
+	v := env("FERRY_LEASE")
+	if v == "" {
+		return runner.DefaultLease
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return -1
+	}
+	return d
 }
 
 // splitList splits a comma-separated list, dropping blanks.
@@ -138,6 +157,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.LogRetention, "log-retention", c.LogRetention, "how long logs, webhook events and audit entries are kept (FERRY_LOG_RETENTION)")
 	fs.StringVar(&c.BuildSandbox, "build-sandbox", c.BuildSandbox, "bwrap: build scripts run isolated in bubblewrap; off: they run as ferry's user and can read its secrets (FERRY_BUILD_SANDBOX)")
 	fs.StringVar(&c.Bwrap, "bwrap", c.Bwrap, "the bubblewrap program for the build sandbox (FERRY_BWRAP)")
+	fs.DurationVar(&c.Lease, "lease", c.Lease, "how long a claimed job stays this process's without renewal; a killed process's jobs are taken over after about 7/6 of it (FERRY_LEASE)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address of a listener serving only /metrics; empty: none (FERRY_METRICS_ADDR)")
 }
 
@@ -186,6 +206,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogRetention < time.Hour {
 		return errors.New("FERRY_LOG_RETENTION: want a duration of at least 1h, such as 720h (30 days)")
+	}
+	if c.Lease < time.Second || c.Lease > 10*time.Minute {
+		return errors.New("FERRY_LEASE: want a duration between 1s and 10m, such as 6s")
 	}
 	nets, err := notify.ParseAllowedNets(c.ChannelAllowedNets)
 	if err != nil {
