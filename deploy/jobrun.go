@@ -3,22 +3,22 @@ package deploy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
 	"ferry/store"
+	"ferry/store/runner"
 )
 
-// JobRunStore is what the job run worker needs of the store. It is its own small interface so
-// that the claim, lease and cancel logic can move onto the shared runner (store/runner) without
-// touching what a step does.
+// JobRunStore is what the job run worker needs of the store: the runs queue (claimed and
+// leased by store/runner, as builds and deployments are), the writes of a run, and what a
+// step reads (hosts, accounts, versions, files) and the schedules.
 type JobRunStore interface {
 	ClaimJobRun(ctx context.Context, owner string, ttl time.Duration) (*store.JobRun, error)
 	RenewJobRun(ctx context.Context, id int64, owner string, ttl time.Duration) (bool, error)
 	ReapJobRuns(ctx context.Context, maxAttempts int) (int, int, error)
+	ReleaseJobRun(ctx context.Context, id int64, lease string) error
 	GetJobRun(ctx context.Context, id int64) (*store.JobRun, error)
 	StartRunStep(ctx context.Context, runID int64, owner string, position int) error
 	UpdateRunHost(ctx context.Context, runID int64, owner string, position int, hostID int64, u store.RunHostUpdate) error
@@ -43,12 +43,13 @@ type JobRunnerConfig struct {
 	Owner string
 	// Workers is how many runs this process runs at once; default 2.
 	Workers int
-	// LeaseTTL is how long a claimed run stays this process's without a renewal; default 30s.
+	// LeaseTTL is how long a claimed run stays this process's without a renewal; default
+	// runner.DefaultLease.
 	LeaseTTL time.Duration
 	// MaxAttempts is how often a run is started before a lost worker fails it; default 2.
 	MaxAttempts int
-	// Poll is how often the queue and the schedules are looked at; default 500ms (schedules:
-	// every SchedulePoll, default 10s).
+	// Poll is how often the queue is looked at; default runner.DefaultPoll. SchedulePoll is
+	// how often due schedules are looked for; default 10s.
 	Poll         time.Duration
 	SchedulePoll time.Duration
 	// MaxHostConcurrency bounds how many hosts one step works on at once; default 10.
@@ -59,32 +60,23 @@ type JobRunnerConfig struct {
 	Logger *slog.Logger
 }
 
-// JobRunner runs queued job runs (scripts, file distribution and pauses on hosts) and fires
-// due schedules. Any number of runners in any number of processes may share one database.
+// JobRunner runs queued job runs (scripts, file distribution and pauses on hosts) as a kind
+// of job of store/runner, and fires due schedules. Any number of runners in any number of
+// processes may share one database.
 type JobRunner struct {
-	cfg  JobRunnerConfig
-	db   JobRunStore
-	log  *slog.Logger
-	wake chan struct{}
+	cfg    JobRunnerConfig
+	db     JobRunStore
+	log    *slog.Logger
+	runner *runner.Runner[*store.JobRun]
 }
 
 // NewJobRunner returns a runner for cfg; Run starts it.
 func NewJobRunner(cfg JobRunnerConfig) *JobRunner {
-	if cfg.Owner == "" {
-		host, _ := os.Hostname()
-		cfg.Owner = fmt.Sprintf("%s:%d", host, os.Getpid())
-	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
 	}
-	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 30 * time.Second
-	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 2
-	}
-	if cfg.Poll <= 0 {
-		cfg.Poll = 500 * time.Millisecond
 	}
 	if cfg.SchedulePoll <= 0 {
 		cfg.SchedulePoll = 10 * time.Second
@@ -95,70 +87,47 @@ func NewJobRunner(cfg JobRunnerConfig) *JobRunner {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &JobRunner{cfg: cfg, db: cfg.Store, log: cfg.Logger, wake: make(chan struct{}, 1)}
+	w := &JobRunner{cfg: cfg, db: cfg.Store, log: cfg.Logger}
+	w.runner = runner.New(runner.Config{Owner: cfg.Owner, Workers: cfg.Workers, Lease: cfg.LeaseTTL, Poll: cfg.Poll,
+		Logger: cfg.Logger}, w.kind())
+	return w
 }
 
 // Wake makes an idle runner look at the queue now. It never blocks.
-func (w *JobRunner) Wake() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *JobRunner) Wake() { w.runner.Wake() }
 
 // Run claims and runs job runs, reaps those of dead workers and fires due schedules until
-// ctx ends. A run in progress when ctx ends is left unfinished for another process to take
-// over when its lease runs out. It fails at once without a store.
+// ctx ends. A run in progress when ctx ends is handed back to the queue, its step in progress
+// to be run again on the hosts that had not finished it. It fails at once without a store.
 func (w *JobRunner) Run(ctx context.Context) error {
 	if w.db == nil {
 		return errors.New("job runner: no store")
 	}
 	var wg sync.WaitGroup
-	for range w.cfg.Workers {
-		wg.Go(func() { w.claimLoop(ctx) })
-	}
-	wg.Go(func() { w.reapLoop(ctx) })
 	wg.Go(func() { w.scheduleLoop(ctx) })
+	err := w.runner.Run(ctx)
 	wg.Wait()
-	return nil
+	return err
 }
 
-func (w *JobRunner) claimLoop(ctx context.Context) {
-	for ctx.Err() == nil {
-		lease := store.NewLeaseToken(w.cfg.Owner)
-		r, err := w.db.ClaimJobRun(ctx, lease, w.cfg.LeaseTTL)
-		if err != nil && ctx.Err() == nil {
-			w.log.Error("claim a job run", "err", err)
-		}
-		if r != nil {
-			w.Wake()
-			w.runJob(ctx, r, lease)
-			continue
-		}
-		select {
-		case <-ctx.Done():
-		case <-w.wake:
-		case <-time.After(w.cfg.Poll):
-		}
-	}
-}
-
-func (w *JobRunner) reapLoop(ctx context.Context) {
-	every := max(w.cfg.LeaseTTL/3, w.cfg.Poll)
-	for {
-		requeued, failed, err := w.db.ReapJobRuns(ctx, w.cfg.MaxAttempts)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			w.log.Error("reap job runs of lost workers", "err", err)
-		case requeued+failed > 0:
-			w.log.Warn("job runs of lost workers reaped", "requeued", requeued, "failed", failed)
-			w.Wake()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
+// kind is what a job run is to the runner.
+func (w *JobRunner) kind() runner.Kind[*store.JobRun] {
+	return runner.Kind[*store.JobRun]{
+		Name: "run",
+		Claim: func(ctx context.Context, lease string, ttl time.Duration) (*store.JobRun, int64, error) {
+			r, err := w.db.ClaimJobRun(ctx, lease, ttl)
+			if r == nil {
+				return nil, 0, err
+			}
+			return r, r.ID, err
+		},
+		Renew: w.db.RenewJobRun,
+		Reap: func(ctx context.Context) (int, error) {
+			requeued, failed, err := w.db.ReapJobRuns(ctx, w.cfg.MaxAttempts)
+			return requeued + failed, err
+		},
+		Release: w.db.ReleaseJobRun,
+		Work:    w.runJob,
 	}
 }
 
@@ -183,35 +152,4 @@ func (w *JobRunner) scheduleLoop(ctx context.Context) {
 		case <-time.After(w.cfg.SchedulePoll):
 		}
 	}
-}
-
-// keepRunLease renews the lease on run id until stop is called; a cancel request or a lost
-// lease cancels the run's context with errCancelRequested or errLeaseLost.
-func (w *JobRunner) keepRunLease(parent context.Context, id int64, lease string, cancel context.CancelCauseFunc) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(min(w.cfg.LeaseTTL/3, time.Second))
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-parent.Done():
-				return
-			case <-tick.C:
-			}
-			canceled, err := w.db.RenewJobRun(parent, id, lease, w.cfg.LeaseTTL)
-			switch {
-			case store.ErrorCode(err) == store.ECONFLICT:
-				cancel(errLeaseLost)
-				return
-			case err != nil && parent.Err() == nil:
-				w.log.Warn("renew the lease on a job run", "run", id, "err", err)
-			case canceled:
-				cancel(errCancelRequested)
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"ferry/store"
+	"ferry/store/runner"
 )
 
 // jobRun is one claimed run as a runner executes it.
@@ -21,31 +22,31 @@ type jobRun struct {
 	cancel context.CancelCauseFunc
 }
 
-// runJob executes a claimed run from its next step and finishes it, unless it paused, ctx
-// ended (left for another process) or the lease was lost.
-func (w *JobRunner) runJob(ctx context.Context, claimed *store.JobRun, lease string) {
+// runJob executes a claimed run from its next step and finishes it, unless it paused, the
+// process stops (the runner hands it back to the queue) or the lease was lost.
+func (w *JobRunner) runJob(ctx context.Context, job *runner.Job[*store.JobRun]) {
+	claimed, lease := job.Value, job.Lease
 	log := w.log.With("run", claimed.ID)
 	logw, err := w.db.OpenLog(ctx, store.JobRunLog, claimed.ID)
 	if err != nil {
 		log.Error("open the run log", "err", err)
 	}
+	// The job's own context, also ended by a write refused for a lost lease.
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	jr := &jobRun{w: w, r: claimed, lease: lease, log: logw, cancel: cancel}
-	stopLease := w.keepRunLease(ctx, claimed.ID, lease, cancel)
 	status, reason, paused := jr.execute(rctx)
-	stopLease()
 	cause := context.Cause(rctx)
 	switch {
 	case paused:
 		return
-	case ctx.Err() != nil:
-		jr.close()
-		log.Warn("stopping with a job run unfinished; it is taken over when its lease runs out")
-		return
 	case errors.Is(cause, errLeaseLost):
 		jr.close()
 		log.Warn("the job run was taken over by another worker; leaving it")
+		return
+	case errors.Is(cause, runner.ErrShutdown):
+		jr.say(0, "", "ferry is stopping: the run is handed over and goes on from this step")
+		jr.close()
 		return
 	case errors.Is(cause, errCancelRequested):
 		status, reason = store.RunCanceled, "canceled on request"
@@ -54,11 +55,21 @@ func (w *JobRunner) runJob(ctx context.Context, claimed *store.JobRun, lease str
 	// The log is stored before the run ends, so that lines people add once it has ended
 	// (a retry) come after it.
 	jr.close()
-	fctx, done := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer done()
-	if _, err := w.db.FinishJobRun(fctx, claimed.ID, lease, status, reason); err != nil {
+	err = job.Finish(ctx, func(ctx context.Context) error {
+		_, err := w.db.FinishJobRun(ctx, claimed.ID, lease, status, reason)
+		return err
+	})
+	if err != nil {
 		log.Error("finish the job run", "status", status, "err", err)
 	}
+}
+
+// handedOver reports whether ctx ended because the run leaves this worker (the process stops
+// or the lease was lost), rather than because it was canceled: then nothing more of the step
+// is recorded, and the next worker runs it again where it was.
+func handedOver(ctx context.Context) bool {
+	cause := context.Cause(ctx)
+	return errors.Is(cause, runner.ErrShutdown) || errors.Is(cause, errLeaseLost)
 }
 
 func prefixed(p, s string) string {
@@ -111,6 +122,9 @@ func (jr *jobRun) execute(ctx context.Context) (status, reason string, paused bo
 		stepStatus, stepErr := jr.runStep(ctx, plan, step)
 		if ctx.Err() != nil {
 			return store.RunCanceled, "", false
+		}
+		if stepStatus == store.StepSucceeded {
+			jr.say(step.Position, "", "step %d (%s) succeeded", step.Position, step.Name)
 		}
 		if stepStatus == store.StepFailed {
 			failed = append(failed, fmt.Sprintf("step %d (%s): %s", step.Position, step.Name, stepErr))
@@ -169,6 +183,8 @@ func (jr *jobRun) runStep(ctx context.Context, plan store.RunStepPlan, step *sto
 	}
 	status, errText := store.StepSucceeded, ""
 	switch {
+	case handedOver(ctx):
+		return store.StepRunning, ""
 	case ctx.Err() != nil:
 		status = store.StepCanceled
 	case len(failed) > 0:
@@ -192,6 +208,8 @@ func (jr *jobRun) runHost(ctx context.Context, plan store.RunStepPlan, pos int, 
 	exit, err := jr.onHost(ctx, plan, pos, h)
 	u := store.RunHostUpdate{Status: store.HostSucceeded, ExitCode: exit, Finished: true}
 	switch {
+	case handedOver(ctx):
+		return errors.New("handed over")
 	case ctx.Err() != nil:
 		u.Status, u.Error = store.HostCanceled, "canceled"
 		err = errors.New("canceled")

@@ -259,7 +259,20 @@ func (db *DB) changeRun(ctx context.Context, id int64, action string, change fun
 // ReapJobRuns ends or requeues the runs whose worker died (as ReapDeployments does): a
 // requeued run's running step and hosts go back to waiting and run again from that step.
 func (db *DB) ReapJobRuns(ctx context.Context, maxAttempts int) (requeued, failed int, err error) {
-	return db.reap(ctx, runQueue(), maxAttempts, func(tx *sqlx.Tx, j reapedJob, outcome string) error {
+	return db.reap(ctx, runQueue(), maxAttempts, db.jobRunHandedBack(ctx, WorkerLost))
+}
+
+// ReleaseJobRun hands a running run that lease still holds back to the queue (a process
+// stopping cleanly calls it): its running step and hosts wait again and run again from that
+// step; with a cancel asked for it ends canceled. nil when lease no longer holds it (it
+// finished, or waits at a pause).
+func (db *DB) ReleaseJobRun(ctx context.Context, id int64, lease string) error {
+	return db.release(ctx, runQueue(), id, lease, db.jobRunHandedBack(ctx, "the ferry process running it stopped"))
+}
+
+// jobRunHandedBack updates the steps and hosts of a run reaped or released.
+func (db *DB) jobRunHandedBack(ctx context.Context, why string) func(tx *sqlx.Tx, j reapedJob, outcome string) error {
+	return func(tx *sqlx.Tx, j reapedJob, outcome string) error {
 		switch outcome {
 		case reapRequeued:
 			if _, err := tx.ExecContext(ctx, db.q(`UPDATE job_run_steps SET status = ? WHERE run_id = ? AND status = ?`),
@@ -270,9 +283,9 @@ func (db *DB) ReapJobRuns(ctx context.Context, maxAttempts int) (requeued, faile
 				HostWaiting, j.ID, HostRunning)
 			return err
 		case reapCanceled:
-			return db.endJobRun(ctx, tx, j.ID, RunCanceled, "canceled: "+WorkerLost)
+			return db.endJobRun(ctx, tx, j.ID, RunCanceled, "canceled: "+why)
 		default:
-			return db.endJobRun(ctx, tx, j.ID, RunFailed, WorkerLost)
+			return db.endJobRun(ctx, tx, j.ID, RunFailed, why)
 		}
-	})
+	}
 }

@@ -100,10 +100,11 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:   m.Logger.With("part", "deploy"),
 	})
 	m.jobRunner = deploy.NewJobRunner(deploy.JobRunnerConfig{
-		Store:   db,
-		DataDir: m.Config.DataDir,
-		Workers: max(m.Config.DeployWorkers, 1),
-		Logger:  m.Logger.With("part", "jobs"),
+		Store:    db,
+		DataDir:  m.Config.DataDir,
+		Workers:  max(m.Config.DeployWorkers, 1),
+		LeaseTTL: m.Config.Lease,
+		Logger:   m.Logger.With("part", "jobs"),
 	})
 	channelAddresses := notify.AddressPolicy{Allowed: m.Config.channelNets}
 	m.notifier = &notify.Worker{DB: db, BaseURL: m.Config.BaseURL, Logger: m.Logger.With("part", "notify"), LeaseTTL: m.Config.Lease,
