@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -156,6 +157,27 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 			}
 		})
 
+		t.Run("distribute an uploaded file", func(t *testing.T) {
+			content := "listen 8080\nname \"shop\"\n"
+			f.api.must(http.StatusCreated, "POST", "/api/v1/projects/shop/files",
+				fmt.Sprintf(`{"name":"app.conf","content":%q}`, base64.StdEncoding.EncodeToString([]byte(content))))
+			id := f.job(`{"name":"push-conf","steps":[{"name":"conf","kind":"distribute","file":"app.conf","path":"` + jobPath + `/conf","account":"ops","target":{"environment":"staging"}}]}`)
+			f.waitRun(f.start(id, `{}`), store.RunSuccess)
+			for _, h := range hosts {
+				if got := readHostFile(t, h, "conf/app.conf"); got != content {
+					t.Errorf("%s conf/app.conf = %q", h.Name, got)
+				}
+			}
+			run := f.waitRun(f.start(id, `{}`), store.RunSuccess)
+			var page struct {
+				Lines []store.RunLogLine `json:"lines"`
+			}
+			f.api.must(http.StatusOK, "GET", fmt.Sprintf("/api/v1/runs/%d/log", run.ID), "").decode(&page)
+			if n := countLines(page.Lines, "same sha256: skipped"); n != 3 {
+				t.Errorf("second distribution: %d hosts skipped, want 3", n)
+			}
+		})
+
 		t.Run("a host fails: stop and go on", func(t *testing.T) {
 			f.script("flaky", `echo x >> `+jobPath+`/flaky-count; if [ "$FERRY_HOST" = host-2 ]; then echo broken >&2; exit 3; fi`)
 			f.script("after", `echo after > `+jobPath+`/after-$RUNMARK`)
@@ -263,8 +285,7 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 			}
 			f.api.must(http.StatusCreated, "POST", fmt.Sprintf("/api/v1/jobs/%d/trigger-token", a), "").decode(&tok)
 			trigger := func(job int64, token string) (int, string) {
-				req := httptest.NewRequest("POST", fmt.Sprintf("/api/v1/jobs/%d/trigger", job), strings.NewReader(`{"params":{}}`))
-				req.Header.Set("Content-Type", "application/json")
+				req := httptest.NewRequest("POST", fmt.Sprintf("/api/v1/jobs/%d/trigger", job), nil) // no body: no parameters
 				if token != "" {
 					req.Header.Set("X-Ferry-Trigger-Token", token)
 				}

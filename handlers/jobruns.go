@@ -54,9 +54,17 @@ func idParam(c *gin.Context, name string) int64 {
 	return id
 }
 
+// bindRunInput reads a run's parameters; no body at all means none.
+func (s *Server) bindRunInput(c *gin.Context, in *runInput) bool {
+	if c.Request.ContentLength == 0 && len(c.Request.TransferEncoding) == 0 {
+		return true
+	}
+	return s.bindJSON(c, in)
+}
+
 func (s *Server) startJobRun(c *gin.Context) {
 	var in runInput
-	if !s.bindJSON(c, &in) {
+	if !s.bindRunInput(c, &in) {
 		return
 	}
 	u := currentUser(c)
@@ -92,7 +100,7 @@ func (s *Server) triggerJob(c *gin.Context) {
 		return
 	}
 	var in runInput
-	if !s.bindJSON(c, &in) {
+	if !s.bindRunInput(c, &in) {
 		return
 	}
 	actor := store.Actor{UserID: by, Name: "trigger token of job " + j.Name, RemoteAddr: c.ClientIP()}
