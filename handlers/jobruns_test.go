@@ -245,3 +245,43 @@ func TestJobPagesInBothLanguages(t *testing.T) {
 		t.Errorf("the script editor: %.4000s", r.body)
 	}
 }
+
+// A run's live log streams over WebSocket as a deployment's does; ?step=&host= keeps one
+// host's lines of one step; a stranger cannot open it.
+func TestJobRunLogStream(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := newStreamServer(t, db)
+		ctx := context.Background()
+		admin := mustGetUser(t, db, "boss")
+		as := store.WithActor(ctx, store.Actor{UserID: admin.ID, Name: admin.Name})
+		p, err := db.GetProject(ctx, "orders")
+		must(t, err)
+		key, _ := testKeys(t)
+		must(t, db.CreateExecAccount(as, &store.ExecAccount{ProjectID: p.ID, Name: "ops", User: "deploy", PrivateKey: key}))
+		_, err = db.SaveScript(as, &store.Script{ProjectID: p.ID, Name: "hello", Language: store.LangBash, Body: "echo hello"})
+		must(t, err)
+		j, err := db.SaveScriptJob(as, &store.ScriptJob{ProjectID: p.ID, Name: "hello", Steps: []store.JobStepDef{
+			{Name: "hello", Kind: store.StepScript, Script: "hello", Account: "ops", Target: store.JobTarget{Environment: "staging"}}}})
+		must(t, err)
+		run, err := db.CreateJobRun(as, store.NewJobRun{JobID: j.ID, TriggeredBy: "test", AsUserID: admin.ID})
+		must(t, err)
+		writeLines(t, db, store.JobRunLog, run.ID, store.RunLogHost(1, "web1"), "one from web1")
+		writeLines(t, db, store.JobRunLog, run.ID, store.RunLogHost(1, "web2"), "one from web2")
+		all := s.mustDial(t, fmt.Sprintf("/api/v1/runs/%d/log/stream", run.ID), s.member)
+		if got := readLines(t, all, 2); got[0] != "one from web1" || got[1] != "one from web2" {
+			t.Errorf("all lines: %q", got)
+		}
+		one := s.mustDial(t, fmt.Sprintf("/api/v1/runs/%d/log/stream?step=1&host=web2", run.ID), s.member)
+		writeLines(t, db, store.JobRunLog, run.ID, store.RunLogHost(1, "web1"), "two from web1")
+		writeLines(t, db, store.JobRunLog, run.ID, store.RunLogHost(1, "web2"), "two from web2")
+		if got := readLines(t, one, 2); got[0] != "one from web2" || got[1] != "two from web2" {
+			t.Errorf("web2's lines of step 1: %q", got)
+		}
+		if got := readLines(t, all, 2); got[0] != "two from web1" || got[1] != "two from web2" {
+			t.Errorf("live lines: %q", got)
+		}
+		if _, resp, err := s.dial(t, fmt.Sprintf("/api/v1/runs/%d/log/stream", run.ID), s.stranger, ""); err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
+			t.Errorf("a stranger opened the stream: %v", err)
+		}
+	})
+}
