@@ -101,3 +101,47 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A run's log is kept as long as other logs: purged once old and the run has ended, never
+// while the run is queued, running or waiting at a pause.
+func TestRunLogsFollowRetention(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := actorCtx()
+		p := mustProject(t, db, "shop")
+		admin := &store.User{Name: "boss", Email: "boss@example.com", Admin: true}
+		must(t, db.CreateUser(ctx, admin, "password-boss"))
+		j, err := db.SaveScriptJob(ctx, &store.ScriptJob{ProjectID: p.ID, Name: "wait", Steps: []store.JobStepDef{{Name: "wait", Kind: store.StepPause}}})
+		must(t, err)
+		queued, err := db.CreateJobRun(ctx, store.NewJobRun{JobID: j.ID, AsUserID: admin.ID})
+		must(t, err)
+		ended, err := db.CreateJobRun(ctx, store.NewJobRun{JobID: j.ID, AsUserID: admin.ID})
+		must(t, err)
+		_, err = db.CancelJobRun(ctx, ended.ID)
+		must(t, err)
+		realNow := db.Now
+		db.Now = func() time.Time { return realNow().Add(-40 * 24 * time.Hour) }
+		for _, id := range []int64{queued.ID, ended.ID} {
+			w, err := db.OpenLog(ctx, store.JobRunLog, id)
+			must(t, err)
+			w.Write("stdout", store.RunLogHost(1, "web-1"), "old line")
+			must(t, w.Close())
+		}
+		db.Now = realNow
+		if _, err := db.PurgeOld(ctx, 30*24*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[int64]int{queued.ID: 1, ended.ID: 0} {
+			lines, err := db.ReadRunLog(ctx, id, 0, 0, "", 100)
+			must(t, err)
+			n := 0
+			for _, l := range lines {
+				if l.Text == "old line" {
+					n++
+				}
+			}
+			if n != want {
+				t.Errorf("run %d: %d old lines left, want %d", id, n, want)
+			}
+		}
+	})
+}
