@@ -24,24 +24,33 @@ import (
 // hosts) with an execution account, a job runner and the API that wakes it.
 type jobFixture struct {
 	*deployFixture
-	runner *deploy.JobRunner
+	runner     *deploy.JobRunner
+	stopRunner func()
 }
 
 func newJobFixture(t *testing.T, db *store.DB) *jobFixture {
 	t.Helper()
 	f := &jobFixture{deployFixture: newDeployFixture(t, db, 3, workerOptions{noWorker: true})}
-	f.runner = deploy.NewJobRunner(deploy.JobRunnerConfig{Store: db, Owner: storetest.Name("jobs"), Workers: 2,
-		LeaseTTL: 3 * time.Second, Poll: 100 * time.Millisecond, SchedulePoll: 200 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { f.runner.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	f.runner, f.stopRunner = startJobRunner(t, db)
 	f.srv = handlers.New(handlers.Config{DB: db, BaseURL: "https://ferry.example.com", JobRunner: f.runner,
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}).Handler()
 	f.api.h = f.srv
 	f.api.must(http.StatusCreated, "POST", "/api/v1/projects/shop/accounts",
 		fmt.Sprintf(`{"name":"ops","user":"root","private_key":%q}`, string(f.cluster.ClientKeyPEM)))
 	return f
+}
+
+// startJobRunner starts a job runner with short leases; stop stops it and waits for it.
+func startJobRunner(t *testing.T, db *store.DB) (r *deploy.JobRunner, stop func()) {
+	r = deploy.NewJobRunner(deploy.JobRunnerConfig{Store: db, Owner: storetest.Name("jobs"), Workers: 2,
+		LeaseTTL: 3 * time.Second, Poll: 100 * time.Millisecond, SchedulePoll: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { r.Run(ctx) })
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return r, stop
 }
 
 // script saves a bash script through the API.
@@ -255,6 +264,40 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 			}
 			if readHostFile(t, hosts[0], "slow") != "" {
 				t.Error("the canceled script went on to its end")
+			}
+		})
+
+		t.Run("a runner that stops hands its run over", func(t *testing.T) {
+			f.script("handover", `if [ "$FERRY_HOST" = host-1 ]; then echo fast >> `+jobPath+`/handover; exit 0; fi
+while [ ! -f `+jobPath+`/handover-go ]; do echo waiting; sleep 0.2; done
+echo done >> `+jobPath+`/handover`)
+			id := f.job(`{"name":"handover","steps":[` + stepJSON("handover", "handover", "") + `]}`)
+			runID := f.start(id, `{}`)
+			storetest.WaitFor(t, 60*time.Second, "host-1 done and the others waiting", func() bool {
+				r := f.run(runID)
+				lines, _ := db.ReadRunLog(context.Background(), runID, 0, 1, "", 1000)
+				return len(r.Steps) == 1 && r.Steps[0].Hosts[0].Status == store.HostSucceeded &&
+					containsLine(lines, "waiting") && readHostFile(t, hosts[0], "handover") == "fast\n"
+			})
+			f.stopRunner() // ferry stops: the run goes back to the queue at once
+			if r := f.run(runID); r.Status != store.RunQueued || r.Steps[0].Hosts[0].Status != store.HostSucceeded {
+				t.Fatalf("after the stop: run %s, host-1 %s", r.Status, r.Steps[0].Hosts[0].Status)
+			}
+			for _, h := range hosts {
+				must(t, os.WriteFile(h.Path("handover-go"), nil, 0o644))
+			}
+			f.runner, f.stopRunner = startJobRunner(f.t, db) // lives as long as the fixture
+			run := f.waitRun(runID, store.RunSuccess)
+			if got := hostStatuses(run.Steps[0]); got != "host-1=succeeded host-2=succeeded host-3=succeeded" {
+				t.Errorf("hosts: %s", got)
+			}
+			if got := readHostFile(t, hosts[0], "handover"); got != "fast\n" {
+				t.Errorf("host-1 ran again after the handover: %q", got)
+			}
+			for _, h := range hosts[1:] {
+				if got := readHostFile(t, h, "handover"); got != "done\n" {
+					t.Errorf("%s: %q", h.Name, got)
+				}
 			}
 		})
 
