@@ -40,6 +40,8 @@ func (s *Server) registerJobRuns(r *gin.RouterGroup) {
 	r.GET("/runs/:run/log/stream", s.need(projectRead), s.streamJobRunLog)
 	r.POST("/runs/:run/cancel", s.need(projectBuild), s.changeJobRun(func(db *store.DB) func(context.Context, int64) (*store.JobRun, error) { return db.CancelJobRun }))
 	r.POST("/runs/:run/continue", s.need(projectBuild), s.changeJobRun(func(db *store.DB) func(context.Context, int64) (*store.JobRun, error) { return db.ContinueJobRun }))
+	r.POST("/runs/:run/approve", s.need(projectBuild), s.decideJobRun(true))
+	r.POST("/runs/:run/reject", s.need(projectBuild), s.decideJobRun(false))
 	r.POST("/runs/:run/retry", s.need(projectBuild), s.changeJobRun(func(db *store.DB) func(context.Context, int64) (*store.JobRun, error) { return db.RetryJobRun }))
 }
 
@@ -209,6 +211,28 @@ func (s *Server) changeJobRun(op func(db *store.DB) func(context.Context, int64)
 		if err != nil {
 			what := c.FullPath()[strings.LastIndexByte(c.FullPath(), '/')+1:]
 			s.fail(c, fmt.Errorf("%s run %d: %w", what, id, err))
+			return
+		}
+		if s.jobRunner != nil && r.Status == store.RunQueued {
+			s.jobRunner.Wake()
+		}
+		c.JSON(http.StatusOK, r)
+	}
+}
+
+// decideJobRun approves or rejects a run awaiting approval: {"comment": "..."} (optional).
+func (s *Server) decideJobRun(approve bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var in struct {
+			Comment string `json:"comment"`
+		}
+		if c.Request.ContentLength != 0 && !s.bindJSON(c, &in) {
+			return
+		}
+		id := idParam(c, "run")
+		r, err := s.db.DecideJobRun(c.Request.Context(), id, currentUser(c).ID, approve, in.Comment)
+		if err != nil {
+			s.fail(c, fmt.Errorf("decide on run %d: %w", id, err))
 			return
 		}
 		if s.jobRunner != nil && r.Status == store.RunQueued {

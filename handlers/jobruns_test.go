@@ -49,8 +49,11 @@ func jobPermRoutes() {
 		// The fixture's run is queued: there is no pause to continue and nothing failed to retry.
 		"POST /api/v1/runs/:run/continue": {401, 404, 409, 409, 409},
 		"POST /api/v1/runs/:run/retry":    {401, 404, 400, 400, 400},
-		"GET /projects/:project/jobs":     {303, 404, 200, 200, 200},
-		"GET /runs/:run":                  {303, 404, 200, 200, 200},
+		// ... and it awaits no approval.
+		"POST /api/v1/runs/:run/approve": {401, 404, 409, 409, 409},
+		"POST /api/v1/runs/:run/reject":  {401, 404, 409, 409, 409},
+		"GET /projects/:project/jobs":    {303, 404, 200, 200, 200},
+		"GET /runs/:run":                 {303, 404, 200, 200, 200},
 	}, map[string]string{
 		"POST /api/v1/projects/:project/accounts":             `{"name":"{uniq}","user":"deploy","private_key":{key}}`,
 		"POST /api/v1/projects/:project/scripts":              `{"name":"{uniq}","language":"bash","body":"echo hi"}`,
@@ -282,6 +285,59 @@ func TestJobRunLogStream(t *testing.T) {
 		}
 		if _, resp, err := s.dial(t, fmt.Sprintf("/api/v1/runs/%d/log/stream", run.ID), s.stranger, ""); err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
 			t.Errorf("a stranger opened the stream: %v", err)
+		}
+	})
+}
+
+// A run reaching an environment that needs an approval waits for one from someone other than
+// the person it acts for, who may run the job there; a rejection ends it.
+func TestJobRunApprovals(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		h := handlers.New(handlers.Config{DB: db, BaseURL: testBaseURL}).Handler()
+		ctx := context.Background()
+		mustUser(t, db, "boss", true)
+		users := map[string]*store.User{}
+		for _, name := range []string{"mem", "prodmem", "prodmem2"} {
+			users[name] = mustUser(t, db, name, false)
+		}
+		key, _ := testKeys(t)
+		p := &store.Project{Name: "shop", GitLabPath: "g/shop", CloneURL: "https://x/y.git", Trigger: store.DefaultTrigger()}
+		must(t, db.CreateProject(ctx, p))
+		must(t, db.CreateHost(ctx, &store.Host{Name: "web-1", Address: "10.0.0.9", Port: 22, User: "deploy", PrivateKey: key}))
+		must(t, db.CreateHost(ctx, &store.Host{Name: "prod-1", Address: "10.0.0.7", Port: 22, User: "deploy", PrivateKey: key}))
+		must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "unprot", Hosts: []string{"web-1"}}))
+		must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: p.ID, Name: "prot", Hosts: []string{"prod-1"}, Protected: true, ApprovalsRequired: 1}))
+		for name, production := range map[string]bool{"mem": false, "prodmem": true, "prodmem2": true} {
+			_, err := db.SetMember(ctx, p.ID, name, production)
+			must(t, err)
+		}
+		fix := newJobsFixture(t, db, "shop")
+		member, asker, approver := tokenClient(t, h, db, users["mem"]), tokenClient(t, h, db, users["prodmem"]), tokenClient(t, h, db, users["prodmem2"])
+		var run store.JobRun
+		asker.must(http.StatusCreated, "POST", fmt.Sprintf("/api/v1/jobs/%d/runs", fix.prot.ID), "").decode(t, &run)
+		if run.Status != store.RunAwaitingApproval || run.ApprovalsRequired != 1 {
+			t.Fatalf("run on an environment needing approval: %s, %d approvals", run.Status, run.ApprovalsRequired)
+		}
+		approve := fmt.Sprintf("/api/v1/runs/%d/approve", run.ID)
+		if r := asker.do("POST", approve, `{"comment":"me"}`); r.status != http.StatusForbidden {
+			t.Errorf("the requester approved: %d %s", r.status, r.body)
+		}
+		if r := member.do("POST", approve, ""); r.status != http.StatusForbidden {
+			t.Errorf("a member without the production right approved: %d %s", r.status, r.body)
+		}
+		page := sessionClient(t, h, db, users["prodmem2"]).must(http.StatusOK, "GET", fmt.Sprintf("/runs/%d", run.ID), "")
+		if !strings.Contains(page.body, `id="approve"`) || !strings.Contains(page.body, "1 approval(s) needed") {
+			t.Errorf("the run page offers no approval: %.3000s", page.body)
+		}
+		approver.must(http.StatusOK, "POST", approve, `{"comment":"looks right"}`).decode(t, &run)
+		if run.Status != store.RunQueued || len(run.Approvals) != 1 || run.Approvals[0].User != "prodmem2" || run.Approvals[0].Comment != "looks right" {
+			t.Errorf("after an approval: %s %+v", run.Status, run.Approvals)
+		}
+		// A second one is rejected: it ends canceled, saying by whom.
+		asker.must(http.StatusCreated, "POST", fmt.Sprintf("/api/v1/jobs/%d/runs", fix.prot.ID), "").decode(t, &run)
+		approver.must(http.StatusOK, "POST", fmt.Sprintf("/api/v1/runs/%d/reject", run.ID), `{"comment":"not today"}`).decode(t, &run)
+		if run.Status != store.RunCanceled || !strings.Contains(run.Error, "rejected by prodmem2: not today") {
+			t.Errorf("after a rejection: %s %q", run.Status, run.Error)
 		}
 	})
 }

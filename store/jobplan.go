@@ -185,27 +185,27 @@ func (db *DB) runEnvironments(ctx context.Context, tx *sqlx.Tx, j *ScriptJob, ho
 	return envs, nil
 }
 
-// checkRunEnvironments refuses a run reaching an environment that is frozen or needs
-// approvals, or a protected one when userID lacks the production right.
-func (db *DB) checkRunEnvironments(ctx context.Context, tx *sqlx.Tx, j *ScriptJob, hosts [][]runTarget, userID int64) error {
+// checkRunEnvironments refuses a run reaching an environment that is frozen, or a protected
+// one when userID lacks the production right, and returns how many approvals the run needs:
+// the most any environment it reaches asks for.
+func (db *DB) checkRunEnvironments(ctx context.Context, tx *sqlx.Tx, j *ScriptJob, hosts [][]runTarget, userID int64) (int, error) {
 	envs, err := db.runEnvironments(ctx, tx, j, hosts)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	now := db.now()
+	approvals := 0
 	for _, e := range envs {
-		if e.ApprovalsRequired > 0 {
-			return Errorf(ECONFLICT, "environment %s needs %d approvals before a change, and job runs cannot be approved yet: run this job elsewhere or deploy a version instead", e.Name, e.ApprovalsRequired)
-		}
+		approvals = max(approvals, e.ApprovalsRequired)
 		var fs []Freeze
 		if err := json.Unmarshal([]byte(e.FreezesJSON), &fs); err != nil {
-			return fmt.Errorf("environment %s freezes: %w", e.Name, err)
+			return 0, fmt.Errorf("environment %s freezes: %w", e.Name, err)
 		}
 		if w := FrozenAt(fs, now); w != nil {
-			return Errorf(ECONFLICT, "environment %s is frozen: %s; run the job after it ends", e.Name, w)
+			return 0, Errorf(ECONFLICT, "environment %s is frozen: %s; run the job after it ends", e.Name, w)
 		}
 	}
-	return db.checkRunRights(ctx, tx, userID, j, envs)
+	return approvals, db.checkRunRights(ctx, tx, userID, j, envs)
 }
 
 // checkRunRights says whether user may run job j on envs: EFORBIDDEN naming why not.
@@ -238,27 +238,31 @@ func (db *DB) checkRunRights(ctx context.Context, tx *sqlx.Tx, userID int64, j *
 	return nil
 }
 
-// MayChangeRun says whether user may cancel, continue or retry run id: the same rights as
-// running its job on the run's hosts now (EFORBIDDEN naming why not).
+// MayChangeRun says whether user may cancel, continue, retry, approve or reject run id: the
+// same rights as running its job on the run's hosts now (EFORBIDDEN naming why not).
 func (db *DB) MayChangeRun(ctx context.Context, id, userID int64) error {
 	return db.Transact(ctx, func(tx *sqlx.Tx) error {
-		r, err := db.getJobRun(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		var hosts [][]runTarget
-		for _, s := range r.Steps {
-			var hs []runTarget
-			for _, h := range s.Hosts {
-				hs = append(hs, runTarget{ID: h.HostID, Name: h.Host})
-			}
-			hosts = append(hosts, hs)
-		}
-		j := &ScriptJob{ID: r.JobID, ProjectID: r.ProjectID, Project: r.Project, Name: r.Job}
-		envs, err := db.runEnvironments(ctx, tx, j, hosts)
-		if err != nil {
-			return err
-		}
-		return db.checkRunRights(ctx, tx, userID, j, envs)
+		return db.mayChangeRun(ctx, tx, id, userID)
 	})
+}
+
+func (db *DB) mayChangeRun(ctx context.Context, tx *sqlx.Tx, id, userID int64) error {
+	r, err := db.getJobRun(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	var hosts [][]runTarget
+	for _, s := range r.Steps {
+		var hs []runTarget
+		for _, h := range s.Hosts {
+			hs = append(hs, runTarget{ID: h.HostID, Name: h.Host})
+		}
+		hosts = append(hosts, hs)
+	}
+	j := &ScriptJob{ID: r.JobID, ProjectID: r.ProjectID, Project: r.Project, Name: r.Job}
+	envs, err := db.runEnvironments(ctx, tx, j, hosts)
+	if err != nil {
+		return err
+	}
+	return db.checkRunRights(ctx, tx, userID, j, envs)
 }

@@ -18,7 +18,8 @@ import (
 func runQueue() jobQueue { return jobQueue{JobRunLog, "job_runs", "id", RunQueued} }
 
 const runColumns = `r.id, r.job_id, r.project_id, p.name AS project, r.job_name, r.status, r.params, r.plan, r.next_step,
-	r.triggered_by, r.schedule_id, r.error, r.queued_at, r.started_at, r.finished_at, r.attempts, r.cancel_requested`
+	r.triggered_by, r.schedule_id, r.error, r.queued_at, r.started_at, r.finished_at, r.attempts, r.cancel_requested,
+	r.approvals_required, r.requested_by_id`
 
 const runFrom = ` FROM job_runs r JOIN projects p ON p.id = r.project_id`
 
@@ -40,6 +41,7 @@ func (row *runRow) open() (*JobRun, error) {
 	utc(r.StartedAt)
 	utc(r.FinishedAt)
 	r.Steps = []*JobRunStep{}
+	r.Approvals = []*RunApproval{}
 	return &r, nil
 }
 
@@ -80,13 +82,19 @@ func (db *DB) createJobRun(ctx context.Context, tx *sqlx.Tx, nr NewJobRun) (int6
 	if err != nil {
 		return 0, err
 	}
-	if err := db.checkRunEnvironments(ctx, tx, j, hosts, nr.AsUserID); err != nil {
+	approvals, err := db.checkRunEnvironments(ctx, tx, j, hosts, nr.AsUserID)
+	if err != nil {
 		return 0, err
+	}
+	status := RunQueued
+	if approvals > 0 {
+		status = RunAwaitingApproval
 	}
 	var id int64
 	err = tx.GetContext(ctx, &id, db.q(`INSERT INTO job_runs (job_id, project_id, job_name, status, params, plan, triggered_by,
-		schedule_id, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`), j.ID, j.ProjectID, j.Name, RunQueued,
-		jsonText(params), jsonText(plan), truncate(nr.TriggeredBy, 200), nr.ScheduleID, db.now())
+		schedule_id, queued_at, approvals_required, requested_by_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		j.ID, j.ProjectID, j.Name, status, jsonText(params), jsonText(plan), truncate(nr.TriggeredBy, 200), nr.ScheduleID, db.now(),
+		approvals, nr.AsUserID)
 	if err != nil {
 		return 0, fmt.Errorf("queue a run of job %s: %w", j.Name, err)
 	}
@@ -147,6 +155,13 @@ func (db *DB) getJobRun(ctx context.Context, q queryer, id int64) (*JobRun, erro
 	if err := q.SelectContext(ctx, &r.Steps, db.q(`SELECT run_id, position, name, kind, status, error, started_at, finished_at
 		FROM job_run_steps WHERE run_id = ? ORDER BY position`), id); err != nil {
 		return nil, err
+	}
+	if err := q.SelectContext(ctx, &r.Approvals, db.q(`SELECT user_id, user_name, decision, comment, at FROM job_run_approvals
+		WHERE run_id = ? ORDER BY at, user_name`), id); err != nil {
+		return nil, err
+	}
+	for _, a := range r.Approvals {
+		a.At = a.At.UTC()
 	}
 	var hosts []*JobRunHost
 	if err := q.SelectContext(ctx, &hosts, db.q(`SELECT run_id, position, host_id, host_name, host_order, status, exit_code, error,

@@ -165,7 +165,7 @@ func (db *DB) endJobRun(ctx context.Context, tx *sqlx.Tx, id int64, status, errT
 func (db *DB) CancelJobRun(ctx context.Context, id int64) (*JobRun, error) {
 	return db.changeRun(ctx, id, "run.cancel", func(tx *sqlx.Tx, r *JobRun) error {
 		switch r.Status {
-		case RunQueued, RunWaiting:
+		case RunQueued, RunWaiting, RunAwaitingApproval:
 			if err := db.endJobRun(ctx, tx, id, RunCanceled, "canceled by "+ActorFrom(ctx).Name); err != nil {
 				return err
 			}
@@ -202,8 +202,8 @@ func (db *DB) ContinueJobRun(ctx context.Context, id int64) (*JobRun, error) {
 }
 
 // RetryJobRun queues a failed run again from its first failed step, on the hosts of that step
-// (and of the steps after it) that did not succeed; hosts that succeeded are not run again.
-// EINVALID for a run that did not fail. Audited.
+// (and of the steps after it) that did not succeed; hosts that succeeded are not run again. A
+// run that needed approvals awaits them again. EINVALID for a run that did not fail. Audited.
 func (db *DB) RetryJobRun(ctx context.Context, id int64) (*JobRun, error) {
 	return db.changeRun(ctx, id, "run.retry", func(tx *sqlx.Tx, r *JobRun) error {
 		if r.Status != RunFailed {
@@ -227,8 +227,16 @@ func (db *DB) RetryJobRun(ctx context.Context, id int64) (*JobRun, error) {
 			finished_at = NULL WHERE run_id = ? AND position >= ? AND status <> ?`), HostWaiting, id, from, HostSucceeded); err != nil {
 			return err
 		}
+		// A run that needed approvals needs them again to run again.
+		status := RunQueued
+		if r.ApprovalsRequired > 0 {
+			status = RunAwaitingApproval
+			if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM job_run_approvals WHERE run_id = ?`), id); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.ExecContext(ctx, db.q(`UPDATE job_runs SET status = ?, next_step = ?, error = '', finished_at = NULL,
-			attempts = 0, cancel_requested = FALSE WHERE id = ?`), RunQueued, from-1, id); err != nil {
+			attempts = 0, cancel_requested = FALSE WHERE id = ?`), status, from-1, id); err != nil {
 			return err
 		}
 		return db.addLogLine(ctx, tx, JobRunLog, id, "", fmt.Sprintf("retried from step %d by %s", from, ActorFrom(ctx).Name))

@@ -46,8 +46,22 @@ type JobRun struct {
 	Attempts    int               `db:"attempts" json:"attempts"`
 	Cancel      bool              `db:"cancel_requested" json:"cancel_requested"`
 	Steps       []*JobRunStep     `db:"-" json:"steps"`
+	// ApprovalsRequired is how many people other than the requester must approve the run
+	// (the most any environment it reaches asks for); Approvals are the decisions so far.
+	ApprovalsRequired int            `db:"approvals_required" json:"approvals_required"`
+	RequestedByID     *int64         `db:"requested_by_id" json:"-"`
+	Approvals         []*RunApproval `db:"-" json:"approvals"`
 	// Plan is what the worker runs; not shown (it holds the scripts' bodies).
 	Plan []RunStepPlan `db:"-" json:"-"`
+}
+
+// RunApproval is one person's decision on a run awaiting approval.
+type RunApproval struct {
+	UserID   int64     `db:"user_id" json:"-"`
+	User     string    `db:"user_name" json:"user"`
+	Decision string    `db:"decision" json:"decision"` // approved or rejected
+	Comment  string    `db:"comment" json:"comment"`
+	At       time.Time `db:"at" json:"at"`
 }
 
 // Ended reports whether the run has a final status.

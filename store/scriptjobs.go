@@ -38,12 +38,15 @@ const (
 
 // Job run statuses.
 const (
-	RunQueued   = "queued"
-	RunRunning  = "running"
-	RunWaiting  = "waiting" // at a pause step, until someone continues or stops it
-	RunSuccess  = "success"
-	RunFailed   = "failed"
-	RunCanceled = "canceled"
+	RunQueued  = "queued"
+	RunRunning = "running"
+	RunWaiting = "waiting" // at a pause step, until someone continues or stops it
+	// RunAwaitingApproval: the run reaches an environment that needs approvals, and waits
+	// for enough people other than the one it acts for.
+	RunAwaitingApproval = "awaiting_approval"
+	RunSuccess          = "success"
+	RunFailed           = "failed"
+	RunCanceled         = "canceled"
 )
 
 // Job run step statuses (a host of a step uses the host step statuses of jobs.go).

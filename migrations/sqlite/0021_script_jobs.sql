@@ -87,7 +87,11 @@ CREATE TABLE job_runs (
     attempts         INTEGER NOT NULL DEFAULT 0,
     lease_owner      TEXT NOT NULL DEFAULT '',
     lease_until      TIMESTAMP,
-    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE
+    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Change control: a run reaching an environment that needs approvals waits for them
+    -- (status awaiting_approval) from people other than the one it acts for.
+    approvals_required INTEGER NOT NULL DEFAULT 0,
+    requested_by_id    INTEGER REFERENCES users(id) ON DELETE SET NULL
 );
 CREATE INDEX job_runs_status ON job_runs(status, id);
 CREATE INDEX job_runs_job ON job_runs(job_id, id);
@@ -134,3 +138,13 @@ CREATE TABLE job_schedules (
     updated_at  TIMESTAMP NOT NULL
 );
 CREATE INDEX job_schedules_due ON job_schedules(enabled, next_run_at);
+
+CREATE TABLE job_run_approvals (
+    run_id    INTEGER NOT NULL REFERENCES job_runs(id) ON DELETE CASCADE,
+    user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    user_name TEXT NOT NULL,
+    decision  TEXT NOT NULL,
+    comment   TEXT NOT NULL DEFAULT '',
+    at        TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, user_id)
+);
