@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if url := os.Getenv(workerProcessEnv); url != "" {
 		os.Exit(runWorkerProcess(url))
 	}
+	if url := os.Getenv(jobRunnerProcessEnv); url != "" {
+		os.Exit(runJobRunnerProcess(url))
+	}
 	dir, err := os.MkdirTemp("", "ferry-testapp-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "create a temp dir:", err)

@@ -105,6 +105,7 @@ var permRouteParts = sync.OnceFunc(func() {
 	channelPermRoutes()
 	deploymentPermRoutes()
 	hostKeyPermRoutes()
+	jobPermRoutes()
 	openAPIPermRoutes()
 	pagePermRoutes()
 	streamPermRoutes()

@@ -42,6 +42,8 @@ type Config struct {
 	Notifier Notifier
 	// Deployer is woken when a deployment is queued through the API (deploy.Worker); nil is fine.
 	Deployer DeploymentWaker
+	// JobRunner is woken when a job run is queued or continued (deploy.JobRunner); nil is fine.
+	JobRunner DeploymentWaker
 	// ChannelURLCheck refuses channel URLs that point where channels may not reach
 	// (notify.AddressPolicy.CheckURL), with a store.EINVALID error naming the url; nil checks nothing.
 	ChannelURLCheck func(rawURL string) error
@@ -60,6 +62,7 @@ type Server struct {
 	gitlab     GitLab
 	notifier   Notifier
 	deployer   DeploymentWaker
+	jobRunner  DeploymentWaker
 	// channelURLCheck is Config.ChannelURLCheck.
 	channelURLCheck func(rawURL string) error
 	// finders find the project of routes that name a job by id, by route parameter; each
@@ -85,6 +88,7 @@ func New(cfg Config) *Server {
 		gitlab:     cfg.GitLab,
 		notifier:   cfg.Notifier,
 		deployer:   cfg.Deployer,
+		jobRunner:  cfg.JobRunner,
 		finders:    map[string]ProjectFinder{},
 
 		channelURLCheck: cfg.ChannelURLCheck,
@@ -138,6 +142,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerStatic(r)
 	s.registerLogin(r)
 	s.registerPages(r)
+	s.registerScriptJobPages(r)
 	s.registerAccount(r)
 	s.registerHooks(r)
 
@@ -156,6 +161,8 @@ func (s *Server) routes() *gin.Engine {
 	s.registerInstances(api)
 	s.registerChannels(api)
 	s.registerStreams(api)
+	s.registerScriptJobs(api)
+	s.registerJobRuns(api)
 	s.registerOpenAPI(api)
 	s.registerVariables(api)
 	return r

@@ -128,6 +128,7 @@ var secretColumns = []struct{ table, column string }{
 	{"channels", "url_enc"},
 	{"channels", "secret_enc"},
 	{"variables", "value_enc"},
+	{"exec_accounts", "private_key_enc"},
 }
 
 // ResealSecrets rewrites every old-format ("v1:") secret as a "v2:" value bound to its row,

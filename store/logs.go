@@ -73,8 +73,8 @@ func (db *DB) OpenLog(ctx context.Context, kind string, jobID int64) (*LogWriter
 }
 
 func validLogKind(kind string) error {
-	if kind != JobBuild && kind != JobDeployment {
-		return Errorf(EINVALID, "log kind %q: want %s or %s", kind, JobBuild, JobDeployment)
+	if kind != JobBuild && kind != JobDeployment && kind != JobRunLog {
+		return Errorf(EINVALID, "log kind %q: want %s, %s or %s", kind, JobBuild, JobDeployment, JobRunLog)
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ func (db *DB) PurgeOld(ctx context.Context, age time.Duration) (PurgeStats, erro
 		WHERE at < ?
 		AND NOT (job_kind = 'build' AND job_id IN (SELECT id FROM builds WHERE status IN ('pending', 'running')))
 		AND NOT (job_kind = 'deployment' AND job_id IN (SELECT id FROM deployments WHERE status IN ('queued', 'running')))
+		AND NOT (job_kind = 'run' AND job_id IN (SELECT id FROM job_runs WHERE status IN ('queued', 'running', 'waiting', 'awaiting_approval')))
 		LIMIT ?)`, cutoff)
 	if err != nil {
 		return st, fmt.Errorf("purge log lines: %w", err)

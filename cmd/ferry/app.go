@@ -41,6 +41,8 @@ type Main struct {
 	builder  *build.Worker
 	deployer *deploy.Worker
 	notifier *notify.Worker
+	// jobRunner runs job runs (scripts, file distribution) and fires their schedules.
+	jobRunner *deploy.JobRunner
 }
 
 // NewMain returns a Main for cfg; nothing runs until Run.
@@ -97,6 +99,13 @@ func (m *Main) Run(ctx context.Context) error {
 		LeaseTTL: m.Config.Lease,
 		Logger:   m.Logger.With("part", "deploy"),
 	})
+	m.jobRunner = deploy.NewJobRunner(deploy.JobRunnerConfig{
+		Store:    db,
+		DataDir:  m.Config.DataDir,
+		Workers:  max(m.Config.DeployWorkers, 1),
+		LeaseTTL: m.Config.Lease,
+		Logger:   m.Logger.With("part", "jobs"),
+	})
 	channelAddresses := notify.AddressPolicy{Allowed: m.Config.channelNets}
 	m.notifier = &notify.Worker{DB: db, BaseURL: m.Config.BaseURL, Logger: m.Logger.With("part", "notify"), LeaseTTL: m.Config.Lease,
 		Options: notify.Options{Addresses: channelAddresses}}
@@ -111,6 +120,7 @@ func (m *Main) Run(ctx context.Context) error {
 		GitLab:        build.NewFrontend(m.builder),
 		Notifier:      m.notifier,
 		Deployer:      m.deployer,
+		JobRunner:     m.jobRunner,
 
 		TrustedProxies:  m.Config.TrustedProxies,
 		ChannelURLCheck: channelAddresses.CheckURL,
@@ -183,6 +193,7 @@ func (m *Main) startWorkers(ctx context.Context) {
 	}
 	if m.Config.DeployWorkers > 0 {
 		run("deploy", m.deployer.Run)
+		run("jobs", m.jobRunner.Run)
 	}
 	run("notify", m.notifier.Run)
 	run("promote", func(ctx context.Context) error {

@@ -481,3 +481,58 @@
   document.querySelectorAll('[data-refresh][id]').forEach(refresh);
   document.querySelectorAll('form.deploy-form').forEach(setupDeployForm);
 })();
+
+// The script editor (jobs page): line numbers beside the textarea, kept in step while typing
+// and scrolling. And the run page: its host rows are refreshed every second while it runs.
+(function () {
+  'use strict';
+  document.querySelectorAll('.editor').forEach(function (box) {
+    const gutter = box.querySelector('.gutter');
+    const area = box.querySelector('textarea');
+    function number() {
+      const n = area.value.split('\n').length;
+      let text = '';
+      for (let i = 1; i <= n; i++) text += i + '\n';
+      gutter.textContent = text;
+      gutter.scrollTop = area.scrollTop;
+    }
+    area.addEventListener('input', number);
+    area.addEventListener('scroll', function () { gutter.scrollTop = area.scrollTop; });
+    area.addEventListener('keydown', function (ev) {
+      if (ev.key !== 'Tab') return;
+      ev.preventDefault();
+      const at = area.selectionStart;
+      area.setRangeText('  ', at, area.selectionEnd, 'end');
+      number();
+    });
+    number();
+  });
+  const run = document.getElementById('jobrun');
+  if (!run || !run.dataset.poll) return;
+  const first = run.dataset.status;
+  async function tick() {
+    let r;
+    try {
+      const res = await fetch(run.dataset.poll, { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
+      r = await res.json();
+    } catch (e) { setTimeout(tick, 3000); return; }
+    for (const s of r.steps || []) {
+      for (const h of s.hosts || []) {
+        const row = document.querySelector('tr[data-step="' + s.position + '"][data-host="' + CSS.escape(h.host) + '"]');
+        if (!row) continue;
+        const st = row.querySelector('[data-field=status]');
+        st.textContent = h.status;
+        st.className = 'status st-' + h.status;
+        row.querySelector('[data-field=exit]').textContent = h.exit_code === null || h.exit_code === undefined ? '' : h.exit_code;
+        row.querySelector('[data-field=error]').textContent = h.error || '';
+        if (h.duration_ms !== undefined) row.querySelector('[data-field=took]').textContent = (h.duration_ms / 1000).toFixed(1) + 's';
+      }
+      const ss = document.querySelector('[data-step-status="' + s.position + '"]');
+      if (ss) { ss.textContent = s.status; ss.className = 'status st-' + s.status; }
+    }
+    // A pause reached, or the end: the page's buttons change, so show it afresh.
+    if (r.status !== first && r.status !== 'running') { location.reload(); return; }
+    setTimeout(tick, 1000);
+  }
+  setTimeout(tick, 1000);
+})();
