@@ -104,7 +104,8 @@ func hostStatuses(s *store.JobRunStep) string {
 	return strings.Join(out, " ")
 }
 
-func readHostFile(t *testing.T, h *sshtest.Host, rel string) string {
+// hostFileOrEmpty is a host file's content, or "" when the file is not there.
+func hostFileOrEmpty(t *testing.T, h *sshtest.Host, rel string) string {
 	t.Helper()
 	b, err := os.ReadFile(h.Path(rel))
 	if err != nil {
@@ -147,7 +148,7 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 				}
 			}
 			for _, h := range hosts {
-				if got := readHostFile(t, h, "state"); got != "started 20260101000000-main-abc1234\n" {
+				if got := hostFileOrEmpty(t, h, "state"); got != "started 20260101000000-main-abc1234\n" {
 					t.Errorf("%s state = %q", h.Name, got)
 				}
 			}
@@ -173,7 +174,7 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 			id := f.job(`{"name":"push-conf","steps":[{"name":"conf","kind":"distribute","file":"app.conf","path":"` + jobPath + `/conf","account":"ops","target":{"environment":"staging"}}]}`)
 			f.waitRun(f.start(id, `{}`), store.RunSuccess)
 			for _, h := range hosts {
-				if got := readHostFile(t, h, "conf/app.conf"); got != content {
+				if got := hostFileOrEmpty(t, h, "conf/app.conf"); got != content {
 					t.Errorf("%s conf/app.conf = %q", h.Name, got)
 				}
 			}
@@ -198,16 +199,16 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 			if h := run.Steps[0].Hosts[1]; h.ExitCode == nil || *h.ExitCode != 3 {
 				t.Errorf("host-2 exit code %v, want 3", h.ExitCode)
 			}
-			if run.Steps[1].Status != store.StepSkipped || readHostFile(t, hosts[0], "after-stop") != "" {
+			if run.Steps[1].Status != store.StepSkipped || hostFileOrEmpty(t, hosts[0], "after-stop") != "" {
 				t.Errorf("stop: the step after ran: %s", run.Steps[1].Status)
 			}
 			// Retry runs the failed step on its failed (and skipped) hosts only.
 			f.api.must(http.StatusOK, "POST", fmt.Sprintf("/api/v1/runs/%d/retry", run.ID), "")
 			run = f.waitRun(run.ID, store.RunFailed)
-			if got := readHostFile(t, hosts[0], "flaky-count"); got != "x\n" {
+			if got := hostFileOrEmpty(t, hosts[0], "flaky-count"); got != "x\n" {
 				t.Errorf("retry ran host-1 again: flaky-count %q", got)
 			}
-			if got := readHostFile(t, hosts[1], "flaky-count"); got != "x\nx\n" {
+			if got := hostFileOrEmpty(t, hosts[1], "flaky-count"); got != "x\nx\n" {
 				t.Errorf("retry did not run host-2 again: flaky-count %q", got)
 			}
 
@@ -216,7 +217,7 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 			if got := hostStatuses(run.Steps[0]); got != "host-1=succeeded host-2=failed host-3=succeeded" {
 				t.Errorf("go on: step 1 hosts %s", got)
 			}
-			if run.Steps[1].Status != store.StepSucceeded || readHostFile(t, hosts[2], "after-goon") != "after\n" {
+			if run.Steps[1].Status != store.StepSucceeded || hostFileOrEmpty(t, hosts[2], "after-goon") != "after\n" {
 				t.Errorf("go on: the step after did not run: %s", run.Steps[1].Status)
 			}
 			if !strings.Contains(run.Error, "host-2") {
@@ -229,19 +230,19 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 			id := f.job(`{"name":"paused","params":[{"name":"TAG","default":""}],"steps":[` + stepJSON("before", "mark", `,"params":{"WHAT":"before"}`) +
 				`,{"name":"check","kind":"pause"},` + stepJSON("after", "mark", `,"params":{"WHAT":"after"}`) + `]}`)
 			run := f.waitRun(f.start(id, `{"params":{"TAG":"go"}}`), store.RunWaiting)
-			if run.Steps[1].Status != store.StepPaused || readHostFile(t, hosts[0], "pause-go") != "before\n" {
+			if run.Steps[1].Status != store.StepPaused || hostFileOrEmpty(t, hosts[0], "pause-go") != "before\n" {
 				t.Fatalf("waiting run: %+v", run.Steps[1])
 			}
 			f.api.must(http.StatusOK, "POST", fmt.Sprintf("/api/v1/runs/%d/continue", run.ID), "")
 			f.waitRun(run.ID, store.RunSuccess)
-			if got := readHostFile(t, hosts[0], "pause-go"); got != "before\nafter\n" {
+			if got := hostFileOrEmpty(t, hosts[0], "pause-go"); got != "before\nafter\n" {
 				t.Errorf("continued run: %q", got)
 			}
 			run = f.waitRun(f.start(id, `{"params":{"TAG":"stop"}}`), store.RunWaiting)
 			f.api.must(http.StatusOK, "POST", fmt.Sprintf("/api/v1/runs/%d/cancel", run.ID), "")
 			run = f.waitRun(run.ID, store.RunCanceled)
 			time.Sleep(500 * time.Millisecond) // nothing may pick it up again
-			if got := readHostFile(t, hosts[0], "pause-stop"); got != "before\n" {
+			if got := hostFileOrEmpty(t, hosts[0], "pause-stop"); got != "before\n" {
 				t.Errorf("stopped run went on: %q", got)
 			}
 			if run.Steps[2].Status != store.StepCanceled {
@@ -262,7 +263,7 @@ func TestJobRunsStepsOnRealHosts(t *testing.T) {
 			if got := hostStatuses(run.Steps[0]); got != "host-1=canceled host-2=canceled host-3=canceled" {
 				t.Errorf("hosts after cancel: %s", got)
 			}
-			if readHostFile(t, hosts[0], "slow") != "" {
+			if hostFileOrEmpty(t, hosts[0], "slow") != "" {
 				t.Error("the canceled script went on to its end")
 			}
 		})
@@ -277,7 +278,7 @@ echo done >> `+jobPath+`/handover`)
 				r := f.run(runID)
 				lines, _ := db.ReadRunLog(context.Background(), runID, 0, 1, "", 1000)
 				return len(r.Steps) == 1 && r.Steps[0].Hosts[0].Status == store.HostSucceeded &&
-					containsLine(lines, "waiting") && readHostFile(t, hosts[0], "handover") == "fast\n"
+					containsLine(lines, "waiting") && hostFileOrEmpty(t, hosts[0], "handover") == "fast\n"
 			})
 			f.stopRunner() // ferry stops: the run goes back to the queue at once
 			if r := f.run(runID); r.Status != store.RunQueued || r.Steps[0].Hosts[0].Status != store.HostSucceeded {
@@ -291,11 +292,11 @@ echo done >> `+jobPath+`/handover`)
 			if got := hostStatuses(run.Steps[0]); got != "host-1=succeeded host-2=succeeded host-3=succeeded" {
 				t.Errorf("hosts: %s", got)
 			}
-			if got := readHostFile(t, hosts[0], "handover"); got != "fast\n" {
+			if got := hostFileOrEmpty(t, hosts[0], "handover"); got != "fast\n" {
 				t.Errorf("host-1 ran again after the handover: %q", got)
 			}
 			for _, h := range hosts[1:] {
-				if got := readHostFile(t, h, "handover"); got != "done\n" {
+				if got := hostFileOrEmpty(t, h, "handover"); got != "done\n" {
 					t.Errorf("%s: %q", h.Name, got)
 				}
 			}
@@ -308,7 +309,7 @@ echo done >> `+jobPath+`/handover`)
 			body := fmt.Sprintf(`{"params":{"MSG":%q}}`, hostile)
 			f.waitRun(f.start(id, body), store.RunSuccess)
 			for _, h := range hosts {
-				if got := readHostFile(t, h, "msg"); got != hostile {
+				if got := hostFileOrEmpty(t, h, "msg"); got != hostile {
 					t.Errorf("%s got %q, want %q", h.Name, got, hostile)
 				}
 				for _, p := range []string{"pwned", "pwned2", "pwned3"} {
