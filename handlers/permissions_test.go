@@ -104,6 +104,7 @@ var permRouteParts = sync.OnceFunc(func() {
 	channelPagePermRoutes()
 	channelPermRoutes()
 	deploymentPermRoutes()
+	firstRunPermRoutes()
 	hostKeyPermRoutes()
 	openAPIPermRoutes()
 	pagePermRoutes()

@@ -81,6 +81,12 @@
       if (now && fresh) now.replaceWith(document.importNode(fresh, true));
       else if (now) now.remove();
     }
+    // The first run's banner follows every change: the next step may have come.
+    const banner = document.getElementById('setup-banner');
+    const freshBanner = doc.getElementById('setup-banner');
+    if (banner && freshBanner) banner.replaceWith(document.importNode(freshBanner, true));
+    else if (banner) banner.remove();
+    else if (freshBanner) document.querySelector('main.content').prepend(document.importNode(freshBanner, true));
   }
 
   // showError puts the API's message next to the field it names ("field: what is wrong", the
@@ -471,6 +477,14 @@
     }
     setTimeout(tick, every);
   }
+
+  // A checkbox with data-disables="#x" disables #x while it is checked (a key ferry generates
+  // instead of a pasted one).
+  document.addEventListener('change', function (ev) {
+    const box = ev.target.closest('input[data-disables]');
+    if (!box) return;
+    document.querySelectorAll(box.dataset.disables).forEach(function (el) { el.disabled = box.checked; });
+  });
 
   // ---- start ----
 
