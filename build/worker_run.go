@@ -137,6 +137,11 @@ func (r *run) prepare() (*store.Pipeline, string, error) {
 		return nil, "", err
 	}
 	r.out.ferry("commit %s by %s: %s", store.ShortSHA(c.SHA), c.AuthorName, c.Title)
+	if r.b.CommitTitle == "" || r.b.CommitAuthor == "" { // started from a page or the API: git knows
+		if err := r.w.db.FillBuildCommit(r.ctx, r.b.ID, c.Title, c.AuthorName); err != nil {
+			r.w.log.Warn("record the commit of a build", "build", r.b.ID, "error", err)
+		}
+	}
 	data, err := r.w.git.ReadFile(r.ctx, r.repo, r.b.SHA, store.PipelineFile)
 	if err != nil {
 		return nil, "", err
