@@ -111,12 +111,7 @@ func TestBrowserFirstRunFromAnEmptyFerryToTheFirstDeployment(t *testing.T) {
 	sshHost := cluster.Hosts()[0]
 	repo, commit := firstRunRepo(t)
 
-	bw := build.NewWorker(build.WorkerConfig{DB: db, DataDir: t.TempDir(), Owner: storetest.Name("builder"), Workers: 1,
-		LeaseTTL: 5 * time.Second, PollInterval: 200 * time.Millisecond})
-	bctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); bw.Run(bctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	bw := startBuildWorker(t, db)
 	dw := startDeployWorker(t, db)
 	srv := httptest.NewServer(handlers.New(handlers.Config{DB: db, GitLab: build.NewFrontend(bw), Deployer: dw,
 		ScanHostKey: deploy.ScanHostKey}).Handler())
@@ -210,3 +205,15 @@ func TestBrowserFirstRunFromAnEmptyFerryToTheFirstDeployment(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// startBuildWorker runs a build worker (scripts in the sandbox) against db until the test ends.
+func startBuildWorker(t *testing.T, db *store.DB) *build.Worker {
+	t.Helper()
+	bw := build.NewWorker(build.WorkerConfig{DB: db, DataDir: t.TempDir(), Owner: storetest.Name("builder"), Workers: 1,
+		LeaseTTL: 5 * time.Second, PollInterval: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); bw.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return bw
+}

@@ -103,6 +103,7 @@ var permRouteParts = sync.OnceFunc(func() {
 	buildPermRoutes()
 	channelPagePermRoutes()
 	channelPermRoutes()
+	changesPermRoutes()
 	deploymentPermRoutes()
 	firstRunPermRoutes()
 	hostKeyPermRoutes()

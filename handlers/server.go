@@ -168,6 +168,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerChannels(api)
 	s.registerStreams(api)
 	s.registerOpenAPI(api)
+	s.registerChanges(api)
 	return r
 }
 

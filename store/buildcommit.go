@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // FillBuildCommit records the commit's title and author on the build with id where they are
@@ -18,4 +19,14 @@ func (db *DB) FillBuildCommit(ctx context.Context, id int64, title, author strin
 		return fmt.Errorf("record the commit of build %d: %w", id, err)
 	}
 	return nil
+}
+
+// CommitSummary is one commit as a list of changes shows it.
+type CommitSummary struct {
+	SHA    string    `json:"sha"`
+	Title  string    `json:"title"`
+	Author string    `json:"author"`
+	Time   time.Time `json:"time"`
+	// URL is the commit's page on GitLab, when ferry can tell it.
+	URL string `json:"url,omitempty"`
 }

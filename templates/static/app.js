@@ -304,7 +304,68 @@
       else if (all) all.checked = Array.from(hosts).every(h => h.checked);
     });
     show();
+    const changes = document.getElementById('ship-changes');
+    if (changes) {
+      const load = function () { loadChanges(changes, envSelect.value, form.querySelector('#deploy-version').value); };
+      envSelect.addEventListener('change', load);
+      form.querySelector('#deploy-version').addEventListener('change', load);
+      load();
+    }
   }
+
+  // loadChanges fills a #ship-changes box (or a version page's list) with what deploying the
+  // version changes: the version running now and the commits added or, for a rollback, taken
+  // away. Its data-msg-* attributes hold the words.
+  async function loadChanges(box, env, version) {
+    const q = new URLSearchParams({ version: version });
+    if (env) q.set('environment', env);
+    box.dataset.state = 'loading';
+    let ch;
+    try {
+      ch = await api('GET', box.dataset.url + '?' + q.toString());
+    } catch (err) {
+      box.replaceChildren(el('p', 'error', err.message));
+      box.dataset.state = 'error';
+      return;
+    }
+    const m = box.dataset;
+    const out = [];
+    const base = ch.running || ch.previous;
+    out.push(el('p', 'running', base ? (ch.previous ? m.msgPrevious : m.msgRunning).replace('%s', base) : (env ? m.msgNothing : m.msgFirstVersion)));
+    const words = { first: m.msgFirst, forward: m.msgForward, rollback: m.msgRollback, same: m.msgSame, other: m.msgOther };
+    const head = el('p', 'direction ' + ch.direction, (words[ch.direction] || '').replace('%d', ch.commits.length));
+    head.dataset.direction = ch.direction;
+    out.push(head);
+    if (ch.commits.length) {
+      const list = el('ul', 'commits');
+      ch.commits.forEach(function (c) {
+        const li = el('li', 'commit');
+        li.dataset.sha = c.sha;
+        const sha = el('code', 'sha', c.sha.slice(0, 8));
+        if (c.url) { const a = el('a', '', ''); a.href = c.url; a.append(sha); li.append(a); } else li.append(sha);
+        li.append(' ', el('span', 'title', c.title), ' — ', el('span', 'author', c.author));
+        list.append(li);
+      });
+      out.push(list);
+    }
+    if (ch.truncated) out.push(el('p', 'muted', m.msgMore));
+    box.replaceChildren(...out);
+    box.dataset.state = 'loaded';
+    box.dataset.direction = ch.direction;
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text) e.textContent = text;
+    return e;
+  }
+
+  // A version's "changes since the version before" load when their box is opened.
+  document.addEventListener('toggle', function (ev) {
+    const box = ev.target.open && ev.target.querySelector && ev.target.querySelector('.version-changes[data-version]');
+    if (box && !box.dataset.state) loadChanges(box, '', box.dataset.version);
+  }, true);
 
   // ---- copy and reveal ----
 
