@@ -43,18 +43,28 @@ type shipFixture struct {
 }
 
 func newShipFixture(t *testing.T, db *store.DB) *shipFixture {
+	return newShipFixtureWith(t, db, 1, realPipeline)
+}
+
+// newShipFixtureWith has n hosts (web-1 …) in staging and the .ferry.yml pipeline.
+func newShipFixtureWith(t *testing.T, db *store.DB, n int, pipeline string) *shipFixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &shipFixture{t: t, db: db}
-	cluster := sshtest.Start(t, 1, sshtest.Options{})
+	cluster := sshtest.Start(t, n, sshtest.Options{})
 	f.host = cluster.Hosts()[0]
 	var repo string
-	repo, f.commit = firstRunRepo(t)
+	repo, f.commit = repoWithPipeline(t, pipeline)
 	f.project = &store.Project{Name: "orders", GitLabPath: "shop/orders", CloneURL: repo, Trigger: store.DefaultTrigger(), KeepVersions: 20}
 	must(t, db.CreateProject(ctx, f.project))
-	must(t, db.CreateHost(ctx, &store.Host{Name: "web-1", Address: f.host.Addr(), Port: f.host.Port(), User: "root",
-		PrivateKey: string(cluster.ClientKeyPEM), HostKey: f.host.HostKey()}))
-	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: f.project.ID, Name: "staging", Hosts: []string{"web-1"}}))
+	var names []string
+	for i, h := range cluster.Hosts() {
+		name := fmt.Sprintf("web-%d", i+1)
+		must(t, db.CreateHost(ctx, &store.Host{Name: name, Address: h.Addr(), Port: h.Port(), User: "root",
+			PrivateKey: string(cluster.ClientKeyPEM), HostKey: h.HostKey()}))
+		names = append(names, name)
+	}
+	must(t, db.CreateEnvironment(ctx, &store.Environment{ProjectID: f.project.ID, Name: "staging", Hosts: names}))
 	bw := startBuildWorker(t, db)
 	dw := startDeployWorker(t, db)
 	f.srv = httptest.NewServer(handlers.New(handlers.Config{DB: db, GitLab: build.NewFrontend(bw), Deployer: dw, ScanHostKey: deploy.ScanHostKey}).Handler())

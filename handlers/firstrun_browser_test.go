@@ -71,6 +71,12 @@ func (c *chrome) waitLong(step, expr string, d time.Duration) {
 // firstRunRepo is a project's repository with a .ferry.yml whose artifact the test hosts run.
 func firstRunRepo(t *testing.T) (dir string, commit func(msg string) string) {
 	t.Helper()
+	return repoWithPipeline(t, realPipeline)
+}
+
+// repoWithPipeline is a project's repository with the .ferry.yml pipeline and app/bin/start.
+func repoWithPipeline(t *testing.T, pipeline string) (dir string, commit func(msg string) string) {
+	t.Helper()
 	dir = filepath.Join(t.TempDir(), "orders")
 	git := func(args ...string) string {
 		cmd := exec.Command("git", args...)
@@ -85,7 +91,7 @@ func firstRunRepo(t *testing.T) (dir string, commit func(msg string) string) {
 	}
 	must(t, os.MkdirAll(filepath.Join(dir, "app", "bin"), 0o755))
 	git("init", "--quiet", "--initial-branch=main", ".")
-	must(t, os.WriteFile(filepath.Join(dir, ".ferry.yml"), []byte(realPipeline), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, ".ferry.yml"), []byte(pipeline), 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "app", "bin", "start"), []byte("#!/bin/sh\necho started\n"), 0o755))
 	commit = func(msg string) string {
 		f, err := os.OpenFile(filepath.Join(dir, "app", "CHANGES"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)

@@ -531,7 +531,7 @@
         if (res.ok) {
           const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
           const fresh = doc.getElementById(el.id);
-          if (fresh && fresh.innerHTML !== el.innerHTML) el.innerHTML = fresh.innerHTML;
+          if (fresh && fresh.innerHTML !== el.innerHTML) { el.innerHTML = fresh.innerHTML; el.dispatchEvent(new Event('ferry:refreshed')); }
         }
       } catch (e) { /* try again on the next tick */ }
       setTimeout(tick, every);
@@ -547,6 +547,48 @@
     document.querySelectorAll(box.dataset.disables).forEach(function (el) { el.disabled = box.checked; });
   });
 
+  // ---- the live host grid ----
+
+  // An environment of the grid with data-live-stream has a deployment running: the grid
+  // follows it over that deployment's log stream (each message refreshes the grid, and every
+  // second while it runs, for the upload's progress), so steps, progress and results show
+  // without a reload. A refresh that shows a new running deployment follows that one too.
+  const followed = new Set();
+  let gridPending = false;
+  function refreshGrid() {
+    if (gridPending) return;
+    gridPending = true;
+    setTimeout(async function () {
+      gridPending = false;
+      const grid = document.getElementById('grid');
+      if (!grid) return;
+      try {
+        const res = await fetch(location.href, { credentials: 'same-origin' });
+        if (!res.ok) return;
+        const fresh = new DOMParser().parseFromString(await res.text(), 'text/html').getElementById('grid');
+        if (fresh && fresh.innerHTML !== grid.innerHTML) grid.innerHTML = fresh.innerHTML;
+      } catch (e) { return; }
+      followGrid();
+    }, 200);
+  }
+  function followGrid() {
+    document.querySelectorAll('#grid [data-live-stream]').forEach(function (sec) {
+      const url = sec.dataset.liveStream;
+      if (followed.has(url)) return;
+      followed.add(url);
+      let ended = false;
+      const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+      const ws = new WebSocket(scheme + location.host + url + '?after=0');
+      ws.onmessage = function (ev) {
+        const m = parseJSON(ev.data);
+        if (m && m.type === 'end') { ended = true; ws.close(); }
+        refreshGrid();
+      };
+      ws.onclose = function () { ended = true; refreshGrid(); };
+      (function tick() { if (!ended) { refreshGrid(); setTimeout(tick, 1000); } })();
+    });
+  }
+
   // ---- start ----
 
   document.querySelectorAll('#log[data-stream]').forEach(function (el) {
@@ -554,5 +596,6 @@
   });
   document.querySelectorAll('[data-poll]').forEach(function (el) { if (el.dataset.poll) pollDeployment(el); });
   document.querySelectorAll('[data-refresh][id]').forEach(refresh);
+  if (document.getElementById('grid')) { followGrid(); document.getElementById('grid').addEventListener('ferry:refreshed', followGrid); }
   document.querySelectorAll('form.deploy-form').forEach(setupDeployForm);
 })();
