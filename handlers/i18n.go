@@ -513,4 +513,6 @@ var messages = map[string][2]string{
 	"strategy.from_environment": {"set on the environment", "环境上的设置"},
 	"strategy.from_deployment":  {"asked for this deployment", "本次部署指定"},
 	"strategy.from_default":     {"the default", "默认"},
+	"build.latest":              {"its latest commit", "最新提交"},
+	"build.commit":              {"Commit", "提交"},
 }

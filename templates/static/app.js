@@ -547,6 +547,49 @@
     document.querySelectorAll(box.dataset.disables).forEach(function (el) { el.disabled = box.checked; });
   });
 
+  // ---- build now: branches, tags and a branch's recent commits ----
+
+  // The build form offers the remote's branches and tags (loaded when the ref field is first
+  // used) and, for a branch, its recent commits to build one of them.
+  function setupBuildForm(form) {
+    const ref = form.querySelector('#build-ref');
+    const sha = form.querySelector('#build-sha');
+    const list = form.querySelector('#build-refs');
+    let loaded = null, branches = [];
+    const loadRefs = function () {
+      if (loaded) return loaded;
+      loaded = api('GET', form.dataset.refs).then(function (r) {
+        branches = r.branches;
+        list.replaceChildren(...r.branches.concat(r.tags).map(function (n) { const o = document.createElement('option'); o.value = n; return o; }));
+        form.dataset.refsLoaded = 'true';
+      }).catch(function (err) { form.dataset.refsError = err.message; });
+      return loaded;
+    };
+    let shown = null;
+    const loadCommits = async function () {
+      if (ref.value.trim() === shown) return; // a change event on blur: the list is this ref's
+      shown = ref.value.trim();
+      await loadRefs();
+      const latest = document.createElement('option');
+      latest.value = ''; latest.textContent = form.dataset.msgLatest;
+      sha.replaceChildren(latest);
+      delete form.dataset.commitsFor;
+      if (!branches.includes(ref.value.trim())) return;
+      try {
+        const commits = await api('GET', form.dataset.commits + '?branch=' + encodeURIComponent(ref.value.trim()));
+        commits.forEach(function (c) {
+          const o = document.createElement('option');
+          o.value = c.sha;
+          o.textContent = c.sha.slice(0, 8) + ' ' + c.title + ' — ' + c.author;
+          sha.append(o);
+        });
+        form.dataset.commitsFor = ref.value.trim();
+      } catch (err) { /* the mirror may not have it yet: build the branch's tip */ }
+    };
+    ref.addEventListener('focus', loadRefs);
+    ref.addEventListener('change', loadCommits);
+  }
+
   // ---- the live host grid ----
 
   // An environment of the grid with data-live-stream has a deployment running: the grid
@@ -598,4 +641,5 @@
   document.querySelectorAll('[data-refresh][id]').forEach(refresh);
   if (document.getElementById('grid')) { followGrid(); document.getElementById('grid').addEventListener('ferry:refreshed', followGrid); }
   document.querySelectorAll('form.deploy-form').forEach(setupDeployForm);
+  document.querySelectorAll('form.build-form').forEach(setupBuildForm);
 })();
