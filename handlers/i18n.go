@@ -515,4 +515,6 @@ var messages = map[string][2]string{
 	"strategy.from_default":     {"the default", "默认"},
 	"build.latest":              {"its latest commit", "最新提交"},
 	"build.commit":              {"Commit", "提交"},
+	"project.gitlab_search":     {"Find it on GitLab", "在 GitLab 中查找"},
+	"project.gitlab_none":       {"No GitLab project matches.", "没有匹配的 GitLab 项目。"},
 }

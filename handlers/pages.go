@@ -53,6 +53,8 @@ type dashboardData struct {
 	Approvals []*store.Deployment
 	// HookURL is the webhook address shown after an administrator creates a project.
 	HookURL string
+	// PickFromGitLab offers GitLab's projects in the new project form.
+	PickFromGitLab bool
 }
 
 // dashboardPage lists the projects the user can see and their latest builds and deployments.
@@ -62,7 +64,7 @@ func (s *Server) dashboardPage(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	d := dashboardData{Projects: projects, HookURL: s.publicURL(c) + "/hooks/gitlab"}
+	d := dashboardData{Projects: projects, HookURL: s.publicURL(c) + "/hooks/gitlab", PickFromGitLab: s.gitlabProjects() != nil}
 	if d.Builds, d.Deployments, err = s.recentJobs(c.Request.Context(), currentUser(c), projects); err != nil {
 		s.fail(c, err)
 		return

@@ -106,6 +106,7 @@ var permRouteParts = sync.OnceFunc(func() {
 	changesPermRoutes()
 	deploymentPermRoutes()
 	firstRunPermRoutes()
+	gitlabPickPermRoutes()
 	hostKeyPermRoutes()
 	openAPIPermRoutes()
 	pagePermRoutes()

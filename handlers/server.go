@@ -169,6 +169,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerStreams(api)
 	s.registerOpenAPI(api)
 	s.registerChanges(api)
+	s.registerGitLabProjects(api)
 	return r
 }
 

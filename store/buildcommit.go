@@ -30,3 +30,12 @@ type CommitSummary struct {
 	// URL is the commit's page on GitLab, when ferry can tell it.
 	URL string `json:"url,omitempty"`
 }
+
+// GitLabProject is a project on GitLab, to pick when creating a ferry project.
+type GitLabProject struct {
+	Path    string `json:"path_with_namespace"`
+	Name    string `json:"name"`
+	HTTPURL string `json:"http_url_to_repo"`
+	SSHURL  string `json:"ssh_url_to_repo"`
+	WebURL  string `json:"web_url"`
+}

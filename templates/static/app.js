@@ -590,6 +590,45 @@
     ref.addEventListener('change', loadCommits);
   }
 
+  // ---- picking a GitLab project ----
+
+  // The new project form searches GitLab's projects as one types; picking one fills the path,
+  // the clone URL and, when empty, the name.
+  function setupGitLabPick(box) {
+    const input = box.querySelector('#gitlab-search');
+    const results = box.querySelector('#gitlab-results');
+    let timer = null, asked = '';
+    const search = async function () {
+      const q = input.value.trim();
+      if (q === asked) return;
+      asked = q;
+      let found;
+      try { found = await api('GET', box.dataset.url + '?search=' + encodeURIComponent(q)); } catch (err) {
+        results.replaceChildren(el('li', 'error', err.message));
+        return;
+      }
+      if (q !== asked) return;
+      results.replaceChildren(...(found.length ? found.map(function (p) {
+        const li = el('li', 'gitlab-project');
+        const b = el('button', 'small secondary', p.path_with_namespace);
+        b.type = 'button';
+        b.dataset.path = p.path_with_namespace;
+        b.addEventListener('click', function () {
+          const form = box.closest('form');
+          form.querySelector('#np-path').value = p.path_with_namespace;
+          form.querySelector('#np-clone').value = p.http_url_to_repo;
+          const name = form.querySelector('#np-name');
+          if (!name.value.trim()) name.value = (p.name || p.path_with_namespace.split('/').pop()).toLowerCase().replace(/[^a-z0-9-]+/g, '-');
+          results.replaceChildren();
+        });
+        li.append(b);
+        return li;
+      }) : [el('li', 'muted', box.dataset.msgNone)]));
+      box.dataset.results = String(found.length);
+    };
+    input.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(search, 250); });
+  }
+
   // ---- the live host grid ----
 
   // An environment of the grid with data-live-stream has a deployment running: the grid
@@ -642,4 +681,5 @@
   if (document.getElementById('grid')) { followGrid(); document.getElementById('grid').addEventListener('ferry:refreshed', followGrid); }
   document.querySelectorAll('form.deploy-form').forEach(setupDeployForm);
   document.querySelectorAll('form.build-form').forEach(setupBuildForm);
+  document.querySelectorAll('#gitlab-pick').forEach(setupGitLabPick);
 })();
