@@ -45,6 +45,7 @@
     } else if (what.startsWith('refresh:')) {
       // refresh:#a,#b swaps those parts for the same parts of a fresh copy of the page.
       // data-note names an element of the fresh part to show, such as "Saved.".
+      if (el.tagName === 'FORM' && 'reset' in el.dataset) el.reset();
       replaceParts(what.slice(8).split(',')).then(function () {
         const note = el.dataset.note && document.querySelector(el.dataset.note);
         if (note) note.hidden = false;
@@ -66,6 +67,8 @@
       const box = document.getElementById('new-token');
       document.getElementById('new-token-value').textContent = answer.token;
       box.hidden = false;
+      if (el.tagName === 'FORM') el.reset();
+      replaceParts(['#token-list']);
     }
   }
 
