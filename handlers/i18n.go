@@ -470,7 +470,7 @@ var messages = map[string][2]string{
 	// guided first run and host keys (ui14)
 	"hosts.changed":             {"The host now offers another key. Pinned: %s — offered now: %s.", "主机现在提供了另一个密钥。已固定：%s —— 现在提供：%s。"},
 	"hosts.repin":               {"Replace the pinned key", "替换已固定的密钥"},
-	"hosts.repin_confirm":       {"Replace the pinned key %s with %s? Deployments then refuse the old key. Check the new one on the host itself first (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).", "确定用 %[2]s 替换已固定的密钥 %[1]s 吗？之后部署将拒绝旧密钥。请先在主机上核对新密钥（ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub）。"},
+	"hosts.repin_confirm":       {"Replace the pinned key %s with %s? Deployments then refuse the old key. Check the new one on the host itself first (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub).", "确定把已固定的密钥 %s 替换为 %s 吗？之后部署将拒绝旧密钥。请先在主机上核对新密钥（ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub）。"},
 	"hosts.scan":                {"Fetch host key", "获取主机密钥"},
 	"hosts.scan_help":           {"Or leave it empty and press \"Fetch host key\" on the host: ferry shows its fingerprint for you to confirm.", "也可以留空，然后在主机上点击“获取主机密钥”：ferry 会显示其指纹供你确认。"},
 	"hosts.generate":            {"Let ferry generate a key pair (ed25519)", "由 ferry 生成密钥对（ed25519）"},
