@@ -142,6 +142,17 @@ func TestWhatAmIAboutToShip(t *testing.T) {
 	if ch.Previous != v1 || ch.Direction != "forward" || titles(ch.Commits) != "Three devops by Ada Author; Two devops by Ada Author" {
 		t.Errorf("changes since the version before %s: %+v, want two commits since %s", v2, ch, v1)
 	}
+	// Around the right: someone who is not a member learns nothing of the project's history, and a
+	// member of another project cannot read this one's through their own.
+	outsider := tokenClient(t, f.srv.Config.Handler, db, mustUser(t, db, "eve", false))
+	for _, path := range []string{"/changes?environment=staging&version=" + v1, "/refs", "/commits?branch=main"} {
+		outsider.must(http.StatusNotFound, "GET", "/api/v1/projects/orders"+path, "")
+	}
+	other := &store.Project{Name: "other", GitLabPath: "g/other", CloneURL: "https://gitlab.example.com/g/other.git", Trigger: store.DefaultTrigger()}
+	must(t, db.CreateProject(context.Background(), other))
+	_, err := db.SetMember(context.Background(), other.ID, "eve", true)
+	must(t, err)
+	outsider.must(http.StatusBadRequest, "GET", "/api/v1/projects/other/changes?version="+v1, "")
 	r := f.admin.must(http.StatusBadRequest, "GET", "/api/v1/projects/orders/changes?environment=staging&version=nope", "")
 	if !strings.HasPrefix(r.errorText(t), "version: ") {
 		t.Errorf("an unknown version says %q", r.errorText(t))
