@@ -83,6 +83,9 @@ func (r *run) build() store.BuildResult {
 	r.out.ferry("build #%d of %s: commit %s (%s), attempt %d, on %s", r.b.Number, p.Name, store.ShortSHA(r.b.SHA), refText(r.b), r.b.Attempts, r.owner)
 	if v, err := r.w.db.VersionBySHA(r.ctx, p.ID, r.b.SHA); err == nil {
 		r.out.ferry("commit %s was built before as version %s; that version is reused", store.ShortSHA(r.b.SHA), v.Name)
+		if c, err := r.w.git.Commit(r.ctx, r.repo, r.b.SHA); err == nil { // the mirror of this machine may not have it
+			r.fillCommit(c)
+		}
 		return store.BuildResult{Status: store.BuildDuplicate, VersionID: &v.ID}
 	} else if !store.IsNotFound(err) {
 		return r.failed(fmt.Errorf("look for an earlier version of commit %s: %w", store.ShortSHA(r.b.SHA), err))
@@ -139,6 +142,7 @@ func (r *run) prepare() (*store.Pipeline, string, error) {
 		return nil, "", err
 	}
 	r.out.ferry("commit %s by %s: %s", store.ShortSHA(c.SHA), c.AuthorName, c.Title)
+	r.fillCommit(c)
 	data, err := r.w.git.ReadFile(r.ctx, r.repo, r.b.SHA, store.PipelineFile)
 	if err != nil {
 		return nil, "", err
@@ -399,4 +403,15 @@ func (w *Worker) buildURL(id int64) string {
 		return ""
 	}
 	return fmt.Sprintf("%s/builds/%d", w.cfg.BaseURL, id)
+}
+
+// fillCommit records the commit's title and author on a build that has none (started from a
+// page or the API): git knows them.
+func (r *run) fillCommit(c *Commit) {
+	if r.b.CommitTitle != "" && r.b.CommitAuthor != "" {
+		return
+	}
+	if err := r.w.db.FillBuildCommit(r.ctx, r.b.ID, c.Title, c.AuthorName); err != nil {
+		r.w.log.Warn("record the commit of a build", "build", r.b.ID, "error", err)
+	}
 }

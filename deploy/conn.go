@@ -154,10 +154,12 @@ type HostKeyChangedError struct {
 	Host     string
 	Expected string // SHA256 fingerprint of the pinned key
 	Got      string // SHA256 fingerprint of the offered key
+	// Key is the offered key as an authorized_keys line, for an administrator to re-pin.
+	Key string
 }
 
 func (e *HostKeyChangedError) Error() string {
-	return fmt.Sprintf("host key of %s changed: expected %s, got %s — if the host was reinstalled, update its host key in ferry",
+	return fmt.Sprintf("host key of %s changed: expected %s, got %s — if the host was reinstalled, compare both on the hosts page and re-pin its key",
 		e.Host, e.Expected, e.Got)
 }
 
@@ -189,7 +191,8 @@ func hostKeyCallback(t Target, onNew func(string) error) ssh.HostKeyCallback {
 			return fmt.Errorf("read the pinned host key of %s: %w", t.label(), err)
 		}
 		if pinned.Type() != key.Type() || string(pinned.Marshal()) != string(key.Marshal()) {
-			return &HostKeyChangedError{Host: t.label(), Expected: ssh.FingerprintSHA256(pinned), Got: ssh.FingerprintSHA256(key)}
+			return &HostKeyChangedError{Host: t.label(), Expected: ssh.FingerprintSHA256(pinned), Got: ssh.FingerprintSHA256(key),
+				Key: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))}
 		}
 		return nil
 	}

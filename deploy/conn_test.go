@@ -87,7 +87,7 @@ func TestDialErrorsSayWhatWentWrong(t *testing.T) {
 		if results[0].Status != deploy.HostFailed {
 			t.Errorf("status %s, want failed", results[0].Status)
 		}
-		wantError(t, errorOf(results[0].Reason), "host key of host-3", "changed: expected "+oldKey+", got "+newKey, "update its host key in ferry")
+		wantError(t, errorOf(results[0].Reason), "host key of host-3", "changed: expected "+oldKey+", got "+newKey, "re-pin its key")
 		assertServing(t, hosts[2], "v1")
 	})
 	t.Run("trust on first use", func(t *testing.T) {

@@ -77,6 +77,12 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 	}
 	ev = extras.masked(ev)
 	conn, err := Dial(ctx, j.target, r.dialOptions(ctx, j))
+	var changed *HostKeyChangedError
+	if errors.As(err, &changed) { // shown on the hosts page beside the pinned key, to re-pin
+		if rerr := r.w.db.RecordChangedHostKey(ctx, j.step.HostID, changed.Key); rerr != nil {
+			r.w.log.Warn("keep the changed host key", "host", j.step.Host, "error", rerr)
+		}
+	}
 	if err != nil {
 		res := HostResult{Host: j.step.Host, Version: r.rel.Version, Status: HostFailed, Reason: err.Error()}
 		if ctx.Err() != nil {

@@ -22,11 +22,6 @@ import (
 // chromiumPath is the Debian package's browser, which CI installs.
 const chromiumPath = "/usr/bin/chromium"
 
-// browserDeployWorker, when set, runs the deploy worker against db for the browser test, so
-// that a deployment started from the page runs to the end; it must deploy to the fixture's
-// hosts web-1 and web-2. Without it the test checks that the deployment was queued.
-var browserDeployWorker func(t *testing.T, db *store.DB)
-
 // chrome drives one headless Chromium tab; a failed step saves a screenshot and says where.
 type chrome struct {
 	t   *testing.T
@@ -123,12 +118,13 @@ func TestBrowserLoginDeployLiveLogGridLogout(t *testing.T) {
 	must(t, err)
 	_, err = db.SetMember(ctx, f.project.ID, "ann", true)
 	must(t, err)
+	// The hosts are real sshd hosts and a deploy worker runs, so the page's deployment ends.
+	moveToRealHosts(t, db, f)
+	shipped := realVersion(t, db, f.project.ID, "20260102030405-main-5b1e7a11")
+	worker := startDeployWorker(t, db)
 	// No BaseURL: the streams' origin check takes the page's own host.
-	srv := httptest.NewServer(handlers.New(handlers.Config{DB: db}).Handler())
+	srv := httptest.NewServer(handlers.New(handlers.Config{DB: db, Deployer: worker}).Handler())
 	defer srv.Close()
-	if browserDeployWorker != nil {
-		browserDeployWorker(t, db)
-	}
 	c := newChrome(t)
 
 	// Log in; the login page sends the user on to the page they asked for.
@@ -169,7 +165,7 @@ func TestBrowserLoginDeployLiveLogGridLogout(t *testing.T) {
 		chromedp.Click(`#deploy-open`),
 		chromedp.WaitVisible(`#deploy-form`),
 		eval(`(() => { const s = document.getElementById('deploy-env'); s.value = 'staging'; s.dispatchEvent(new Event('change', {bubbles: true})); return true; })()`),
-		chromedp.SetValue(`#deploy-version`, f.version.Name),
+		chromedp.SetValue(`#deploy-version`, shipped.Name),
 		chromedp.Click(`fieldset[data-for-env="staging"] input[value="web-2"]`),
 		chromedp.Click(`#deploy-submit`),
 		chromedp.WaitVisible(`#deployment`),
@@ -182,19 +178,16 @@ func TestBrowserLoginDeployLiveLogGridLogout(t *testing.T) {
 	id, _ := strconv.ParseInt(m[1], 10, 64)
 	dep, err := db.GetDeployment(ctx, id)
 	must(t, err)
-	if dep.Environment != "staging" || dep.Version != f.version.Name || len(dep.Hosts) != 1 || dep.Hosts[0].Host != "web-1" {
-		t.Fatalf("the page deployed %s to %s on %d hosts (%v), want %s to staging on web-1", dep.Version, dep.Environment, len(dep.Hosts), dep.Hosts, f.version.Name)
+	if dep.Environment != "staging" || dep.Version != shipped.Name || len(dep.Hosts) != 1 || dep.Hosts[0].Host != "web-1" {
+		t.Fatalf("the page deployed %s to %s on %d hosts (%v), want %s to staging on web-1", dep.Version, dep.Environment, len(dep.Hosts), dep.Hosts, shipped.Name)
 	}
-	if browserDeployWorker != nil {
-		c.run("see the deployment succeed", waitFor(`document.getElementById('job-status').dataset.status === "success"`),
-			waitFor(`document.querySelector('tr[data-host="web-1"] [data-field=status]').dataset.status === "succeeded"`))
-	} else {
-		c.run("see the deployment queued", waitFor(`document.getElementById('job-status').dataset.status === "queued"`),
-			waitFor(`document.querySelector('tr[data-host="web-1"] [data-field=status]').dataset.status === "waiting"`))
-	}
+	c.run("see the deployment succeed", waitFor(`document.getElementById('job-status').dataset.status === "success"`),
+		waitFor(`document.querySelector('tr[data-host="web-1"] [data-field=status]').dataset.status === "succeeded"`))
+	c.run("see the host's output", waitFor(`document.getElementById('log').textContent.includes("web-1 is running `+shipped.Name+`")`))
 
 	// The grid follows what runs where, without a reload.
 	c.run("open the project", chromedp.Navigate(srv.URL+"/projects/orders"), chromedp.WaitVisible(`#grid`),
+		waitFor(`document.querySelector('.hostcell[data-host="web-1"] .version').dataset.version === `+jsString(shipped.Name)),
 		waitFor(`document.querySelector('.hostcell[data-host="web-2"] .version').dataset.version === ""`))
 	must(t, db.SetInstance(ctx, store.Instance{ProjectID: f.project.ID, HostID: f.web2.ID, EnvironmentID: &f.staging.ID,
 		Version: f.version.Name, Status: "running"}))

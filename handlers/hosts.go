@@ -17,6 +17,8 @@ func (s *Server) registerHosts(r gin.IRouter) {
 	r.PATCH("/hosts/:host", s.need(adminOnly), s.updateHost)
 	r.DELETE("/hosts/:host", s.need(adminOnly), s.deleteHost)
 	r.POST("/hosts/:host/accept-key", s.need(adminOnly), s.acceptHostKey)
+	r.POST("/hosts/:host/scan-key", s.need(adminOnly), s.scanHostKey)
+	r.POST("/hosts/:host/repin-key", s.need(adminOnly), s.repinHostKey)
 }
 
 // hostInput is the body of a host create or update; absent fields are nil.
@@ -27,6 +29,9 @@ type hostInput struct {
 	User       *string `json:"user"`
 	PrivateKey *string `json:"private_key"`
 	HostKey    *string `json:"host_key"`
+	// GenerateKey asks ferry for a new ed25519 key pair instead of a pasted private key; the
+	// answer's public_key goes into the host's authorized_keys.
+	GenerateKey *bool `json:"generate_key"`
 }
 
 // hostView is a host as the API shows it: never the private key, only whether it is set,
@@ -38,11 +43,13 @@ type hostView struct {
 	// OfferedFingerprint is the key the host offered on a refused first connection, waiting
 	// for an administrator to accept it (POST /hosts/{host}/accept-key).
 	OfferedFingerprint string `json:"offered_fingerprint,omitempty"`
+	// PublicKey is the public half of the host's private key, for its authorized_keys.
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 func newHostView(h *store.Host) hostView {
 	return hostView{Host: h, HasPrivateKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey),
-		OfferedFingerprint: h.OfferedFingerprint()}
+		OfferedFingerprint: h.OfferedFingerprint(), PublicKey: publicKeyOf(h.PrivateKey, h.Name)}
 }
 
 // fingerprint returns the SHA256 fingerprint of an authorized_keys line, or "" for none.
@@ -82,6 +89,18 @@ func (s *Server) createHost(c *gin.Context) {
 	set(&h.User, in.User)
 	set(&h.PrivateKey, in.PrivateKey)
 	set(&h.HostKey, in.HostKey)
+	if in.GenerateKey != nil && *in.GenerateKey {
+		if h.PrivateKey != "" {
+			s.fail(c, store.Errorf(store.EINVALID, "private_key: paste a key or let ferry generate one, not both"))
+			return
+		}
+		key, err := generateKeyPair(h.Name)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		h.PrivateKey = key
+	}
 	if err := s.db.CreateHost(c.Request.Context(), h); err != nil {
 		s.fail(c, fmt.Errorf("create host %q: %w", h.Name, err))
 		return

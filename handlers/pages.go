@@ -53,6 +53,8 @@ type dashboardData struct {
 	Approvals []*store.Deployment
 	// HookURL is the webhook address shown after an administrator creates a project.
 	HookURL string
+	// PickFromGitLab offers GitLab's projects in the new project form.
+	PickFromGitLab bool
 }
 
 // dashboardPage lists the projects the user can see and their latest builds and deployments.
@@ -62,7 +64,7 @@ func (s *Server) dashboardPage(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	d := dashboardData{Projects: projects, HookURL: s.publicURL(c) + "/hooks/gitlab"}
+	d := dashboardData{Projects: projects, HookURL: s.publicURL(c) + "/hooks/gitlab", PickFromGitLab: s.gitlabProjects() != nil}
 	if d.Builds, d.Deployments, err = s.recentJobs(c.Request.Context(), currentUser(c), projects); err != nil {
 		s.fail(c, err)
 		return
@@ -192,12 +194,16 @@ type envView struct {
 	// Gated counts deployments awaiting approval or scheduled; Frozen is the freeze in force.
 	Gated  int
 	Frozen *store.FreezeWindow
+	// Strategy is the one a deployment of the newest version would apply, and where it comes from.
+	Strategy appliedStrategy
 }
 
 // hostCell is one host of the grid and the version it runs now ("" for none).
 type hostCell struct {
 	Host, Version, Previous, Status string
 	Since                           time.Time
+	// Live is the host's step in the deployment running in its environment, if any.
+	Live *store.HostStep
 }
 
 // projectPage shows a project: what runs where, its builds, versions, deployments and events.
@@ -258,9 +264,13 @@ func (s *Server) environmentGrid(ctx context.Context, p *store.Project) ([]envVi
 	if err != nil {
 		return nil, fmt.Errorf("list deployments in progress of %s: %w", p.Name, err)
 	}
+	newest, err := s.newestVersion(ctx, p.ID)
+	if err != nil {
+		return nil, fmt.Errorf("find the newest version of %s: %w", p.Name, err)
+	}
 	views := make([]envView, 0, len(envs))
 	for _, e := range envs {
-		v := envView{Env: e, Frozen: store.FrozenAt(e.Freezes, time.Now())}
+		v := envView{Env: e, Frozen: store.FrozenAt(e.Freezes, time.Now()), Strategy: strategyFor(nil, e, newest)}
 		for _, h := range e.Hosts {
 			cell := hostCell{Host: h}
 			if in := byHost[h]; in != nil {
@@ -278,6 +288,9 @@ func (s *Server) environmentGrid(ctx context.Context, p *store.Project) ([]envVi
 			default:
 				v.Queued++
 			}
+		}
+		if err := s.fillLiveSteps(ctx, &v); err != nil {
+			return nil, err
 		}
 		if v.Estimate, err = s.deploymentEstimate(ctx, p.ID, e.ID); err != nil {
 			return nil, err

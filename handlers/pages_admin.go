@@ -115,6 +115,8 @@ type hostRow struct {
 	Fingerprint         string
 	// Offered is the fingerprint of a key the host offered and ferry refused, to accept.
 	Offered string
+	// PublicKey is the public half of the host's private key, for its authorized_keys.
+	PublicKey string
 }
 
 // hostRows lists every host for the pages.
@@ -126,7 +128,8 @@ func (s *Server) hostRows(c *gin.Context) ([]hostRow, error) {
 	rows := make([]hostRow, 0, len(hosts))
 	for _, h := range hosts {
 		rows = append(rows, hostRow{Name: h.Name, Address: h.Address, User: h.User, Port: h.Port,
-			HasKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey), Offered: h.OfferedFingerprint()})
+			HasKey: h.PrivateKey != "", Fingerprint: fingerprint(h.HostKey), Offered: h.OfferedFingerprint(),
+			PublicKey: publicKeyOf(h.PrivateKey, h.Name)})
 	}
 	return rows, nil
 }

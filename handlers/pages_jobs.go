@@ -87,6 +87,8 @@ type deploymentData struct {
 	// MayDecide says the user may approve or reject it now; Approvers who else still may.
 	MayDecide bool
 	Approvers string
+	// Strategy is the one that applies and where it comes from.
+	Strategy appliedStrategy
 	jobLog
 }
 
@@ -105,6 +107,7 @@ func (s *Server) deploymentPage(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	d.Strategy = s.deploymentStrategy(ctx, p.ID, dep)
 	for _, h := range dep.Hosts {
 		if h.Host == c.Query("host") {
 			d.Host = h.Host
@@ -211,4 +214,12 @@ func (s *Server) runningVersions(ctx context.Context, projectID int64) (map[stri
 		out[v] = strings.Join(hs, ", ")
 	}
 	return out, nil
+}
+
+// deploymentStrategy works out the strategy a deployment applies (or applied); a failure to
+// read the environment or version leaves those out.
+func (s *Server) deploymentStrategy(ctx context.Context, projectID int64, dep *store.Deployment) appliedStrategy {
+	env, _ := s.db.GetEnvironment(ctx, projectID, dep.Environment)
+	v, _ := s.db.GetVersionByName(ctx, projectID, dep.Version)
+	return strategyFor(&dep.Strategy, env, v)
 }

@@ -27,6 +27,8 @@ type page struct {
 	Lang      string
 	Path      string
 	Data      any
+	// Setup is the first run's state for an administrator's banner, nil once ferry is set up.
+	Setup *setupState
 }
 
 // T returns the text of key in the page's language, formatted with args when there are any.
@@ -124,7 +126,7 @@ func (s *Server) execute(w io.Writer, c *gin.Context, name, nav string, data any
 		return fmt.Errorf("no template %s", name)
 	}
 	p := page{User: currentUser(c), CSRFToken: csrfToken(c), Nav: nav, Lang: pickLang(c),
-		Path: c.Request.URL.RequestURI(), Data: data}
+		Path: c.Request.URL.RequestURI(), Data: data, Setup: s.setupBanner(c)}
 	return t.ExecuteTemplate(w, "layout", p)
 }
 

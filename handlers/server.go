@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -47,6 +48,9 @@ type Config struct {
 	// ChannelURLCheck refuses channel URLs that point where channels may not reach
 	// (notify.AddressPolicy.CheckURL), with a store.EINVALID error naming the url; nil checks nothing.
 	ChannelURLCheck func(rawURL string) error
+	// ScanHostKey fetches a host's SSH key for an administrator to confirm (deploy.ScanHostKey);
+	// nil means hosts' keys are pasted, not fetched.
+	ScanHostKey HostKeyScanner
 }
 
 // Server serves ferry's HTTP API and pages.
@@ -65,11 +69,16 @@ type Server struct {
 	jobRunner  DeploymentWaker
 	// channelURLCheck is Config.ChannelURLCheck.
 	channelURLCheck func(rawURL string) error
+	// scanner is Config.ScanHostKey.
+	scanner HostKeyScanner
 	// finders find the project of routes that name a job by id, by route parameter; each
 	// resource's registerX adds its own (see ProjectFinder).
 	finders map[string]ProjectFinder
 	// projectLists keeps encoded project lists while nothing changes (projectlists.go).
 	projectLists *projectLists
+
+	// setupDone is set once a deployment has succeeded: no more first-run guide (setup.go).
+	setupDone atomic.Bool
 
 	// loginLimits bound failed logins (throttle.go).
 	loginLimits store.LoginLimits
@@ -92,6 +101,7 @@ func New(cfg Config) *Server {
 		finders:    map[string]ProjectFinder{},
 
 		channelURLCheck: cfg.ChannelURLCheck,
+		scanner:         cfg.ScanHostKey,
 
 		projectLists: &projectLists{},
 	}
@@ -145,6 +155,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerScriptJobPages(r)
 	s.registerAccount(r)
 	s.registerHooks(r)
+	s.registerSetup(r)
 
 	api := r.Group("/api/v1")
 	s.registerProjects(api)
@@ -165,6 +176,8 @@ func (s *Server) routes() *gin.Engine {
 	s.registerJobRuns(api)
 	s.registerOpenAPI(api)
 	s.registerVariables(api)
+	s.registerChanges(api)
+	s.registerGitLabProjects(api)
 	return r
 }
 

@@ -43,8 +43,8 @@ func TestBrowserSettingsSigningToken(t *testing.T) {
 		eval(`(() => { window.beforeSave = true; return true; })()`),
 		chromedp.Click(`#signing-form button[type=submit]`),
 	)
-	// The page reloads itself once saved; it then says the token is set, without showing it.
-	c.eventually("see it set", `window.beforeSave === undefined && document.readyState === 'complete' && document.querySelector('#signing-state button[data-method="PATCH"]') !== null`)
+	// The page says the token is set in place, without a reload and without showing it.
+	c.eventually("see it set", `window.beforeSave === true && document.querySelector('#signing-state button[data-method="PATCH"]') !== null && document.getElementById('signing-token').value === ""`)
 	p := waitProject(t, db, func(p *store.Project) bool { return p.WebhookSigningToken != "" })
 	if p.WebhookSigningToken != token || store.ValidateSigningToken(token) != nil {
 		t.Fatalf("stored signing token %q, the page generated %q", p.WebhookSigningToken, token)
@@ -61,6 +61,7 @@ func TestBrowserSettingsSigningToken(t *testing.T) {
 		chromedp.Click(`#signing-state button[data-method="PATCH"]`),
 	)
 	waitProject(t, db, func(p *store.Project) bool { return p.WebhookSigningToken == "" })
+	c.eventually("see it gone", `window.beforeSave === true && document.querySelector('#signing-state button[data-method="PATCH"]') === null`)
 }
 
 // waitProject waits until the project orders satisfies ok, and returns it.

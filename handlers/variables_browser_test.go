@@ -46,7 +46,7 @@ func TestBrowserVariablesEditorAndConfigPreview(t *testing.T) {
 		chromedp.Click(`details[data-vars="project"] summary`),
 		waitFor(`document.querySelectorAll('`+editor+` tr.var-row').length === 2`),
 	)
-	shown = c.text(`Array.from(document.querySelectorAll('` + editor + ` input')).map(i => i.value + '|' + i.placeholder + '|' + i.checked).join(' ')`)
+	shown = c.evalString(`Array.from(document.querySelectorAll('` + editor + ` input')).map(i => i.value + '|' + i.placeholder + '|' + i.checked).join(' ')`)
 	if strings.Contains(shown, "hunter2") || !strings.Contains(shown, "DB_PASSWORD") || !strings.Contains(shown, "(kept; type to replace)") {
 		t.Errorf("the editor shows %q", shown)
 	}
@@ -66,7 +66,7 @@ func TestBrowserVariablesEditorAndConfigPreview(t *testing.T) {
 		chromedp.Click(`#config-preview-open`),
 		waitFor(`(p => p && p.textContent.includes("port=8080"))(document.querySelector('#config-preview pre'))`),
 	)
-	preview = c.text(`document.querySelector('#config-preview').textContent`)
+	preview = c.evalString(`document.querySelector('#config-preview').textContent`)
 	if !strings.Contains(preview, "port=8080 pw=****** on web-1") || strings.Contains(preview, "hunter2") || !strings.Contains(preview, "conf/app.conf") {
 		t.Errorf("the preview shows %q", preview)
 	}
@@ -76,14 +76,14 @@ func TestBrowserVariablesEditorAndConfigPreview(t *testing.T) {
 		chromedp.Navigate(srv.URL+"/lang/zh?next=/projects/orders"),
 		waitFor(`document.body.textContent.includes("项目变量")`),
 	)
-	zh = c.text(`document.body.textContent`)
+	zh = c.evalString(`document.body.textContent`)
 	if !strings.Contains(zh, "环境 staging 的变量") {
 		t.Errorf("the Chinese project page lacks the environment variables editor")
 	}
 }
 
-// text evaluates a string expression in the tab.
-func (c *chrome) text(expr string) string {
+// evalString evaluates a string expression in the tab.
+func (c *chrome) evalString(expr string) string {
 	c.t.Helper()
 	out, err := chromedp.Run(c.ctx, chromedp.Evaluate[string](expr))
 	if err != nil {

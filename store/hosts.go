@@ -294,7 +294,7 @@ func (db *DB) AcceptHostKey(ctx context.Context, name, fingerprint string) (*Hos
 		offered := h.OfferedFingerprint()
 		switch {
 		case h.HostKey != "":
-			return Errorf(ECONFLICT, "host %s already has a pinned host key; to replace it, set host_key on the host", name)
+			return Errorf(ECONFLICT, "host %s already has a pinned host key; to replace it, compare both fingerprints and re-pin (POST /api/v1/hosts/%s/repin-key), or set host_key on the host", name, name)
 		case offered == "":
 			return Errorf(EINVALID, "host %s has not offered a host key yet: deploy to it once (the connection is refused and its key kept), or set host_key on the host", name)
 		case offered != fingerprint:

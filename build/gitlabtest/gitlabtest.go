@@ -215,6 +215,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(rec, http.StatusUnauthorized, map[string]any{"message": "401 Unauthorized"})
 		return
 	}
+	if call.Path == "/api/v4/projects" && r.Method == http.MethodGet {
+		s.searchProjects(rec, r.URL.Query().Get("search"))
+		return
+	}
 	rest, ok := strings.CutPrefix(call.Path, "/api/v4/projects/")
 	if !ok {
 		notFound(rec)

@@ -124,6 +124,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 		TrustedProxies:  m.Config.TrustedProxies,
 		ChannelURLCheck: channelAddresses.CheckURL,
+		ScanHostKey:     deploy.ScanHostKey,
 	})
 	handler, err := m.startMetrics(srv.Handler())
 	if err != nil {

@@ -45,6 +45,7 @@
     } else if (what.startsWith('refresh:')) {
       // refresh:#a,#b swaps those parts for the same parts of a fresh copy of the page.
       // data-note names an element of the fresh part to show, such as "Saved.".
+      if (el.tagName === 'FORM' && 'reset' in el.dataset) el.reset();
       replaceParts(what.slice(8).split(',')).then(function () {
         const note = el.dataset.note && document.querySelector(el.dataset.note);
         if (note) note.hidden = false;
@@ -66,6 +67,8 @@
       const box = document.getElementById('new-token');
       document.getElementById('new-token-value').textContent = answer.token;
       box.hidden = false;
+      if (el.tagName === 'FORM') el.reset();
+      replaceParts(['#token-list']);
     }
   }
 
@@ -81,6 +84,12 @@
       if (now && fresh) now.replaceWith(document.importNode(fresh, true));
       else if (now) now.remove();
     }
+    // The first run's banner follows every change: the next step may have come.
+    const banner = document.getElementById('setup-banner');
+    const freshBanner = doc.getElementById('setup-banner');
+    if (banner && freshBanner) banner.replaceWith(document.importNode(freshBanner, true));
+    else if (banner) banner.remove();
+    else if (freshBanner) document.querySelector('main.content').prepend(document.importNode(freshBanner, true));
   }
 
   // showError puts the API's message next to the field it names ("field: what is wrong", the
@@ -298,7 +307,68 @@
       else if (all) all.checked = Array.from(hosts).every(h => h.checked);
     });
     show();
+    const changes = document.getElementById('ship-changes');
+    if (changes) {
+      const load = function () { loadChanges(changes, envSelect.value, form.querySelector('#deploy-version').value); };
+      envSelect.addEventListener('change', load);
+      form.querySelector('#deploy-version').addEventListener('change', load);
+      load();
+    }
   }
+
+  // loadChanges fills a #ship-changes box (or a version page's list) with what deploying the
+  // version changes: the version running now and the commits added or, for a rollback, taken
+  // away. Its data-msg-* attributes hold the words.
+  async function loadChanges(box, env, version) {
+    const q = new URLSearchParams({ version: version });
+    if (env) q.set('environment', env);
+    box.dataset.state = 'loading';
+    let ch;
+    try {
+      ch = await api('GET', box.dataset.url + '?' + q.toString());
+    } catch (err) {
+      box.replaceChildren(el('p', 'error', err.message));
+      box.dataset.state = 'error';
+      return;
+    }
+    const m = box.dataset;
+    const out = [];
+    const base = ch.running || ch.previous;
+    out.push(el('p', 'running', base ? (ch.previous ? m.msgPrevious : m.msgRunning).replace('%s', base) : (env ? m.msgNothing : m.msgFirstVersion)));
+    const words = { first: m.msgFirst, forward: m.msgForward, rollback: m.msgRollback, same: m.msgSame, other: m.msgOther };
+    const head = el('p', 'direction ' + ch.direction, (words[ch.direction] || '').replace('%d', ch.commits.length));
+    head.dataset.direction = ch.direction;
+    out.push(head);
+    if (ch.commits.length) {
+      const list = el('ul', 'commits');
+      ch.commits.forEach(function (c) {
+        const li = el('li', 'commit');
+        li.dataset.sha = c.sha;
+        const sha = el('code', 'sha', c.sha.slice(0, 8));
+        if (c.url) { const a = el('a', '', ''); a.href = c.url; a.append(sha); li.append(a); } else li.append(sha);
+        li.append(' ', el('span', 'title', c.title), ' — ', el('span', 'author', c.author));
+        list.append(li);
+      });
+      out.push(list);
+    }
+    if (ch.truncated) out.push(el('p', 'muted', m.msgMore));
+    box.replaceChildren(...out);
+    box.dataset.state = 'loaded';
+    box.dataset.direction = ch.direction;
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text) e.textContent = text;
+    return e;
+  }
+
+  // A version's "changes since the version before" load when their box is opened.
+  document.addEventListener('toggle', function (ev) {
+    const box = ev.target.open && ev.target.querySelector && ev.target.querySelector('.version-changes[data-version]');
+    if (box && !box.dataset.state) loadChanges(box, '', box.dataset.version);
+  }, true);
 
   // ---- copy and reveal ----
 
@@ -464,12 +534,144 @@
         if (res.ok) {
           const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
           const fresh = doc.getElementById(el.id);
-          if (fresh && fresh.innerHTML !== el.innerHTML) el.innerHTML = fresh.innerHTML;
+          if (fresh && fresh.innerHTML !== el.innerHTML) { el.innerHTML = fresh.innerHTML; el.dispatchEvent(new Event('ferry:refreshed')); }
         }
       } catch (e) { /* try again on the next tick */ }
       setTimeout(tick, every);
     }
     setTimeout(tick, every);
+  }
+
+  // A checkbox with data-disables="#x" disables #x while it is checked (a key ferry generates
+  // instead of a pasted one).
+  document.addEventListener('change', function (ev) {
+    const box = ev.target.closest('input[data-disables]');
+    if (!box) return;
+    document.querySelectorAll(box.dataset.disables).forEach(function (el) { el.disabled = box.checked; });
+  });
+
+  // ---- build now: branches, tags and a branch's recent commits ----
+
+  // The build form offers the remote's branches and tags (loaded when the ref field is first
+  // used) and, for a branch, its recent commits to build one of them.
+  function setupBuildForm(form) {
+    const ref = form.querySelector('#build-ref');
+    const sha = form.querySelector('#build-sha');
+    const list = form.querySelector('#build-refs');
+    let loaded = null, branches = [];
+    const loadRefs = function () {
+      if (loaded) return loaded;
+      loaded = api('GET', form.dataset.refs).then(function (r) {
+        branches = r.branches;
+        list.replaceChildren(...r.branches.concat(r.tags).map(function (n) { const o = document.createElement('option'); o.value = n; return o; }));
+        form.dataset.refsLoaded = 'true';
+      }).catch(function (err) { form.dataset.refsError = err.message; });
+      return loaded;
+    };
+    let shown = null;
+    const loadCommits = async function () {
+      if (ref.value.trim() === shown) return; // a change event on blur: the list is this ref's
+      shown = ref.value.trim();
+      await loadRefs();
+      const latest = document.createElement('option');
+      latest.value = ''; latest.textContent = form.dataset.msgLatest;
+      sha.replaceChildren(latest);
+      delete form.dataset.commitsFor;
+      if (!branches.includes(ref.value.trim())) return;
+      try {
+        const commits = await api('GET', form.dataset.commits + '?branch=' + encodeURIComponent(ref.value.trim()));
+        commits.forEach(function (c) {
+          const o = document.createElement('option');
+          o.value = c.sha;
+          o.textContent = c.sha.slice(0, 8) + ' ' + c.title + ' — ' + c.author;
+          sha.append(o);
+        });
+        form.dataset.commitsFor = ref.value.trim();
+      } catch (err) { /* the mirror may not have it yet: build the branch's tip */ }
+    };
+    ref.addEventListener('focus', loadRefs);
+    ref.addEventListener('change', loadCommits);
+  }
+
+  // ---- picking a GitLab project ----
+
+  // The new project form searches GitLab's projects as one types; picking one fills the path,
+  // the clone URL and, when empty, the name.
+  function setupGitLabPick(box) {
+    const input = box.querySelector('#gitlab-search');
+    const results = box.querySelector('#gitlab-results');
+    let timer = null, asked = '';
+    const search = async function () {
+      const q = input.value.trim();
+      if (q === asked) return;
+      asked = q;
+      let found;
+      try { found = await api('GET', box.dataset.url + '?search=' + encodeURIComponent(q)); } catch (err) {
+        results.replaceChildren(el('li', 'error', err.message));
+        return;
+      }
+      if (q !== asked) return;
+      results.replaceChildren(...(found.length ? found.map(function (p) {
+        const li = el('li', 'gitlab-project');
+        const b = el('button', 'small secondary', p.path_with_namespace);
+        b.type = 'button';
+        b.dataset.path = p.path_with_namespace;
+        b.addEventListener('click', function () {
+          const form = box.closest('form');
+          form.querySelector('#np-path').value = p.path_with_namespace;
+          form.querySelector('#np-clone').value = p.http_url_to_repo;
+          const name = form.querySelector('#np-name');
+          if (!name.value.trim()) name.value = (p.name || p.path_with_namespace.split('/').pop()).toLowerCase().replace(/[^a-z0-9-]+/g, '-');
+          results.replaceChildren();
+        });
+        li.append(b);
+        return li;
+      }) : [el('li', 'muted', box.dataset.msgNone)]));
+      box.dataset.results = String(found.length);
+    };
+    input.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(search, 250); });
+  }
+
+  // ---- the live host grid ----
+
+  // An environment of the grid with data-live-stream has a deployment running: the grid
+  // follows it over that deployment's log stream (each message refreshes the grid, and every
+  // second while it runs, for the upload's progress), so steps, progress and results show
+  // without a reload. A refresh that shows a new running deployment follows that one too.
+  const followed = new Set();
+  let gridPending = false;
+  function refreshGrid() {
+    if (gridPending) return;
+    gridPending = true;
+    setTimeout(async function () {
+      gridPending = false;
+      const grid = document.getElementById('grid');
+      if (!grid) return;
+      try {
+        const res = await fetch(location.href, { credentials: 'same-origin' });
+        if (!res.ok) return;
+        const fresh = new DOMParser().parseFromString(await res.text(), 'text/html').getElementById('grid');
+        if (fresh && fresh.innerHTML !== grid.innerHTML) grid.innerHTML = fresh.innerHTML;
+      } catch (e) { return; }
+      followGrid();
+    }, 200);
+  }
+  function followGrid() {
+    document.querySelectorAll('#grid [data-live-stream]').forEach(function (sec) {
+      const url = sec.dataset.liveStream;
+      if (followed.has(url)) return;
+      followed.add(url);
+      let ended = false;
+      const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+      const ws = new WebSocket(scheme + location.host + url + '?after=0');
+      ws.onmessage = function (ev) {
+        const m = parseJSON(ev.data);
+        if (m && m.type === 'end') { ended = true; ws.close(); }
+        refreshGrid();
+      };
+      ws.onclose = function () { ended = true; refreshGrid(); };
+      (function tick() { if (!ended) { refreshGrid(); setTimeout(tick, 1000); } })();
+    });
   }
 
   // ---- start ----
@@ -479,7 +681,10 @@
   });
   document.querySelectorAll('[data-poll]').forEach(function (el) { if (el.dataset.poll) pollDeployment(el); });
   document.querySelectorAll('[data-refresh][id]').forEach(refresh);
+  if (document.getElementById('grid')) { followGrid(); document.getElementById('grid').addEventListener('ferry:refreshed', followGrid); }
   document.querySelectorAll('form.deploy-form').forEach(setupDeployForm);
+  document.querySelectorAll('form.build-form').forEach(setupBuildForm);
+  document.querySelectorAll('#gitlab-pick').forEach(setupGitLabPick);
 })();
 
 // The script editor (jobs page): line numbers beside the textarea, kept in step while typing
