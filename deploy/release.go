@@ -2,13 +2,9 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"ferry/store"
 	"fmt"
-	"io"
-	"os"
 	"path"
-	"sort"
 	"strings"
 	"time"
 )
@@ -43,14 +39,29 @@ func (r Release) Validate() error {
 // layout names the places of DESIGN.md's host layout under one deploy path.
 type layout struct{ root string }
 
-func (l layout) releases() string          { return path.Join(l.root, "releases") }
-func (l layout) release(v string) string   { return path.Join(l.root, "releases", v) }
-func (l layout) current() string           { return path.Join(l.root, "current") }
-func (l layout) shared() string            { return path.Join(l.root, "shared") }
-func (l layout) logFile(v string) string   { return path.Join(l.root, "shared", "logs", v+".log") }
-func (l layout) unpacking(v string) string { return path.Join(l.root, "releases", v+".tmp") }
-func (l layout) uploading(v string) string { return path.Join(l.root, "releases", "."+v+".tar.gz.tmp") }
-func (l layout) shaTemp(v string) string   { return path.Join(l.root, "releases", "."+v+".sha256.tmp") }
+func (l layout) releases() string        { return path.Join(l.root, "releases") }
+func (l layout) release(v string) string { return path.Join(l.root, "releases", v) }
+func (l layout) current() string         { return path.Join(l.root, "current") }
+func (l layout) shared() string          { return path.Join(l.root, "shared") }
+func (l layout) logFile(v string) string { return path.Join(l.root, "shared", "logs", v+".log") }
+func (l layout) unpacking(v, n string) string {
+	return path.Join(l.root, "releases", v+".ferry-"+n+".tmp")
+}
+func (l layout) fifo(v, n string) string {
+	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".fifo.tmp")
+}
+func (l layout) shaTemp(v, n string) string {
+	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".sha256.tmp")
+}
+
+// tempsOf is the shell words (quoted names and globs) naming every temp file and directory an
+// upload of version leaves while it runs: this ferry's (with their attempt's nonce) and those
+// of older ferry versions.
+func (l layout) tempsOf(v string) string {
+	q := func(name string) string { return store.ShellQuote(path.Join(l.root, "releases", name)) }
+	return strings.Join([]string{q(v) + ".ferry-????????.tmp", q("."+v) + ".ferry-????????.*.tmp",
+		q(v + ".tmp"), q("." + v + ".tar.gz.tmp"), q("." + v + ".sha256.tmp")}, " ")
+}
 
 // shaFile records the sha256 of the artifact a release was unpacked from. It lives beside the
 // release directory, not in it, so no member of an artifact can be it: a version never starts
@@ -78,89 +89,10 @@ type HostState struct {
 	Releases []KeptRelease
 }
 
-// State reads which release current points at and which releases are kept under root.
+// State reads which release current points at and which releases are kept under root, in
+// one command on the host.
 func (c *Conn) State(ctx context.Context, root string) (HostState, error) {
-	l := layout{root}
-	current, err := c.currentVersion(l)
-	if err != nil {
-		return HostState{}, err
-	}
-	kept, err := c.keptReleases(l)
-	if err != nil {
-		return HostState{}, err
-	}
-	return HostState{Current: current, Releases: kept}, nil
-}
-
-// currentVersion returns the version current points at, "" when there is no current link.
-func (c *Conn) currentVersion(l layout) (string, error) {
-	client, err := c.SFTP()
-	if err != nil {
-		return "", err
-	}
-	target, err := client.ReadLink(l.current())
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read where %s points on %s: %w", l.current(), c.target.label(), err)
-	}
-	return path.Base(path.Clean(target)), nil
-}
-
-func (c *Conn) keptReleases(l layout) ([]KeptRelease, error) {
-	client, err := c.SFTP()
-	if err != nil {
-		return nil, err
-	}
-	entries, err := client.ReadDir(l.releases())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list %s on %s: %w", l.releases(), c.target.label(), err)
-	}
-	var kept []KeptRelease
-	for _, e := range entries {
-		name := e.Name()
-		if !e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".tmp") {
-			continue
-		}
-		sha, _ := c.recordedSHA(l, name)
-		kept = append(kept, KeptRelease{Version: name, SHA256: sha, Deployed: e.ModTime()})
-	}
-	sort.SliceStable(kept, func(i, j int) bool { return kept[i].Deployed.After(kept[j].Deployed) })
-	return kept, nil
-}
-
-// recordedSHA returns the sha256 recorded for a release, "" with no error when there is none.
-func (c *Conn) recordedSHA(l layout, version string) (string, error) {
-	sha, found, err := c.readSHA(l.shaFile(version))
-	if err != nil || found {
-		return sha, err
-	}
-	sha, _, err = c.readSHA(l.legacyShaFile(version))
-	return sha, err
-}
-
-func (c *Conn) readSHA(file string) (sha string, found bool, err error) {
-	client, err := c.SFTP()
-	if err != nil {
-		return "", false, err
-	}
-	f, err := client.Open(file)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("read %s on %s: %w", file, c.target.label(), err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 200))
-	if err != nil {
-		return "", false, fmt.Errorf("read %s on %s: %w", file, c.target.label(), err)
-	}
-	return strings.TrimSpace(string(data)), true, nil
+	return c.probe(ctx, layout{root}, false, "")
 }
 
 // removeRelease is the shell words that remove a release directory and its recorded sha256.
@@ -179,12 +111,9 @@ func (c *Conn) switchCurrent(ctx context.Context, l layout, version string, out 
 	return nil
 }
 
-// prune removes the oldest releases beyond keep, never current nor previous.
-func (c *Conn) prune(ctx context.Context, l layout, keep int, current, previous string, log func(string)) error {
-	kept, err := c.keptReleases(l)
-	if err != nil {
-		return err
-	}
+// prune removes the oldest of kept (most recently deployed first) beyond keep, never current
+// nor previous, in one command when there is anything to remove.
+func (c *Conn) prune(ctx context.Context, l layout, kept []KeptRelease, keep int, current, previous string, log func(string)) error {
 	var remove []string
 	left := 0
 	for _, r := range kept {
