@@ -104,3 +104,33 @@ exit 1`
 	}
 	wg.Wait()
 }
+
+// BenchmarkRollback20Hosts measures a rollback on 20 hosts at once: deploying a version every
+// host still keeps, which moves no artifact bytes and only stops, switches, starts and checks.
+// Run it with: go test -run '^$' -bench Rollback20Hosts -benchtime 5x ./deploy/
+func BenchmarkRollback20Hosts(b *testing.B) {
+	c := sshtest.Start(b, 20, sshtest.Options{})
+	spec := testSpec(store.Strategy{Kind: store.StrategyParallel})
+	targets := targetsOf(c)
+	v1, v2 := makeRelease(b, "v1", artifact{}), makeRelease(b, "v2", artifact{})
+	mustRollout(b, targets, spec, v1)
+	mustRollout(b, targets, spec, v2)
+	var worst time.Duration
+	var sent int64
+	for i := 0; b.Loop(); i++ {
+		rel := v1
+		if i%2 == 1 {
+			rel = v2
+		}
+		start := time.Now()
+		for _, res := range deploy.Rollout(context.Background(), targets, deploy.RolloutOptions{Spec: spec, Release: rel}) {
+			if res.Status != deploy.HostSucceeded {
+				b.Fatalf("%s: %s: %s", res.Host, res.Status, res.Reason)
+			}
+			sent += res.BytesSent
+		}
+		worst = max(worst, time.Since(start))
+	}
+	b.ReportMetric(worst.Seconds(), "slowest-s")
+	b.ReportMetric(float64(sent), "artifact-bytes-sent")
+}

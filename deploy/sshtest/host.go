@@ -31,6 +31,7 @@ type Host struct {
 	holder   *exec.Cmd
 	nsPid    int
 	cutAfter atomic.Int64
+	wire     atomic.Int64 // bytes forwarded both ways, counted as each connection ends
 
 	mu      sync.Mutex
 	hostKey string
@@ -224,14 +225,16 @@ func (h *Host) forward(conn net.Conn) {
 	defer h.untrack(conn, inside)
 	done := make(chan struct{}, 2)
 	go func() {
+		var n int64
 		if limit := h.cutAfter.Load(); limit > 0 {
-			io.CopyN(inside, conn, limit)
+			n, _ = io.CopyN(inside, conn, limit)
 		} else {
-			io.Copy(inside, conn)
+			n, _ = io.Copy(inside, conn)
 		}
+		h.wire.Add(n)
 		done <- struct{}{}
 	}()
-	go func() { io.Copy(conn, inside); done <- struct{}{} }()
+	go func() { n, _ := io.Copy(conn, inside); h.wire.Add(n); done <- struct{}{} }()
 	<-done
 }
 
