@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -106,7 +107,9 @@ exit 1`
 }
 
 // BenchmarkRollback20Hosts measures a rollback on 20 hosts at once: deploying a version every
-// host still keeps, which moves no artifact bytes and only stops, switches, starts and checks.
+// host still keeps, which moves no artifact bytes and only stops, switches, starts and checks;
+// with every connection dialed anew ("dial") and with the connections of the last rollout
+// kept in a ConnPool ("pool"). It reports the median and the slowest rollback.
 // Run it with: go test -run '^$' -bench Rollback20Hosts -benchtime 5x ./deploy/
 func BenchmarkRollback20Hosts(b *testing.B) {
 	c := sshtest.Start(b, 20, sshtest.Options{})
@@ -115,22 +118,31 @@ func BenchmarkRollback20Hosts(b *testing.B) {
 	v1, v2 := makeRelease(b, "v1", artifact{}), makeRelease(b, "v2", artifact{})
 	mustRollout(b, targets, spec, v1)
 	mustRollout(b, targets, spec, v2)
-	var worst time.Duration
-	var sent int64
-	for i := 0; b.Loop(); i++ {
-		rel := v1
-		if i%2 == 1 {
-			rel = v2
-		}
-		start := time.Now()
-		for _, res := range deploy.Rollout(context.Background(), targets, deploy.RolloutOptions{Spec: spec, Release: rel}) {
-			if res.Status != deploy.HostSucceeded {
-				b.Fatalf("%s: %s: %s", res.Host, res.Status, res.Reason)
+	for _, pooled := range []bool{false, true} {
+		name := map[bool]string{false: "dial", true: "pool"}[pooled]
+		b.Run(name, func(b *testing.B) {
+			opts := deploy.RolloutOptions{Spec: spec}
+			if pooled {
+				opts.Pool = deploy.NewConnPool(0)
+				defer opts.Pool.Close()
 			}
-			sent += res.BytesSent
-		}
-		worst = max(worst, time.Since(start))
+			var took []time.Duration
+			var sent int64
+			for i := 0; b.Loop(); i++ {
+				opts.Release = []deploy.Release{v1, v2}[i%2]
+				start := time.Now()
+				for _, res := range deploy.Rollout(context.Background(), targets, opts) {
+					if res.Status != deploy.HostSucceeded {
+						b.Fatalf("%s: %s: %s", res.Host, res.Status, res.Reason)
+					}
+					sent += res.BytesSent
+				}
+				took = append(took, time.Since(start))
+			}
+			slices.Sort(took)
+			b.ReportMetric(took[len(took)/2].Seconds(), "median-s")
+			b.ReportMetric(took[len(took)-1].Seconds(), "slowest-s")
+			b.ReportMetric(float64(sent), "artifact-bytes-sent")
+		})
 	}
-	b.ReportMetric(worst.Seconds(), "slowest-s")
-	b.ReportMetric(float64(sent), "artifact-bytes-sent")
 }

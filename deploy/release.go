@@ -103,9 +103,9 @@ func (l layout) removeRelease(v string) string {
 // switchCurrent points current at releases/<version> with one rename over the old link, so
 // there is never a moment without a current link. It also marks the release as just deployed.
 func (c *Conn) switchCurrent(ctx context.Context, l layout, version string, out func(stream, line string)) error {
-	script := fmt.Sprintf("cd %s && touch -c %s && rm -f .current.tmp && ln -s %s .current.tmp && mv -T .current.tmp current",
+	script := fmt.Sprintf("cd %s && touch -c %s && ln -sfn %s .current.tmp && mv -T .current.tmp current",
 		store.ShellQuote(l.root), store.ShellQuote("releases/"+version), store.ShellQuote("releases/"+version))
-	if _, err := c.Output(ctx, script, out); err != nil {
+	if _, err := c.Quick(ctx, script); err != nil {
 		return fmt.Errorf("switch %s to release %s on %s: %w", l.current(), version, c.target.label(), err)
 	}
 	return nil
@@ -127,7 +127,7 @@ func (c *Conn) prune(ctx context.Context, l layout, kept []KeptRelease, keep int
 	if len(remove) == 0 {
 		return nil
 	}
-	if _, err := c.Output(ctx, "rm -rf -- "+strings.Join(remove, " "), nil); err != nil {
+	if _, err := c.Quick(ctx, "rm -rf -- "+strings.Join(remove, " ")); err != nil {
 		return fmt.Errorf("remove old releases on %s: %w", c.target.label(), err)
 	}
 	return nil

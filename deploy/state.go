@@ -45,7 +45,7 @@ done
 
 // probe reads the host's state under l in one command; see probeScript.
 func (c *Conn) probe(ctx context.Context, l layout, prepare bool, version string) (HostState, error) {
-	out, err := c.Output(ctx, probeScript(l, prepare, version), nil)
+	out, err := c.Quick(ctx, probeScript(l, prepare, version))
 	if err != nil {
 		if prepare {
 			return HostState{}, fmt.Errorf("prepare %s on %s: %w", l.releases(), c.target.label(), err)
