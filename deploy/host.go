@@ -284,7 +284,7 @@ func (d *hostDeploy) restartPrevious(ctx context.Context, cause error) error {
 
 func (d *hostDeploy) upload(ctx context.Context) error {
 	var err error
-	d.res.BytesSent, err = d.conn.upload(ctx, d.l, d.state, d.rel, d.ev.Progress)
+	d.res.BytesSent, err = d.conn.upload(ctx, d.l, d.state, d.rel, d.ev.Progress, func(line string) { d.ev.say("%s", line) })
 	if err != nil {
 		return err
 	}

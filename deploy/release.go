@@ -15,6 +15,9 @@ type Release struct {
 	Artifact string // local path of the tar.gz
 	SHA256   string // hex sha256 of the artifact
 	Size     int64  // bytes of the artifact
+	// Files indexes the artifact's files once for every host of a rollout (NewFileIndex); nil
+	// means each host reads the artifact for it.
+	Files *FileIndex
 }
 
 // Validate checks that the version can name a directory and the sha256 looks like one.
@@ -68,6 +71,20 @@ func (l layout) tempsOf(v string) string {
 // with a dot.
 func (l layout) shaFile(v string) string { return path.Join(l.root, "releases", "."+v+".sha256") }
 
+// filesFile is the manifest of a release: one line per regular file, "<sha256> <mode> <path>".
+// It lives beside the release like shaFile, and lets a later release be assembled on the host
+// from the files it already holds.
+func (l layout) filesFile(v string) string { return path.Join(l.root, "releases", "."+v+".files") }
+
+// filesTemp and linksTemp are an upload's manifest and its list of files to link, until the
+// release is in place.
+func (l layout) filesTemp(v, n string) string {
+	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".files.tmp")
+}
+func (l layout) linksTemp(v, n string) string {
+	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".links.tmp")
+}
+
 // legacyShaFile is where older versions of ferry recorded the sha256, inside the release; it is read
 // only for a release without a shaFile (unpacked by an older ferry, which wrote it last).
 func (l layout) legacyShaFile(v string) string {
@@ -87,6 +104,8 @@ type KeptRelease struct {
 type HostState struct {
 	Current  string
 	Releases []KeptRelease
+	// manifests names the kept releases with a manifest of their files (layout.filesFile).
+	manifests map[string]bool
 }
 
 // State reads which release current points at and which releases are kept under root, in
@@ -97,7 +116,7 @@ func (c *Conn) State(ctx context.Context, root string) (HostState, error) {
 
 // removeRelease is the shell words that remove a release directory and its recorded sha256.
 func (l layout) removeRelease(v string) string {
-	return store.ShellQuote(l.release(v)) + " " + store.ShellQuote(l.shaFile(v))
+	return store.ShellQuote(l.release(v)) + " " + store.ShellQuote(l.shaFile(v)) + " " + store.ShellQuote(l.filesFile(v))
 }
 
 // switchCurrent points current at releases/<version> with one rename over the old link, so

@@ -32,6 +32,9 @@ func Rollout(ctx context.Context, targets []Target, opts RolloutOptions) []HostR
 		byName[t.Name] = t
 		names[i] = t.Name
 	}
+	if opts.Release.Files == nil {
+		opts.Release.Files = NewFileIndex() // read once for every host
+	}
 	results := make(map[string]HostResult, len(targets))
 	resultsLock := make(chan struct{}, 1)
 	outcomes := RunPlan(ctx, opts.Spec.Strategy, names, func(ctx context.Context, name string) error {

@@ -34,6 +34,10 @@ for f in .*.sha256; do
   sha=; { read -r sha _ || :; } < "$f"
   name=${f#.}; printf 'sha %s %s\n' "${sha:--}" "${name%.sha256}"
 done
+for f in .*.files; do
+  [ -f "$f" ] || continue
+  name=${f#.}; printf 'files - %s\n' "${name%.files}"
+done
 for f in */.ferry-sha256; do
   [ -f "$f" ] || continue
   sha=; { read -r sha _ || :; } < "$f"
@@ -78,6 +82,11 @@ func parseProbe(out string) HostState {
 			shas[name] = field
 		case "legacy":
 			legacy[name] = field
+		case "files":
+			if st.manifests == nil {
+				st.manifests = map[string]bool{}
+			}
+			st.manifests[name] = true
 		}
 	}
 	for i, r := range st.Releases {
@@ -94,6 +103,11 @@ func parseProbe(out string) HostState {
 		}
 		return a.Version < b.Version
 	})
+	for name := range st.manifests {
+		if _, kept := st.release(name); !kept {
+			delete(st.manifests, name)
+		}
+	}
 	return st
 }
 

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -28,22 +29,47 @@ func (c *Conn) Upload(ctx context.Context, root string, rel Release, progress fu
 	if err != nil {
 		return 0, err
 	}
-	return c.upload(ctx, l, st, rel, progress)
+	return c.upload(ctx, l, st, rel, progress, nil)
 }
 
 // upload is Upload once the host's state st was read (with the temp files of earlier uploads
-// removed). The artifact is streamed into one command on the host that hashes it and unpacks
+// removed). When the host keeps releases with a manifest of their files, only the files none
+// of them holds are sent and the release is assembled there (sendDelta); otherwise, or when
+// that fails, the artifact is streamed into one command on the host that hashes it and unpacks
 // it in the same pass, as it arrives, into a temp directory: nothing is written on the host but
-// the unpacked files, and nothing is read again. Only when the sha256 of what arrived is the
-// release's is it recorded (beside the release, where no member of the artifact can write)
-// and the directory renamed to the release's final name; otherwise the host removes what it
-// unpacked before the command ends.
-func (c *Conn) upload(ctx context.Context, l layout, st HostState, rel Release, progress func(sent, total int64)) (sent int64, err error) {
+// the unpacked files (and the manifest sent along), and nothing is read again. Only when the
+// sha256 of what arrived is the release's is it recorded (beside the release, where no member
+// of the artifact can write) and the directory renamed to the release's final name; otherwise
+// the host removes what it unpacked before the command ends. say (may be nil) logs why a
+// release is sent whole after all.
+func (c *Conn) upload(ctx context.Context, l layout, st HostState, rel Release, progress func(sent, total int64), say func(string)) (sent int64, err error) {
 	present, err := c.releasePresent(ctx, l, st, rel)
 	if err != nil || present {
 		return 0, err
 	}
-	return c.receive(ctx, l, rel, progress)
+	files := rel.Files
+	if files == nil {
+		files = NewFileIndex()
+	}
+	idx, idxErr := files.get(rel)
+	var manifest []byte
+	if idxErr == nil {
+		manifest = idx.manifest
+	}
+	var tried int64
+	if idxErr == nil && idx.linkFree && manifest != nil && len(st.manifests) > 0 {
+		delta, err := c.sendDelta(ctx, l, st, rel, idx, progress, say)
+		var whole *errNoDelta
+		if !errors.As(err, &whole) {
+			return delta, err
+		}
+		if say != nil {
+			say(fmt.Sprintf("%v: sending the whole artifact", err))
+		}
+		tried = delta
+	}
+	sent, err = c.receive(ctx, l, rel, manifest, progress)
+	return tried + sent, err
 }
 
 // releasePresent reports whether the release is on the host with the same sha256. A release
@@ -67,7 +93,7 @@ func (c *Conn) releasePresent(ctx context.Context, l layout, st HostState, rel R
 }
 
 // receive streams the artifact into receiveScript on the host.
-func (c *Conn) receive(ctx context.Context, l layout, rel Release, progress func(sent, total int64)) (int64, error) {
+func (c *Conn) receive(ctx context.Context, l layout, rel Release, manifest []byte, progress func(sent, total int64)) (int64, error) {
 	local, err := os.Open(rel.Artifact)
 	if err != nil {
 		return 0, fmt.Errorf("open the artifact of %s: %w", rel.Version, err)
@@ -78,7 +104,7 @@ func (c *Conn) receive(ctx context.Context, l layout, rel Release, progress func
 		return 0, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
 	}
 	counter := &progressReader{ctx: ctx, r: local, total: rel.Size, report: progress}
-	out, err := c.Feed(ctx, receiveScript(l, rel, nonce(), compressed), counter)
+	out, err := c.Feed(ctx, receiveScript(l, rel, nonce(), compressed, len(manifest)), io.MultiReader(bytes.NewReader(manifest), counter))
 	sent := counter.sent.Load()
 	if err == nil {
 		if progress != nil {
@@ -120,7 +146,12 @@ const (
 // host). Whatever tar leaves unread (an archive's trailing padding) is drained, so the
 // checksum always sees every byte. When the stream ends early (cancel, lost connection) the
 // checksum cannot match, and every temp file is removed before the script exits.
-func receiveScript(l layout, rel Release, n string, compressed bool) string {
+func receiveScript(l layout, rel Release, n string, compressed bool, manifestLen int) string {
+	keepManifest, readManifest := "", ""
+	if manifestLen > 0 {
+		readManifest = fmt.Sprintf(`dd bs=%d count=1 iflag=fullblock status=none of="$files" || { clean; exit %d; }`, manifestLen, exitUnpack)
+		keepManifest = fmt.Sprintf(` && mv -- "$files" %s`, store.ShellQuote(l.filesFile(rel.Version)))
+	}
 	untar := "tar -xf - --no-same-owner -C \"$tmp\""
 	if compressed {
 		untar = "tar -xzf - --no-same-owner -C \"$tmp\""
@@ -129,7 +160,10 @@ func receiveScript(l layout, rel Release, n string, compressed bool) string {
 tmp=%[2]s
 fifo=%[3]s
 sum=%[4]s
-clean() { rm -rf -- "$tmp" "$fifo" "$sum"; }
+files=%[10]s
+clean() { rm -rf -- "$tmp" "$fifo" "$sum" "$files"; }
+rm -rf -- %[11]s
+%[12]s
 mkdir -- "$tmp" && mkfifo -- "$fifo" && printf '%%0100d\n' 0 > "$sum" || { clean; exit %[7]d; }
 # The checksum's file is written in place: its block is taken before tar can fill the disk.
 sha256sum < "$fifo" 1<> "$sum" &
@@ -143,11 +177,11 @@ if [ "$untar" -ne 0 ]; then
   df -Pk -- "$(dirname -- "$tmp")" | awk 'NR == 2 { print "free-kib " $4 }'
   clean; exit %[7]d
 fi
-printf '%%s\n' "$want" > %[5]s && mv -T -- "$tmp" %[9]s || { clean; exit %[7]d; }
+printf '%%s\n' "$want" > %[5]s%[13]s && mv -T -- "$tmp" %[9]s || { clean; exit %[7]d; }
 rm -f -- "$fifo" "$sum"
 `, store.ShellQuote(strings.ToLower(rel.SHA256)), store.ShellQuote(l.unpacking(rel.Version, n)), store.ShellQuote(l.fifo(rel.Version, n)),
 		store.ShellQuote(l.shaTemp(rel.Version, n)), store.ShellQuote(l.shaFile(rel.Version)), exitSHAMismatch, exitUnpack, untar,
-		store.ShellQuote(l.release(rel.Version)))
+		store.ShellQuote(l.release(rel.Version)), store.ShellQuote(l.filesTemp(rel.Version, n)), l.tempsOf(rel.Version), readManifest, keepManifest)
 }
 
 // receiveError says why receiving an artifact failed: canceled, the connection lost, the disk

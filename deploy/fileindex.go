@@ -1,0 +1,137 @@
+package deploy
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+)
+
+// FileIndex is what a release's artifact holds, file by file: the sha256 and mode of every
+// regular file. It is read from the artifact once per rollout (on first use, by whichever host
+// needs it first) and shared by every host. It lets a host keep a manifest beside each release
+// and receive only the files that none of its kept releases already holds.
+type FileIndex struct {
+	once sync.Once
+	idx  *fileIndex
+	err  error
+}
+
+// NewFileIndex returns an index to be filled from the release's artifact on first use.
+func NewFileIndex() *FileIndex { return &FileIndex{} }
+
+type fileIndex struct {
+	files    []indexedFile
+	manifest []byte // one line per regular file: "<sha256> <mode, octal> <path>"
+	size     int64  // bytes of the regular files' contents
+	// linkFree is false when the artifact holds hard links, which a release assembled from
+	// pieces cannot reproduce: such a release is always uploaded whole.
+	linkFree bool
+}
+
+type indexedFile struct {
+	path string
+	mode int64
+	size int64
+	sha  string
+}
+
+// maxManifest bounds the manifest sent along with a release; beyond it (hundreds of thousands
+// of files) the release is uploaded without one, and the next is uploaded whole too.
+const maxManifest = 32 << 20
+
+// get returns the index of rel's artifact, reading it on the first call. It fails when the
+// artifact cannot be read, or when its sha256 is not the release's: then the artifact is
+// sent whole and the host refuses it, as it refuses any changed artifact.
+func (f *FileIndex) get(rel Release) (*fileIndex, error) {
+	f.once.Do(func() { f.idx, f.err = indexArtifact(rel) })
+	return f.idx, f.err
+}
+
+func indexArtifact(rel Release) (*fileIndex, error) {
+	file, err := os.Open(rel.Artifact)
+	if err != nil {
+		return nil, fmt.Errorf("open the artifact of %s: %w", rel.Version, err)
+	}
+	defer file.Close()
+	whole := sha256.New()
+	tee := io.TeeReader(bufio.NewReaderSize(file, 1<<20), whole)
+	r, err := archiveReader(tee)
+	if err != nil {
+		return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
+	}
+	idx := &fileIndex{linkFree: true}
+	var manifest strings.Builder
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeLink:
+			idx.linkFree = false
+		case tar.TypeReg:
+			sum := sha256.New()
+			if _, err := io.Copy(sum, tr); err != nil {
+				return nil, fmt.Errorf("read %s in the artifact of %s: %w", hdr.Name, rel.Version, err)
+			}
+			f := indexedFile{path: hdr.Name, mode: hdr.Mode & 0o7777, size: hdr.Size, sha: hex.EncodeToString(sum.Sum(nil))}
+			if !manifestSafe(f.path) {
+				idx.linkFree = false
+			}
+			idx.files = append(idx.files, f)
+			idx.size += f.size
+			if manifest.Len() < maxManifest {
+				fmt.Fprintf(&manifest, "%s %o %s\n", f.sha, f.mode, f.path)
+			}
+		}
+	}
+	for _, rest := range []io.Reader{r, tee} { // gzip's trailer, tar's padding
+		if _, err := io.Copy(io.Discard, rest); err != nil {
+			return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
+		}
+	}
+	if got := hex.EncodeToString(whole.Sum(nil)); !strings.EqualFold(got, rel.SHA256) {
+		return nil, fmt.Errorf("the artifact of %s has sha256 %s, not %s", rel.Version, got, rel.SHA256)
+	}
+	if manifest.Len() < maxManifest {
+		idx.manifest = []byte(manifest.String())
+	}
+	return idx, nil
+}
+
+// archiveReader returns the tar stream of an artifact: gunzipped when it starts with gzip's
+// magic number, as it is otherwise.
+func archiveReader(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(2)
+	if err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		return gzip.NewReader(br)
+	}
+	return br, nil
+}
+
+// manifestSafe reports whether a member name can be a manifest line and a sha256sum check
+// line as it is, and names a place inside the release.
+func manifestSafe(name string) bool {
+	if name == "" || strings.ContainsAny(name, "\n\r\t\\") || strings.HasPrefix(name, "/") {
+		return false
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return false
+		}
+	}
+	return true
+}
