@@ -127,7 +127,7 @@ func writeDelta(rel Release, missing map[string]bool, w io.Writer) error {
 	}
 }
 
-// planScript reads the new release's manifest on stdin, keeps it in a temp file, and prints
+// planScript reads the new release's manifest (gzipped) on stdin, keeps it in a temp file, and prints
 // the path of every file that no kept release (with a manifest) holds with the same sha256
 // and mode; for the others it writes "<kept release>/<its path>\t<path>" to the links file.
 func planScript(l layout, st HostState, version, n string) string {
@@ -140,7 +140,7 @@ func planScript(l layout, st HostState, version, n string) string {
 	return fmt.Sprintf(`cd -- %[1]s || exit 1
 rm -rf -- %[2]s
 files=%[3]s
-cat > "$files" && : > %[4]s || exit 1
+gzip -dc > "$files" && : > %[4]s || exit 1
 awk -v new="$files" -v links=%[4]s '
 { key = $1 " " $2; p = $0; sub(/^[^ ]+ [^ ]+ /, "", p) }
 FILENAME != new {

@@ -3,6 +3,7 @@ package deploy
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,7 +30,9 @@ func NewFileIndex() *FileIndex { return &FileIndex{} }
 
 type fileIndex struct {
 	files    []indexedFile
-	manifest []byte // one line per regular file: "<sha256> <mode, octal> <path>"
+	// manifest is gzipped (as it goes over the wire; every host has gzip), one line per regular
+	// file: "<sha256> <mode, octal> <path>".
+	manifest []byte
 	size     int64  // bytes of the regular files' contents
 	// linkFree is false when the artifact holds hard links, which a release assembled from
 	// pieces cannot reproduce: such a release is always uploaded whole.
@@ -106,7 +109,11 @@ func indexArtifact(rel Release) (*fileIndex, error) {
 		return nil, fmt.Errorf("the artifact of %s has sha256 %s, not %s", rel.Version, got, rel.SHA256)
 	}
 	if manifest.Len() < maxManifest {
-		idx.manifest = []byte(manifest.String())
+		var packed bytes.Buffer
+		gz, _ := gzip.NewWriterLevel(&packed, gzip.BestCompression)
+		io.WriteString(gz, manifest.String())
+		gz.Close()
+		idx.manifest = packed.Bytes()
 	}
 	return idx, nil
 }

@@ -149,7 +149,8 @@ const (
 func receiveScript(l layout, rel Release, n string, compressed bool, manifestLen int) string {
 	keepManifest, readManifest := "", ""
 	if manifestLen > 0 {
-		readManifest = fmt.Sprintf(`dd bs=%d count=1 iflag=fullblock status=none of="$files" || { clean; exit %d; }`, manifestLen, exitUnpack)
+		// The manifest (gzipped) comes first on stdin: dd takes exactly its bytes.
+		readManifest = fmt.Sprintf(`dd bs=%d count=1 iflag=fullblock status=none | gzip -dc > "$files" || { clean; exit %d; }`, manifestLen, exitUnpack)
 		keepManifest = fmt.Sprintf(` && mv -- "$files" %s`, store.ShellQuote(l.filesFile(rel.Version)))
 	}
 	untar := "tar -xf - --no-same-owner -C \"$tmp\""
