@@ -34,7 +34,7 @@ func (e *errNoDelta) Error() string { return e.reason }
 // when the release should be sent whole instead (nothing was put in place then).
 func (c *Conn) sendDelta(ctx context.Context, l layout, st HostState, rel Release, idx *fileIndex, progress func(sent, total int64), say func(string)) (int64, error) {
 	n := nonce()
-	out, err := c.Feed(ctx, planScript(l, st, rel.Version, n), bytes.NewReader(idx.manifest))
+	out, err := c.Feed(ctx, planScript(l, st, rel.Version, n), bytes.NewReader(idx.plan))
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, err
@@ -59,7 +59,7 @@ func (c *Conn) sendDelta(ctx context.Context, l layout, st HostState, rel Releas
 	archive, done := deltaArchive(rel, missing)
 	defer done()
 	counter := &progressReader{ctx: ctx, r: archive, total: need, report: progress}
-	out, err = c.Feed(ctx, assembleScript(l, rel, n), counter)
+	out, err = c.Feed(ctx, assembleScript(l, rel, n, idx.digest), counter)
 	sent := counter.sent.Load()
 	switch {
 	case err == nil:
@@ -127,9 +127,9 @@ func writeDelta(rel Release, missing map[string]bool, w io.Writer) error {
 	}
 }
 
-// planScript reads the new release's manifest (gzipped) on stdin, keeps it in a temp file, and prints
-// the path of every file that no kept release (with a manifest) holds with the same sha256
-// and mode; for the others it writes "<kept release>/<its path>\t<path>" to the links file.
+// planScript reads the new release's plan (fileIndex.plan, gzipped) on stdin, keeps it in a
+// temp file, and prints the path of every file that no kept release (with a manifest) holds
+// with the same sha256 (its first planHex digits) and mode; for the others it writes "<kept release>/<its path>\t<path>" to the links file.
 func planScript(l layout, st HostState, version, n string) string {
 	var kept []string
 	for _, r := range st.Releases {
@@ -142,7 +142,7 @@ rm -rf -- %[2]s
 files=%[3]s
 gzip -dc > "$files" && : > %[4]s || exit 1
 awk -v new="$files" -v links=%[4]s '
-{ key = $1 " " $2; p = $0; sub(/^[^ ]+ [^ ]+ /, "", p) }
+{ key = substr($1, 1, %[6]d) " " $2; p = $0; sub(/^[^ ]+ [^ ]+ /, "", p) }
 FILENAME != new {
   if (!(key in src)) { r = substr(FILENAME, 2); sub(/\.files$/, "", r); src[key] = r "/" p }
   next
@@ -151,7 +151,7 @@ key in src { print src[key] "\t" p > links; next }
 { print p }
 ' %[5]s "$files" || exit 1
 `, store.ShellQuote(l.releases()), l.tempsOf(version)+" "+store.ShellQuote(l.linksTemp(version, n)), store.ShellQuote(l.filesTemp(version, n)),
-		store.ShellQuote(l.linksTemp(version, n)), strings.Join(kept, " "))
+		store.ShellQuote(l.linksTemp(version, n)), strings.Join(kept, " "), planHex)
 }
 
 // linkFiles is a Perl program (Perl is part of every Debian and most other systems) that
@@ -171,7 +171,10 @@ while (my $line = <STDIN>) {
 // assembleScript unpacks the archive of new files on stdin into a temp directory, links the
 // files the kept releases have into it, checks every file against the manifest, and only then
 // records the artifact's sha256 and the manifest beside the release and renames it into place.
-func assembleScript(l layout, rel Release, n string) string {
+// The check: sha256sum of every file the manifest names, in its order, must print exactly
+// what it prints for the artifact's files (the sha256 of that output is the index's digest);
+// the manifest kept beside the release is made of those sha256s.
+func assembleScript(l layout, rel Release, n, digest string) string {
 	return fmt.Sprintf(`cd -- %[1]s || exit 1
 tmp=%[2]s
 files=%[3]s
@@ -184,13 +187,17 @@ if ! tar -xf - --no-same-owner -C "$tmp"; then
   clean; exit %[7]d
 fi
 perl -e %[5]s "$tmp" < "$links" || { clean; exit %[8]d; }
-if ! awk '{ p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print $1 "  " p }' "$files" | (cd -- "$tmp" && sha256sum --quiet --strict -c -); then
-  clean; exit %[6]d
-fi
+sums=%[14]s
+awk '{ p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print p }' "$files" | tr '\n' '\0' |
+  (cd -- "$tmp" && xargs -0 -r sha256sum --) > "$sums" || { rm -f -- "$sums"; clean; exit %[6]d; }
+got=$(sha256sum < "$sums" | cut -d ' ' -f 1)
+if [ "$got" != %[13]s ]; then echo "the sha256 of its files is not the release's"; rm -f -- "$sums"; clean; exit %[6]d; fi
+awk 'NR == FNR { h[FNR] = $1; next } { p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print h[FNR] " " $2 " " p }' "$sums" "$files" > "$sums.files" &&
+  mv -- "$sums.files" "$files" && rm -f -- "$sums" || { rm -f -- "$sums" "$sums.files"; clean; exit %[7]d; }
 printf '%%s\n' %[9]s > %[10]s && mv -- "$files" %[11]s && mv -T -- "$tmp" %[12]s || { clean; exit %[7]d; }
 rm -f -- "$links"
 `, store.ShellQuote(l.releases()), store.ShellQuote(l.unpacking(rel.Version, n)), store.ShellQuote(l.filesTemp(rel.Version, n)),
 		store.ShellQuote(l.linksTemp(rel.Version, n)), store.ShellQuote(linkFiles), exitSHAMismatch, exitUnpack, exitLink,
 		store.ShellQuote(strings.ToLower(rel.SHA256)), store.ShellQuote(l.shaFile(rel.Version)), store.ShellQuote(l.filesFile(rel.Version)),
-		store.ShellQuote(l.release(rel.Version)))
+		store.ShellQuote(l.release(rel.Version)), store.ShellQuote(digest), store.ShellQuote(l.sumsTemp(rel.Version, n)))
 }

@@ -29,11 +29,19 @@ type FileIndex struct {
 func NewFileIndex() *FileIndex { return &FileIndex{} }
 
 type fileIndex struct {
-	files    []indexedFile
+	files []indexedFile
 	// manifest is gzipped (as it goes over the wire; every host has gzip), one line per regular
 	// file: "<sha256> <mode, octal> <path>".
 	manifest []byte
-	size     int64  // bytes of the regular files' contents
+	// plan is what a host is asked to match against its kept releases, gzipped: the manifest
+	// with each sha256 cut to its first planHex digits, a third of the bytes. A cut sha256
+	// that matches another file by chance only picks a wrong file to link, which the check of
+	// the assembled release (against digest) refuses.
+	plan []byte
+	// digest is the sha256 of what sha256sum prints for every regular file, in order, with the
+	// release's content: the assembled release must give the same.
+	digest string
+	size   int64 // bytes of the regular files' contents
 	// linkFree is false when the artifact holds hard links, which a release assembled from
 	// pieces cannot reproduce: such a release is always uploaded whole.
 	linkFree bool
@@ -71,7 +79,8 @@ func indexArtifact(rel Release) (*fileIndex, error) {
 		return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
 	}
 	idx := &fileIndex{linkFree: true}
-	var manifest strings.Builder
+	var manifest, plan strings.Builder
+	sums := sha256.New()
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -97,7 +106,9 @@ func indexArtifact(rel Release) (*fileIndex, error) {
 			idx.size += f.size
 			if manifest.Len() < maxManifest {
 				fmt.Fprintf(&manifest, "%s %o %s\n", f.sha, f.mode, f.path)
+				fmt.Fprintf(&plan, "%s %o %s\n", f.sha[:planHex], f.mode, f.path)
 			}
+			fmt.Fprintf(sums, "%s  %s\n", f.sha, f.path)
 		}
 	}
 	for _, rest := range []io.Reader{r, tee} { // gzip's trailer, tar's padding
@@ -109,13 +120,21 @@ func indexArtifact(rel Release) (*fileIndex, error) {
 		return nil, fmt.Errorf("the artifact of %s has sha256 %s, not %s", rel.Version, got, rel.SHA256)
 	}
 	if manifest.Len() < maxManifest {
-		var packed bytes.Buffer
-		gz, _ := gzip.NewWriterLevel(&packed, gzip.BestCompression)
-		io.WriteString(gz, manifest.String())
-		gz.Close()
-		idx.manifest = packed.Bytes()
+		idx.manifest, idx.plan = gzipped(manifest.String()), gzipped(plan.String())
 	}
+	idx.digest = hex.EncodeToString(sums.Sum(nil))
 	return idx, nil
+}
+
+// planHex is how many hex digits of each sha256 the plan holds: 64 bits.
+const planHex = 16
+
+func gzipped(text string) []byte {
+	var packed bytes.Buffer
+	gz, _ := gzip.NewWriterLevel(&packed, gzip.BestCompression)
+	io.WriteString(gz, text)
+	gz.Close()
+	return packed.Bytes()
 }
 
 // archiveReader returns the tar stream of an artifact: gunzipped when it starts with gzip's

@@ -81,6 +81,9 @@ func (l layout) filesFile(v string) string { return path.Join(l.root, "releases"
 func (l layout) filesTemp(v, n string) string {
 	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".files.tmp")
 }
+func (l layout) sumsTemp(v, n string) string {
+	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".sums.tmp")
+}
 func (l layout) linksTemp(v, n string) string {
 	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".links.tmp")
 }
