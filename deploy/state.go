@@ -28,7 +28,12 @@ func probeScript(l layout, prepare bool, version string) string {
 	b.WriteString(`if [ -L current ]; then printf 'current - %s\n' "$(readlink current)"; fi
 [ -d releases ] || exit 0
 cd releases || exit 1
-find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' ! -name '*.tmp' -printf 'release %T@ %f\n'
+find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' ! -name '*.tmp' -printf 'release %T@ %f\n' 2>/dev/null ||
+for d in *; do # a find without -printf (busybox): whole seconds from stat
+  [ -d "$d" ] && [ ! -L "$d" ] || continue
+  case "$d" in *.tmp) continue;; esac
+  printf 'release %s %s\n' "$(stat -c %Y -- "$d")" "$d"
+done
 for f in .*.sha256; do
   [ -f "$f" ] || continue
   sha=; { read -r sha _ || :; } < "$f"
@@ -77,7 +82,9 @@ func parseProbe(out string) HostState {
 		case "current":
 			st.Current = path.Base(path.Clean(name))
 		case "release":
-			st.Releases = append(st.Releases, KeptRelease{Version: name, Deployed: unixTime(field)})
+			if _, seen := st.release(name); !seen {
+				st.Releases = append(st.Releases, KeptRelease{Version: name, Deployed: unixTime(field)})
+			}
 		case "sha":
 			shas[name] = field
 		case "legacy":
