@@ -171,11 +171,11 @@ while (my $line = <STDIN>) {
 // assembleScript unpacks the archive of new files on stdin into a temp directory, links the
 // files the kept releases have into it, checks every file against the manifest, and only then
 // records the artifact's sha256 and the manifest beside the release and renames it into place.
-// The check: sha256sum of every file the manifest names, in its order, must print exactly
-// what it prints for the artifact's files (the sha256 of that output is the index's digest);
+// The check: the sha256 of every file the manifest names, in its order, printed as sha256sum
+// prints them, must be exactly what it prints for the artifact's files (the sha256 of that output is the index's digest);
 // the manifest kept beside the release is made of those sha256s.
 func assembleScript(l layout, rel Release, n, digest string) string {
-	return fmt.Sprintf(`cd -- %[1]s || exit 1
+	return fmt.Sprintf(hasher+`cd -- %[1]s || exit 1
 tmp=%[2]s
 files=%[3]s
 links=%[4]s
@@ -189,8 +189,9 @@ fi
 perl -e %[5]s "$tmp" < "$links" || { clean; exit %[8]d; }
 sums=%[14]s
 awk '{ p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print p }' "$files" | tr '\n' '\0' |
-  (cd -- "$tmp" && xargs -0 -r sha256sum --) > "$sums" || { rm -f -- "$sums"; clean; exit %[6]d; }
-got=$(sha256sum < "$sums" | cut -d ' ' -f 1)
+  (cd -- "$tmp" && xargs -0 -r $hasher --) | cut -d ' ' -f 1 > "$sums" || { rm -f -- "$sums"; clean; exit %[6]d; }
+[ "$(wc -l < "$sums")" -eq "$(wc -l < "$files")" ] || { echo "some files are missing"; rm -f -- "$sums"; clean; exit %[6]d; }
+got=$(awk 'NR == FNR { h[FNR] = $1; next } { p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print h[FNR] "  " p }' "$sums" "$files" | $hasher | cut -d ' ' -f 1)
 if [ "$got" != %[13]s ]; then echo "the sha256 of its files is not the release's"; rm -f -- "$sums"; clean; exit %[6]d; fi
 awk 'NR == FNR { h[FNR] = $1; next } { p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print h[FNR] " " $2 " " p }' "$sums" "$files" > "$sums.files" &&
   mv -- "$sums.files" "$files" && rm -f -- "$sums" || { rm -f -- "$sums" "$sums.files"; clean; exit %[7]d; }

@@ -29,7 +29,9 @@ import (
 // use instead: the system scp sending the same artifact to every host at once plus an ssh
 // command that unpacks, stops, switches and starts (as a hand-written script does), and
 // rsync of the unpacked tree plus the same ssh restart. "fresh" sends a release the hosts do
-// not have; "unchanged" deploys the same content again. Each run reports, per tool, the
+// not have (new random content every round, of which nothing is on the hosts); "unchanged"
+// deploys the same content again. The tree is benchFiles files of random data (which no
+// compression shrinks, so ferry's build packs it as a plain tar) plus the 7 MB service binary. Each run reports, per tool, the
 // median and the spread (min-max) of the wall time, the CPU time of the whole deployment on
 // this machine (this process, the ssh/scp/rsync clients, and every process of the hosts) and
 // the bytes on the wire (both directions, all hosts).
@@ -68,9 +70,12 @@ func benchPeers(b *testing.B, hosts int, size int64) {
 		samples: map[string][]sample{}}
 	p.targets = targetsOf(p.c)
 	p.knownHosts = p.c.KnownHostsFile(b)
-	p.tree = makeTree(b, benchFiles, size)
 	mustRollout(b, p.targets, p.spec, makeRelease(b, "base", artifact{}))
 	for i := 0; b.Loop(); i++ {
+		// New content every round: nothing of it is on the hosts yet.
+		b.StopTimer()
+		p.tree = makeTree(b, benchFiles, size)
+		b.StartTimer()
 		rel := packTree(b, p.tree, fmt.Sprintf("f%d", i))
 		p.measure(b, "ferry fresh", func() { mustRollout(b, p.targets, p.spec, rel) })
 		p.measure(b, "ferry unchanged", func() { mustRollout(b, p.targets, p.spec, rel) })

@@ -135,6 +135,13 @@ func nonce() string {
 	return hex.EncodeToString(b)
 }
 
+// hasher is a shell line that picks the host's fastest sha256: openssl's uses the CPU's SHA
+// instructions (about four times the speed of coreutils' sha256sum on the machines we
+// measured); sha256sum, part of every Debian, is used where openssl is not installed. Both
+// print the hex digest as their first word.
+const hasher = `if command -v openssl >/dev/null 2>&1; then hasher="openssl dgst -sha256 -r"; else hasher=sha256sum; fi
+`
+
 // Exit statuses of receiveScript that name what went wrong.
 const (
 	exitSHAMismatch = 65
@@ -142,7 +149,7 @@ const (
 )
 
 // receiveScript reads the artifact on its stdin once: tee hands it to tar, which unpacks it
-// into a temp directory, and through a fifo to sha256sum at the same time (two cores of the
+// into a temp directory, and through a fifo to the hasher (see hasher) at the same time (two cores of the
 // host). Whatever tar leaves unread (an archive's trailing padding) is drained, so the
 // checksum always sees every byte. When the stream ends early (cancel, lost connection) the
 // checksum cannot match, and every temp file is removed before the script exits.
@@ -157,7 +164,7 @@ func receiveScript(l layout, rel Release, n string, compressed bool, manifestLen
 	if compressed {
 		untar = "tar -xzf - --no-same-owner -C \"$tmp\""
 	}
-	return fmt.Sprintf(`want=%[1]s
+	return fmt.Sprintf(hasher+`want=%[1]s
 tmp=%[2]s
 fifo=%[3]s
 sum=%[4]s
@@ -167,11 +174,11 @@ rm -rf -- %[11]s
 %[12]s
 mkdir -- "$tmp" && mkfifo -- "$fifo" && printf '%%0100d\n' 0 > "$sum" || { clean; exit %[7]d; }
 # The checksum's file is written in place: its block is taken before tar can fill the disk.
-sha256sum < "$fifo" 1<> "$sum" &
+$hasher < "$fifo" 1<> "$sum" &
 summer=$!
 tee -- "$fifo" | { %[8]s; status=$?; cat > /dev/null; exit "$status"; }
 untar=$?
-if ! wait "$summer"; then echo "sha256sum failed" >&2; clean; exit %[7]d; fi
+if ! wait "$summer"; then echo "$hasher failed" >&2; clean; exit %[7]d; fi
 got=; read -r got _ < "$sum"
 if [ "$got" != "$want" ]; then echo "$got"; clean; exit %[6]d; fi
 if [ "$untar" -ne 0 ]; then
