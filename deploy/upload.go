@@ -149,8 +149,8 @@ const (
 )
 
 // receiveScript reads the artifact on its stdin once: tee hands it to tar, which unpacks it
-// into a temp directory, and through a fifo to the hasher (see hasher) at the same time (two cores of the
-// host). Whatever tar leaves unread (an archive's trailing padding) is drained, so the
+// into a temp directory, and through a fifo to the hasher (see hasher) at the same time, on two
+// cores of the host. Whatever tar leaves unread (an archive's trailing padding) is drained, so the
 // checksum always sees every byte. When the stream ends early (cancel, lost connection) the
 // checksum cannot match, and every temp file is removed before the script exits.
 func receiveScript(l layout, rel Release, n string, compressed bool, manifestLen int) string {
