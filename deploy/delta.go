@@ -32,7 +32,10 @@ func (e *errNoDelta) Error() string { return e.reason }
 // manifest with sha256sum, and only then renamed into place, with the artifact's sha256 and
 // the manifest recorded beside it. It returns the bytes of the archive sent; an *errNoDelta
 // when the release should be sent whole instead (nothing was put in place then).
-func (c *Conn) sendDelta(ctx context.Context, l layout, st HostState, rel Release, idx *fileIndex, progress func(sent, total int64), say func(string)) (int64, error) {
+//
+// decided is told, once the host answered which files it lacks, whether that pays.
+func (c *Conn) sendDelta(ctx context.Context, l layout, st HostState, rel Release, idx *fileIndex, progress func(sent, total int64),
+	say func(string), decided func(worth bool)) (int64, error) {
 	n := nonce()
 	out, err := c.Feed(ctx, planScript(l, st, rel.Version, n), bytes.NewReader(idx.plan))
 	if err != nil {
@@ -53,7 +56,9 @@ func (c *Conn) sendDelta(ctx context.Context, l layout, st HostState, rel Releas
 			need += f.size
 		}
 	}
-	if float64(need) > deltaWorthIt*float64(idx.size) {
+	worth := float64(need) <= deltaWorthIt*float64(idx.size)
+	decided(worth)
+	if !worth {
 		return 0, &errNoDelta{fmt.Sprintf("the kept releases hold only %s of the %s of files of %s", byteCount(idx.size-need), byteCount(idx.size), rel.Version)}
 	}
 	archive, done := deltaArchive(rel, missing)

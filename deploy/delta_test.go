@@ -82,3 +82,34 @@ func assertSameFiles(t *testing.T, tree, release string, names ...string) {
 		}
 	}
 }
+
+// A version with new content everywhere is sent whole, and only one of the hosts that hold
+// the same releases is asked which files it lacks: the others take its answer.
+func TestNewContentIsSentWholeAfterOneHostWasAsked(t *testing.T) {
+	c := sshtest.Start(t, 3, sshtest.Options{})
+	spec := testSpec(store.Strategy{Kind: store.StrategyParallel})
+	rollout(t, c, spec, packTree(t, makeTree(t, 50, 16<<20), "v1"), nil, allSucceed(3)...)
+	v2 := packTree(t, makeTree(t, 50, 16<<20), "v2") // more new data than the shared 7 MB service
+	v2.Files = deploy.NewFileIndex()
+	rec := newRecorder()
+	results := rollout(t, c, spec, v2, rec, allSucceed(3)...)
+	asked, told := 0, 0
+	for i, h := range c.Hosts() {
+		assertServing(t, h, "v2")
+		if results[i].BytesSent < v2.Size {
+			t.Errorf("%s: sent %d bytes, want the whole artifact (%d)", h.Name, results[i].BytesSent, v2.Size)
+		}
+		log := rec.log(h.Name)
+		switch {
+		case strings.Contains(log, "the kept releases hold only"):
+			asked++
+		case strings.Contains(log, "another host holding the same releases found too few of the files of v2"):
+			told++
+		default:
+			t.Errorf("%s: the log does not say why the artifact was sent whole:\n%s", h.Name, log)
+		}
+	}
+	if asked != 1 || told != 2 {
+		t.Errorf("%d hosts were asked and %d told, want 1 and 2", asked, told)
+	}
+}

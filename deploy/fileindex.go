@@ -23,6 +23,44 @@ type FileIndex struct {
 	once sync.Once
 	idx  *fileIndex
 	err  error
+
+	mu sync.Mutex
+	// decisions holds, per set of kept releases (keptKey), whether assembling the release from
+	// them pays: the first host holding that set asks, the others holding the same set wait for
+	// its answer, and skip the question when it was no.
+	decisions map[string]*deltaDecision
+}
+
+// deltaDecision is whether a release assembled from one set of kept releases pays; done is
+// closed once it is known (or the host that asked gave up: known stays false).
+type deltaDecision struct {
+	done  chan struct{}
+	once  sync.Once
+	worth bool
+	known bool
+}
+
+func (d *deltaDecision) settle(worth, known bool) {
+	d.once.Do(func() {
+		d.worth, d.known = worth, known
+		close(d.done)
+	})
+}
+
+// decision returns the decision for the kept releases named by key, and whether this caller
+// is the one to make it (and must settle it).
+func (f *FileIndex) decision(key string) (d *deltaDecision, asks bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d, ok := f.decisions[key]; ok {
+		return d, false
+	}
+	if f.decisions == nil {
+		f.decisions = map[string]*deltaDecision{}
+	}
+	d = &deltaDecision{done: make(chan struct{})}
+	f.decisions[key] = d
+	return d, true
 }
 
 // NewFileIndex returns an index to be filled from the release's artifact on first use.

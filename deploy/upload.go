@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -57,16 +58,36 @@ func (c *Conn) upload(ctx context.Context, l layout, st HostState, rel Release, 
 		manifest = idx.manifest
 	}
 	var tried int64
-	if idxErr == nil && idx.linkFree && manifest != nil && len(st.manifests) > 0 {
-		delta, err := c.sendDelta(ctx, l, st, rel, idx, progress, say)
-		var whole *errNoDelta
-		if !errors.As(err, &whole) {
-			return delta, err
+	if key := keptKey(st, rel.Version); idxErr == nil && idx.linkFree && manifest != nil && key != "" {
+		decision, asks := files.decision(key)
+		if !asks {
+			select {
+			case <-decision.done:
+			case <-ctx.Done():
+				return 0, fmt.Errorf("canceled before uploading %s to %s: %w", rel.Version, c.target.label(), ctx.Err())
+			}
 		}
-		if say != nil {
-			say(fmt.Sprintf("%v: sending the whole artifact", err))
+		if asks || !decision.known || decision.worth {
+			decided := func(worth bool) {
+				if asks {
+					decision.settle(worth, true)
+				}
+			}
+			delta, err := c.sendDelta(ctx, l, st, rel, idx, progress, say, decided)
+			if asks {
+				decision.settle(false, false) // no answer: the others ask for themselves
+			}
+			var whole *errNoDelta
+			if !errors.As(err, &whole) {
+				return delta, err
+			}
+			if say != nil {
+				say(fmt.Sprintf("%v: sending the whole artifact", err))
+			}
+			tried = delta
+		} else if say != nil {
+			say(fmt.Sprintf("another host holding the same releases found too few of the files of %s among them: sending the whole artifact", rel.Version))
 		}
-		tried = delta
 	}
 	sent, err = c.receive(ctx, l, rel, manifest, progress)
 	return tried + sent, err
@@ -90,6 +111,19 @@ func (c *Conn) releasePresent(ctx context.Context, l layout, st HostState, rel R
 		return false, fmt.Errorf("remove the stale release %s on %s: %w", rel.Version, c.target.label(), err)
 	}
 	return false, nil
+}
+
+// keptKey names the kept releases (but version) with a manifest, with their recorded sha256:
+// hosts with the same key hold the same files. "" when there is none.
+func keptKey(st HostState, version string) string {
+	var names []string
+	for _, r := range st.Releases {
+		if st.manifests[r.Version] && r.Version != version {
+			names = append(names, r.Version+"="+r.SHA256)
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, " ")
 }
 
 // receive streams the artifact into receiveScript on the host.
