@@ -40,14 +40,16 @@ func (c *Conn) Feed(ctx context.Context, script string, input io.Reader) (string
 	if err := session.Start(script); err != nil {
 		return "", fmt.Errorf("start a command on %s: %w", c.target.label(), err)
 	}
+	// Only the copier writes to and closes stdin (the channel is not safe for a Close during a
+	// Write): when ctx ends, its input ends at the next read, and a copier stuck on a full
+	// window is freed by closing the session a little later.
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
-		io.CopyBuffer(stdin, input, make([]byte, feedBuffer))
+		io.CopyBuffer(stdin, &ctxReader{ctx: ctx, r: input}, make([]byte, feedBuffer))
 		stdin.Close()
 	}()
 	stop := context.AfterFunc(ctx, func() {
-		stdin.Close()
 		time.AfterFunc(10*time.Second, func() { session.Close() })
 	})
 	defer stop()
@@ -91,4 +93,17 @@ func (s *feedStderr) line() string {
 // returns the script's stdout; its error is as Feed's.
 func (c *Conn) Quick(ctx context.Context, script string) (string, error) {
 	return c.Feed(ctx, script, strings.NewReader(""))
+}
+
+// ctxReader reads r until ctx ends, then reports io.EOF: what was read so far is all there is.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if c.ctx.Err() != nil {
+		return 0, io.EOF
+	}
+	return c.r.Read(p)
 }
