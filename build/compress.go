@@ -12,6 +12,8 @@ import (
 const (
 	perFile      = 256 << 10
 	sampleBudget = 8 << 20
+	// smallArtifact is the data below which an artifact is always compressed.
+	smallArtifact = 64 << 10
 )
 
 // worthCompressing decides, before an artifact is packed, whether gzip pays for it: it
@@ -44,5 +46,6 @@ func worthCompressing(src string) bool {
 		return nil
 	})
 	gz.Close()
-	return sample.n == 0 || float64(packed.n) < 0.9*float64(sample.n)
+	// A small artifact is mostly tar headers and padding, which gzip shrinks to nothing.
+	return sample.n < smallArtifact || float64(packed.n) < 0.9*float64(sample.n)
 }
