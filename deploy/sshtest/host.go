@@ -32,6 +32,7 @@ type Host struct {
 	nsPid    int
 	cutAfter atomic.Int64
 	wire     atomic.Int64 // bytes forwarded both ways, counted as each connection ends
+	accepted atomic.Int64 // connections accepted on the loopback port
 
 	mu      sync.Mutex
 	hostKey string
@@ -193,6 +194,7 @@ func (h *Host) accept() {
 		if err != nil {
 			return
 		}
+		h.accepted.Add(1)
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()

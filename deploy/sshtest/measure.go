@@ -25,6 +25,9 @@ func (h *Host) WireBytes() int64 {
 	return h.wire.Load()
 }
 
+// Connections returns how many connections the host's port accepted so far.
+func (h *Host) Connections() int64 { return h.accepted.Load() }
+
 // CPU returns the CPU time (user and system) used so far by every process of the host: its sshd,
 // the sessions and commands sshd ran, and the services started there. A process that ended
 // counts through its parent once the parent reaped it, as the kernel adds it there.
