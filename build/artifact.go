@@ -19,7 +19,8 @@ import (
 	"ferry/store"
 )
 
-// Artifact is a packed build result: a tar.gz file with its size and sha256.
+// Artifact is a packed build result: a tar file, gzip-compressed when that pays (see
+// worthCompressing), with its size and sha256.
 type Artifact struct {
 	Path   string
 	Size   int64
@@ -157,16 +158,25 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func writeArchive(f *os.File, out io.Writer, src, name string) (*Artifact, error) {
 	sum := sha256.New()
 	counter := &countingWriter{w: io.MultiWriter(out, sum)}
-	gz, _ := gzip.NewWriterLevel(counter, gzip.BestSpeed)
-	tw := tar.NewWriter(gz)
+	// gzip only where it pays (see worthCompressing); deploy tells the two apart by gzip's
+	// magic number.
+	var gz *gzip.Writer
+	var archive io.Writer = counter
+	if worthCompressing(src) {
+		gz, _ = gzip.NewWriterLevel(counter, gzip.BestSpeed)
+		archive = gz
+	}
+	tw := tar.NewWriter(archive)
 	if err := addArtifact(tw, src, name); err != nil {
 		return nil, err
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	if err := gz.Close(); err != nil {
-		return nil, err
+	if gz != nil {
+		if err := gz.Close(); err != nil {
+			return nil, err
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return nil, err

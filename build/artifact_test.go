@@ -3,6 +3,7 @@ package build
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -28,11 +29,16 @@ func readArchive(t *testing.T, path string) map[string]entry {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
+	// A plain tar when gzip does not pay (tiny or incompressible data), else a tar.gz.
+	var r io.Reader = f
+	if head := make([]byte, 2); func() bool { n, _ := f.ReadAt(head, 0); return n == 2 }() && head[0] == 0x1f && head[1] == 0x8b {
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = gz
 	}
-	tr := tar.NewReader(gz)
+	tr := tar.NewReader(r)
 	got := map[string]entry{}
 	for {
 		hdr, err := tr.Next()
@@ -144,4 +150,50 @@ func TestPackRejects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Data that gzip cannot shrink is packed as a plain tar; text is gzip-compressed.
+func TestPackCompressesOnlyWhatShrinks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data []byte
+		gzip bool
+	}{
+		{"text", []byte(strings.Repeat("a line of a log that repeats\n", 20000)), true},
+		{"random", randomBytes(t, 600<<10), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(ws, "out"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(ws, "out", "data"), tc.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			a, err := Pack(ws, "out", filepath.Join(t.TempDir(), "a.tar.gz"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			head := make([]byte, 2)
+			f, err := os.Open(a.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := io.ReadFull(f, head); err != nil {
+				t.Fatal(err)
+			}
+			if isGzip := head[0] == 0x1f && head[1] == 0x8b; isGzip != tc.gzip {
+				t.Errorf("packed with gzip: %v, want %v (size %d of %d bytes of data)", isGzip, tc.gzip, a.Size, len(tc.data))
+			}
+		})
+	}
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,11 +17,12 @@ import (
 
 // BenchmarkDeploy100MB compares, in the same run and against the same hosts, ferry deploying
 // a 100 MB artifact with a restart against the system scp in parallel plus an ssh restart, and
-// measures a rollback to a version already on every host; with 1 host and with 10. Every fake
-// host runs on this machine's cores, so with 10 hosts the figure is mostly their added CPU.
+// measures a rollback to a version already on every host; with 1, 5 and 20 hosts. Every fake
+// host runs on this machine's cores, so with many hosts the figure is mostly their added CPU.
+// BenchmarkDeployPeers measures the same with CPU and bytes on the wire, and rsync too.
 // Run it with: go test -run '^$' -bench Deploy100MB -benchtime 1x ./deploy/
 func BenchmarkDeploy100MB(b *testing.B) {
-	for _, hosts := range []int{1, 10} {
+	for _, hosts := range []int{1, 5, 20} {
 		b.Run(fmt.Sprintf("hosts=%d", hosts), func(b *testing.B) { benchDeploy100MB(b, hosts) })
 	}
 }
@@ -103,4 +105,45 @@ exit 1`
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkRollback20Hosts measures a rollback on 20 hosts at once: deploying a version every
+// host still keeps, which moves no artifact bytes and only stops, switches, starts and checks;
+// with every connection dialed anew ("dial") and with the connections of the last rollout
+// kept in a ConnPool ("pool"). It reports the median and the slowest rollback.
+// Run it with: go test -run '^$' -bench Rollback20Hosts -benchtime 5x ./deploy/
+func BenchmarkRollback20Hosts(b *testing.B) {
+	c := sshtest.Start(b, 20, sshtest.Options{})
+	spec := testSpec(store.Strategy{Kind: store.StrategyParallel})
+	targets := targetsOf(c)
+	v1, v2 := makeRelease(b, "v1", artifact{}), makeRelease(b, "v2", artifact{})
+	mustRollout(b, targets, spec, v1)
+	mustRollout(b, targets, spec, v2)
+	for _, pooled := range []bool{false, true} {
+		name := map[bool]string{false: "dial", true: "pool"}[pooled]
+		b.Run(name, func(b *testing.B) {
+			opts := deploy.RolloutOptions{Spec: spec}
+			if pooled {
+				opts.Pool = deploy.NewConnPool(0)
+				defer opts.Pool.Close()
+			}
+			var took []time.Duration
+			var sent int64
+			for i := 0; b.Loop(); i++ {
+				opts.Release = []deploy.Release{v1, v2}[i%2]
+				start := time.Now()
+				for _, res := range deploy.Rollout(context.Background(), targets, opts) {
+					if res.Status != deploy.HostSucceeded {
+						b.Fatalf("%s: %s: %s", res.Host, res.Status, res.Reason)
+					}
+					sent += res.BytesSent
+				}
+				took = append(took, time.Since(start))
+			}
+			slices.Sort(took)
+			b.ReportMetric(took[len(took)/2].Seconds(), "median-s")
+			b.ReportMetric(took[len(took)-1].Seconds(), "slowest-s")
+			b.ReportMetric(float64(sent), "artifact-bytes-sent")
+		})
+	}
 }

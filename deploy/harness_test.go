@@ -250,10 +250,13 @@ func releaseEntries(t *testing.T, h *sshtest.Host) []string {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	// The recorded sha256 of a release (.<version>.sha256) belongs to it; one without its
-	// release is listed, like any leftover.
+	// The recorded sha256 of a release (.<version>.sha256) and its manifest (.<version>.files)
+	// belong to it; one without its release is listed, like any leftover.
 	return slices.DeleteFunc(names, func(name string) bool {
 		v, ok := strings.CutSuffix(strings.TrimPrefix(name, "."), ".sha256")
+		if !ok {
+			v, ok = strings.CutSuffix(strings.TrimPrefix(name, "."), ".files")
+		}
 		return ok && strings.HasPrefix(name, ".") && slices.Contains(names, v)
 	})
 }

@@ -140,13 +140,25 @@ type hostDeploy struct {
 	ev       HostEvents
 	plan     HostPlan
 	res      HostResult
+	// state is what the host held before this attempt changed anything.
+	state HostState
 }
 
 func (d *hostDeploy) run(ctx context.Context) error {
 	if d.spec.Path == "" {
 		return errors.New("deploy.path is not set in .ferry.yml")
 	}
+	if err := d.rel.Validate(); err != nil {
+		return err
+	}
 	d.ev.step(StepUpload)
+	// One command reads what the host holds (and removes what an earlier upload left), for the
+	// release to go back to, whether this one is already there, and what to prune after.
+	state, err := d.conn.probe(ctx, d.l, true, d.rel.Version)
+	if err != nil {
+		return err
+	}
+	d.state = state
 	if err := d.findPrevious(); err != nil {
 		return err
 	}
@@ -207,10 +219,7 @@ func (d *hostDeploy) findPrevious() error {
 		d.res.Previous = e.Previous
 		d.ev.say("taking over an interrupted attempt at step %s: before it, the host ran %s", orNone(e.Step), orNone(e.Previous))
 	} else {
-		current, err := d.conn.currentVersion(d.l)
-		if err != nil {
-			return err
-		}
+		current := d.state.Current
 		d.res.Previous = current
 		if d.plan.RecordPrevious != nil {
 			if err := d.plan.RecordPrevious(current); err != nil {
@@ -243,10 +252,7 @@ func (d *hostDeploy) specOf(version string) store.DeploySpec {
 // yet, and the usual sequence (stop, switch, start, check) is safe to run again.
 func (d *hostDeploy) resume(ctx context.Context) (handled bool, err error) {
 	e, version, previous := d.plan.Earlier, d.rel.Version, d.res.Previous
-	current, err := d.conn.currentVersion(d.l)
-	if err != nil {
-		return true, err
-	}
+	current := d.state.Current // the upload before did not move it
 	switch {
 	case e.Step == StepRollback:
 		cause := fmt.Errorf("release %s had failed on %s and ferry stopped while going back to release %s", version, d.conn.target.label(), orNone(previous))
@@ -294,7 +300,7 @@ func (d *hostDeploy) restartPrevious(ctx context.Context, cause error) error {
 
 func (d *hostDeploy) upload(ctx context.Context) error {
 	var err error
-	d.res.BytesSent, err = d.conn.Upload(ctx, d.spec.Path, d.rel, d.ev.Progress)
+	d.res.BytesSent, err = d.conn.upload(ctx, d.l, d.state, d.rel, d.ev.Progress, func(line string) { d.ev.say("%s", line) })
 	if err != nil {
 		return err
 	}
@@ -394,7 +400,14 @@ func (d *hostDeploy) prune(ctx context.Context) {
 		keep = store.DefaultKeepReleases
 	}
 	say := func(line string) { d.ev.log(StreamFerry, line) }
-	if err := d.conn.prune(ctx, d.l, keep, d.rel.Version, d.res.Previous, say); err != nil {
+	// The release just switched to is the most recently deployed; the others keep their order.
+	kept := []KeptRelease{{Version: d.rel.Version}}
+	for _, r := range d.state.Releases {
+		if r.Version != d.rel.Version {
+			kept = append(kept, r)
+		}
+	}
+	if err := d.conn.prune(ctx, d.l, kept, keep, d.rel.Version, d.res.Previous, say); err != nil {
 		d.ev.say("pruning old releases: %v", err)
 	}
 }

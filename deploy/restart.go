@@ -57,7 +57,7 @@ func (c *Conn) stopRelease(ctx context.Context, l layout, spec store.StopSpec, v
 // as gone: it has exited and only waits for its parent.
 func stopByPidFile(pidFile string, grace time.Duration) string {
 	return fmt.Sprintf(`pidfile=%s
-tenths=%d
+ticks=%d
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 if [ ! -f "$pidfile" ]; then echo "no pid file $pidfile: nothing to stop"; exit 0; fi
 pid=$(head -n 1 "$pidfile" | tr -d ' \t\r')
@@ -67,22 +67,22 @@ echo "sending SIGTERM to process $pid"
 kill -TERM "$pid" 2>/dev/null
 waited=0
 while alive "$pid"; do
-  if [ "$waited" -ge "$tenths" ]; then
+  if [ "$waited" -ge "$ticks" ]; then
     echo "process $pid still running after the grace period of %s: sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null
     sleep 0.2
     if alive "$pid"; then echo "process $pid survived SIGKILL" >&2; exit 1; fi
     break
   fi
-  sleep 0.1
+  sleep 0.05
   waited=$((waited+1))
 done
 echo "process $pid stopped"
-`, store.ShellQuote(pidFile), int(grace/(100*time.Millisecond)), grace)
+`, store.ShellQuote(pidFile), int(grace/(50*time.Millisecond)), grace)
 }
 
 // startWatch is how long a started command is watched for an early exit.
-const startWatch = 300 * time.Millisecond
+const startWatch = 200 * time.Millisecond
 
 // startRelease runs the start command in current, detached from the SSH session (setsid,
 // nohup, output appended to shared/logs/<version>.log), so it outlives the connection and the
@@ -100,7 +100,7 @@ if command -v setsid >/dev/null 2>&1; then detach=setsid; else detach=; fi
 $detach nohup /bin/sh -c "$cmd" >>"$log" 2>&1 </dev/null &
 pid=$!
 i=0
-while [ "$i" -lt %[4]d ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+while [ "$i" -lt %[4]d ] && kill -0 "$pid" 2>/dev/null; do sleep 0.05; i=$((i+1)); done
 if kill -0 "$pid" 2>/dev/null; then echo "started in the background as process $pid, output in $log"; exit 0; fi
 wait "$pid"
 status=$?
@@ -110,7 +110,7 @@ if [ "$status" -ne 0 ]; then
   exit "$status"
 fi
 echo "the start command finished, output in $log"
-`, store.ShellQuote(l.current()), store.ShellQuote(l.logFile(version)), store.ShellQuote(command), int(startWatch/(100*time.Millisecond)))
+`, store.ShellQuote(l.current()), store.ShellQuote(l.logFile(version)), store.ShellQuote(command), int(startWatch/(50*time.Millisecond)))
 	if err := c.Run(ctx, script, releaseEnv(l, version), out); err != nil {
 		return fmt.Errorf("start release %s on %s: %w", version, c.target.label(), err)
 	}

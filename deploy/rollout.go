@@ -17,6 +17,9 @@ type RolloutOptions struct {
 	// SpecOf returns the deploy section a release already on a host was deployed with; see
 	// HostPlan.SpecOf.
 	SpecOf func(version string) (store.DeploySpec, error)
+	// Pool, when set, lends connections kept from earlier rollouts and keeps this one's for
+	// later ones; nil dials every host and closes the connection after.
+	Pool *ConnPool
 }
 
 // Rollout deploys opts.Release to targets following opts.Spec.Strategy: per host it connects,
@@ -28,6 +31,9 @@ func Rollout(ctx context.Context, targets []Target, opts RolloutOptions) []HostR
 	for i, t := range targets {
 		byName[t.Name] = t
 		names[i] = t.Name
+	}
+	if opts.Release.Files == nil {
+		opts.Release.Files = NewFileIndex() // read once for every host
 	}
 	results := make(map[string]HostResult, len(targets))
 	resultsLock := make(chan struct{}, 1)
@@ -60,7 +66,12 @@ func deployTarget(ctx context.Context, t Target, opts RolloutOptions) (HostResul
 		ev = opts.Events(t.Name)
 	}
 	ev.step(StepConnect)
-	conn, err := Dial(ctx, t, opts.Dial)
+	dial, release := Dial, (*Conn).Close
+	if opts.Pool != nil {
+		dial = opts.Pool.Get
+		release = func(c *Conn) error { opts.Pool.Put(c); return nil }
+	}
+	conn, err := dial(ctx, t, opts.Dial)
 	if err != nil {
 		res := HostResult{Host: t.Name, Version: opts.Release.Version, Status: HostFailed, Reason: err.Error()}
 		if ctx.Err() != nil {
@@ -69,7 +80,7 @@ func deployTarget(ctx context.Context, t Target, opts RolloutOptions) (HostResul
 		ev.say("%s: %s", res.Status, res.Reason)
 		return res, fmt.Errorf("deploy %s to %s: %w", opts.Release.Version, t.label(), err)
 	}
-	defer conn.Close()
+	defer release(conn)
 	ev.say("connected to %s as %s", t.label(), t.User)
 	return DeployHostPlan(ctx, conn, HostPlan{Spec: opts.Spec, Release: opts.Release, Events: ev, SpecOf: opts.SpecOf})
 }

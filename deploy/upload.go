@@ -1,68 +1,111 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
-	"ferry/store"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"ferry/store"
 )
 
 // Upload puts rel under root/releases/<version>/ on the host and returns the bytes sent. A
-// release already there with the same recorded sha256 is kept and nothing is sent. The artifact
-// is streamed to a temp name, its sha256 checked on the host, unpacked into a temp directory and
-// only then renamed to its final name; temp files are removed when a step fails while the
-// connection still stands (and before the next upload of the same version otherwise).
-func (c *Conn) Upload(ctx context.Context, root string, rel Release, progress func(sent, total int64)) (sent int64, err error) {
+// release already there with the same recorded sha256 is kept and nothing is sent. See
+// Conn.upload, which also takes what the host holds, read once.
+func (c *Conn) Upload(ctx context.Context, root string, rel Release, progress func(sent, total int64)) (int64, error) {
 	if err := rel.Validate(); err != nil {
 		return 0, err
 	}
 	l := layout{root}
-	present, err := c.releasePresent(ctx, l, rel)
+	st, err := c.probe(ctx, l, true, rel.Version)
+	if err != nil {
+		return 0, err
+	}
+	return c.upload(ctx, l, st, rel, progress, nil)
+}
+
+// upload is Upload once the host's state st was read (with the temp files of earlier uploads
+// removed). When the host keeps releases with a manifest of their files, only the files none
+// of them holds are sent and the release is assembled there (sendDelta); otherwise, or when
+// that fails, the artifact is streamed into one command on the host that hashes it and unpacks
+// it in the same pass, as it arrives, into a temp directory: nothing is written on the host but
+// the unpacked files (and the manifest sent along), and nothing is read again. Only when the
+// sha256 of what arrived is the release's is it recorded (beside the release, where no member
+// of the artifact can write) and the directory renamed to the release's final name; otherwise
+// the host removes what it unpacked before the command ends. say (may be nil) logs why a
+// release is sent whole after all.
+func (c *Conn) upload(ctx context.Context, l layout, st HostState, rel Release, progress func(sent, total int64), say func(string)) (sent int64, err error) {
+	present, err := c.releasePresent(ctx, l, st, rel)
 	if err != nil || present {
 		return 0, err
 	}
-	defer func() {
-		if err != nil {
-			c.removeTemps(ctx, l, rel.Version)
-		}
-	}()
-	if sent, err = c.send(ctx, l, rel, progress); err != nil {
-		return sent, err
+	files := rel.Files
+	if files == nil {
+		files = NewFileIndex()
 	}
-	return sent, c.verifyAndUnpack(ctx, l, rel)
+	idx, idxErr := files.get(rel)
+	var manifest []byte
+	if idxErr == nil {
+		manifest = idx.manifest
+	}
+	var tried int64
+	if key := keptKey(st, rel.Version); idxErr == nil && idx.linkFree && manifest != nil && key != "" {
+		decision, asks := files.decision(key)
+		if !asks {
+			select {
+			case <-decision.done:
+			case <-ctx.Done():
+				return 0, fmt.Errorf("canceled before uploading %s to %s: %w", rel.Version, c.target.label(), ctx.Err())
+			}
+		}
+		if asks || !decision.known || decision.worth {
+			decided := func(worth bool) {
+				if asks {
+					decision.settle(worth, true)
+				}
+			}
+			delta, err := c.sendDelta(ctx, l, st, rel, idx, progress, say, decided)
+			if asks {
+				decision.settle(false, false) // no answer: the others ask for themselves
+			}
+			var whole *errNoDelta
+			if !errors.As(err, &whole) {
+				return delta, err
+			}
+			if say != nil {
+				say(fmt.Sprintf("%v: sending the whole artifact", err))
+			}
+			tried = delta
+		} else if say != nil {
+			say(fmt.Sprintf("another host holding the same releases found too few of the files of %s among them: sending the whole artifact", rel.Version))
+		}
+	}
+	sent, err = c.receive(ctx, l, rel, manifest, progress)
+	return tried + sent, err
 }
 
 // releasePresent reports whether the release is on the host with the same sha256. A release
 // directory with another or no recorded sha256 is removed, unless current points at it.
-func (c *Conn) releasePresent(ctx context.Context, l layout, rel Release) (bool, error) {
-	prepare := fmt.Sprintf("mkdir -p -- %s %s && rm -rf -- %s %s %s && if [ -d %s ]; then echo present; fi",
-		store.ShellQuote(l.releases()), store.ShellQuote(l.shared()+"/logs"), store.ShellQuote(l.unpacking(rel.Version)),
-		store.ShellQuote(l.uploading(rel.Version)), store.ShellQuote(l.shaTemp(rel.Version)), store.ShellQuote(l.release(rel.Version)))
-	out, err := c.Output(ctx, prepare, nil)
-	if err != nil {
-		return false, fmt.Errorf("prepare %s on %s: %w", l.releases(), c.target.label(), err)
-	}
-	if strings.TrimSpace(out) != "present" {
+func (c *Conn) releasePresent(ctx context.Context, l layout, st HostState, rel Release) (bool, error) {
+	kept, found := st.release(rel.Version)
+	if !found {
 		return false, nil
 	}
-	sha, err := c.recordedSHA(l, rel.Version)
-	if err != nil {
-		return false, err
-	}
-	if strings.EqualFold(sha, rel.SHA256) {
+	if strings.EqualFold(kept.SHA256, rel.SHA256) {
 		return true, nil
 	}
-	current, err := c.currentVersion(l)
-	if err != nil {
-		return false, err
-	}
-	if current == rel.Version {
+	if st.Current == rel.Version {
 		return false, fmt.Errorf("release %s on %s holds another artifact (sha256 %q, want %s) and is the current release: refusing to replace it",
-			rel.Version, c.target.label(), sha, rel.SHA256)
+			rel.Version, c.target.label(), kept.SHA256, rel.SHA256)
 	}
 	if _, err := c.Output(ctx, "rm -rf -- "+l.removeRelease(rel.Version), nil); err != nil {
 		return false, fmt.Errorf("remove the stale release %s on %s: %w", rel.Version, c.target.label(), err)
@@ -70,53 +113,146 @@ func (c *Conn) releasePresent(ctx context.Context, l layout, rel Release) (bool,
 	return false, nil
 }
 
-// send streams the artifact to its temp name on the host.
-func (c *Conn) send(ctx context.Context, l layout, rel Release, progress func(sent, total int64)) (int64, error) {
+// keptKey names the kept releases (but version) with a manifest, with their recorded sha256:
+// hosts with the same key hold the same files. "" when there is none.
+func keptKey(st HostState, version string) string {
+	var names []string
+	for _, r := range st.Releases {
+		if st.manifests[r.Version] && r.Version != version {
+			names = append(names, r.Version+"="+r.SHA256)
+		}
+	}
+	sort.Strings(names)
+	return strings.Join(names, " ")
+}
+
+// receive streams the artifact into receiveScript on the host.
+func (c *Conn) receive(ctx context.Context, l layout, rel Release, manifest []byte, progress func(sent, total int64)) (int64, error) {
 	local, err := os.Open(rel.Artifact)
 	if err != nil {
 		return 0, fmt.Errorf("open the artifact of %s: %w", rel.Version, err)
 	}
 	defer local.Close()
-	client, err := c.SFTP()
+	compressed, err := isGzip(local)
 	if err != nil {
-		return 0, err
-	}
-	remote, err := client.OpenFile(l.uploading(rel.Version), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
-	if err != nil {
-		return 0, fmt.Errorf("create %s on %s: %w", l.uploading(rel.Version), c.target.label(), err)
+		return 0, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
 	}
 	counter := &progressReader{ctx: ctx, r: local, total: rel.Size, report: progress}
-	_, err = remote.ReadFromWithConcurrency(counter, 0)
-	if closeErr := remote.Close(); err == nil && closeErr != nil {
-		err = closeErr
-	}
+	out, err := c.Feed(ctx, receiveScript(l, rel, nonce(), compressed, len(manifest)), io.MultiReader(bytes.NewReader(manifest), counter))
 	sent := counter.sent.Load()
-	if err != nil {
-		return sent, c.uploadError(ctx, l, rel, sent, err)
+	if err == nil {
+		if progress != nil {
+			progress(sent, rel.Size)
+		}
+		return sent, nil
 	}
-	if progress != nil {
-		progress(sent, rel.Size)
-	}
-	return sent, nil
+	return sent, c.receiveError(ctx, l, rel, sent, out, err)
 }
 
-// uploadError says why an upload stopped: canceled, the connection lost, or the disk full.
-func (c *Conn) uploadError(ctx context.Context, l layout, rel Release, sent int64, err error) error {
-	what := fmt.Sprintf("uploading %s to %s after %s of %s", rel.Version, l.releases(), byteCount(sent), byteCount(rel.Size))
-	if ctx.Err() != nil {
-		return fmt.Errorf("canceled while %s: %w", what, ctx.Err())
+// isGzip reports whether f starts with gzip's magic number, and rewinds it. Anything else is
+// sent as a plain tar: an artifact whose data does not shrink is packed without compression.
+func isGzip(f *os.File) (bool, error) {
+	magic := make([]byte, 2)
+	n, err := io.ReadFull(f, magic)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, err
 	}
-	if c.closed() {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return false, err
+	}
+	return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b, nil
+}
+
+func nonce() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// hasher is a shell line that picks the host's fastest sha256: openssl's uses the CPU's SHA
+// instructions (about four times the speed of coreutils' sha256sum on the machines we
+// measured); sha256sum, part of every Debian, is used where openssl is not installed. Both
+// print the hex digest as their first word.
+const hasher = `if command -v openssl >/dev/null 2>&1; then hasher="openssl dgst -sha256 -r"; else hasher=sha256sum; fi
+`
+
+// Exit statuses of receiveScript that name what went wrong.
+const (
+	exitSHAMismatch = 65
+	exitUnpack      = 66
+)
+
+// receiveScript reads the artifact on its stdin once: tee hands it to tar, which unpacks it
+// into a temp directory, and through a fifo to the hasher (see hasher) at the same time, on two
+// cores of the host. Whatever tar leaves unread (an archive's trailing padding) is drained, so the
+// checksum always sees every byte. When the stream ends early (cancel, lost connection) the
+// checksum cannot match, and every temp file is removed before the script exits.
+func receiveScript(l layout, rel Release, n string, compressed bool, manifestLen int) string {
+	keepManifest, readManifest := "", ""
+	if manifestLen > 0 {
+		// The manifest (gzipped) comes first on stdin: dd takes exactly its bytes.
+		readManifest = fmt.Sprintf(`dd bs=%d count=1 iflag=fullblock status=none | gzip -dc > "$files" || { clean; exit %d; }`, manifestLen, exitUnpack)
+		keepManifest = fmt.Sprintf(` && mv -- "$files" %s`, store.ShellQuote(l.filesFile(rel.Version)))
+	}
+	untar := "tar -xf - --no-same-owner -C \"$tmp\""
+	if compressed {
+		untar = "tar -xzf - --no-same-owner -C \"$tmp\""
+	}
+	return fmt.Sprintf(hasher+`want=%[1]s
+tmp=%[2]s
+fifo=%[3]s
+sum=%[4]s
+files=%[10]s
+clean() { rm -rf -- "$tmp" "$fifo" "$sum" "$files"; }
+rm -rf -- %[11]s
+%[12]s
+mkdir -- "$tmp" && mkfifo -- "$fifo" && printf '%%0100d\n' 0 > "$sum" || { clean; exit %[7]d; }
+# The checksum's file is written in place: its block is taken before tar can fill the disk.
+$hasher < "$fifo" 1<> "$sum" &
+summer=$!
+tee -- "$fifo" | { %[8]s; status=$?; cat > /dev/null; exit "$status"; }
+untar=$?
+if ! wait "$summer"; then echo "$hasher failed" >&2; clean; exit %[7]d; fi
+got=; read -r got _ < "$sum"
+if [ "$got" != "$want" ]; then echo "$got"; clean; exit %[6]d; fi
+if [ "$untar" -ne 0 ]; then
+  df -Pk -- "$(dirname -- "$tmp")" | awk 'NR == 2 { print "free-kib " $4 }'
+  clean; exit %[7]d
+fi
+printf '%%s\n' "$want" > %[5]s%[13]s && mv -T -- "$tmp" %[9]s || { clean; exit %[7]d; }
+rm -f -- "$fifo" "$sum"
+`, store.ShellQuote(strings.ToLower(rel.SHA256)), store.ShellQuote(l.unpacking(rel.Version, n)), store.ShellQuote(l.fifo(rel.Version, n)),
+		store.ShellQuote(l.shaTemp(rel.Version, n)), store.ShellQuote(l.shaFile(rel.Version)), exitSHAMismatch, exitUnpack, untar,
+		store.ShellQuote(l.release(rel.Version)), store.ShellQuote(l.filesTemp(rel.Version, n)), l.tempsOf(rel.Version), readManifest, keepManifest)
+}
+
+// receiveError says why receiving an artifact failed: canceled, the connection lost, the disk
+// full, the checksum of what arrived wrong, or the archive broken.
+func (c *Conn) receiveError(ctx context.Context, l layout, rel Release, sent int64, out string, err error) error {
+	what := fmt.Sprintf("uploading %s to %s after %s of %s", rel.Version, l.releases(), byteCount(sent), byteCount(rel.Size))
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("canceled while %s: %w", what, ctx.Err())
+	case strings.Contains(err.Error(), "No space left") || diskFull(out):
+		return fmt.Errorf("no space left on %s while %s: %w", c.target.label(), what, err)
+	case strings.Contains(err.Error(), fmt.Sprintf("exit status %d", exitSHAMismatch)):
+		return fmt.Errorf("sha256 mismatch for %s on %s: the uploaded file has %s, the artifact %s", rel.Version, c.target.label(), strings.TrimSpace(out), rel.SHA256)
+	case c.closed():
 		return fmt.Errorf("the connection to %s was lost while %s: %v", c.target.label(), what, err)
 	}
-	client, sftpErr := c.SFTP()
-	if sftpErr == nil {
-		vfs, vfsErr := client.StatVFS(l.releases())
-		if vfsErr == nil && vfs.FreeSpace() < uint64(max(rel.Size-sent, 1<<20)) {
-			return fmt.Errorf("no space left on %s while %s: %s free", c.target.label(), what, byteCount(int64(vfs.FreeSpace())))
+	return fmt.Errorf("check and unpack %s on %s: %w", rel.Version, c.target.label(), err)
+}
+
+// diskFull reads the free space receiveScript printed after tar failed: under 1 MiB left means
+// tar stopped because the disk is full (tar itself may only say it wrote less than asked).
+func diskFull(out string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		if kib, ok := strings.CutPrefix(line, "free-kib "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(kib), 10, 64)
+			return err == nil && n < 1024
 		}
 	}
-	return fmt.Errorf("%s on %s: %w", what, c.target.label(), err)
+	return false
 }
 
 // closed reports whether the connection has ended, waiting a moment for the transport to
@@ -133,57 +269,6 @@ func (c *Conn) closed() bool {
 	}
 	_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
 	return err != nil
-}
-
-// Exit statuses of verifyAndUnpack's script that name what went wrong.
-const (
-	exitSHAMismatch = 65
-	exitUnpack      = 66
-)
-
-// verifyAndUnpack checks the uploaded file's sha256 on the host and, at the same time, extracts
-// it into a temp directory: one round trip, and checksum and unpacking use two cores of the
-// host instead of one after the other. Only when the sha256 matches is it recorded (beside the
-// release, where no member of the artifact can write) and the directory renamed to the
-// release's final name. The checksum goes to a temp file beside the directory too, so a member
-// of the artifact cannot overwrite it while tar runs.
-func (c *Conn) verifyAndUnpack(ctx context.Context, l layout, rel Release) error {
-	tmp, tarball := store.ShellQuote(l.unpacking(rel.Version)), store.ShellQuote(l.uploading(rel.Version))
-	want := strings.ToLower(rel.SHA256)
-	script := fmt.Sprintf(`set -e
-want=%[3]s
-mkdir -- %[1]s
-sha256sum -- %[2]s > %[6]s &
-summer=$!
-untar=0
-tar -xzf %[2]s -C %[1]s --no-same-owner || untar=$?
-wait "$summer" || { echo "sha256sum failed" >&2; exit %[5]d; }
-got=$(cut -d ' ' -f 1 < %[6]s)
-rm -f -- %[6]s
-if [ "$got" != "$want" ]; then echo "$got"; exit %[4]d; fi
-if [ "$untar" -ne 0 ]; then exit %[5]d; fi
-printf '%%s\n' "$want" > %[8]s
-mv -T -- %[1]s %[7]s
-rm -f -- %[2]s`, tmp, tarball, store.ShellQuote(want), exitSHAMismatch, exitUnpack, store.ShellQuote(l.shaTemp(rel.Version)),
-		store.ShellQuote(l.release(rel.Version)), store.ShellQuote(l.shaFile(rel.Version)))
-	out, err := c.Output(ctx, script, nil)
-	switch {
-	case err == nil:
-		return nil
-	case strings.Contains(err.Error(), fmt.Sprintf("exit status %d", exitSHAMismatch)):
-		return fmt.Errorf("sha256 mismatch for %s on %s: the uploaded file has %s, the artifact %s", rel.Version, c.target.label(), strings.TrimSpace(out), rel.SHA256)
-	case strings.Contains(err.Error(), "No space left"):
-		return fmt.Errorf("no space left on %s while unpacking %s into %s: %w", c.target.label(), rel.Version, l.releases(), err)
-	}
-	return fmt.Errorf("check and unpack %s on %s: %w", rel.Version, c.target.label(), err)
-}
-
-// removeTemps deletes the temp files of an upload that failed, even after ctx ended.
-func (c *Conn) removeTemps(ctx context.Context, l layout, version string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	c.Output(ctx, fmt.Sprintf("rm -rf -- %s %s %s", store.ShellQuote(l.unpacking(version)), store.ShellQuote(l.uploading(version)),
-		store.ShellQuote(l.shaTemp(version))), nil)
 }
 
 // progressReader counts what is read, reports it about every MiB read and stops when ctx

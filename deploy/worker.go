@@ -43,7 +43,7 @@ type WorkerConfig struct {
 	// OnNewHostKey is set by the worker (it pins the key in the store).
 	Dial DialOptions
 	// MaxHostConcurrency bounds how many hosts one deployment works on at once, whatever the
-	// strategy asks; default 10.
+	// strategy asks; default 64, so a parallel rollout to 20 or 50 hosts runs in one wave.
 	MaxHostConcurrency int
 	// MaxLogBytes bounds the output of hosts (their commands' stdout and stderr) kept per
 	// deployment; default DefaultMaxLogBytes. Past it, output is dropped with one "log
@@ -74,7 +74,7 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 		c.Poll = runner.DefaultPoll
 	}
 	if c.MaxHostConcurrency <= 0 {
-		c.MaxHostConcurrency = 10
+		c.MaxHostConcurrency = 64
 	}
 	if c.MaxLogBytes <= 0 {
 		c.MaxLogBytes = DefaultMaxLogBytes

@@ -75,8 +75,9 @@ func TestDeployRollbackAndInstancesThroughTheAPI(t *testing.T) {
 		d = f.waitEnded(f.deploy(`{"environment":"staging","version":"v2"}`), store.DeploymentSuccess)
 		for i, h := range f.cluster.Hosts() {
 			assertServing(t, h, "v2")
-			if d.Hosts[i].BytesSent != v2.Size {
-				t.Errorf("%s: sent %d bytes of v2, want %d", h.Name, d.Hosts[i].BytesSent, v2.Size)
+			// Only what v1 on the host lacks is sent: v2's VERSION, not the service binary.
+			if d.Hosts[i].BytesSent <= 0 || d.Hosts[i].BytesSent >= v2.Size/10 {
+				t.Errorf("%s: sent %d bytes of v2, want some but under a tenth of %d", h.Name, d.Hosts[i].BytesSent, v2.Size)
 			}
 		}
 

@@ -31,6 +31,8 @@ type Host struct {
 	holder   *exec.Cmd
 	nsPid    int
 	cutAfter atomic.Int64
+	wire     atomic.Int64 // bytes forwarded both ways, counted as each connection ends
+	accepted atomic.Int64 // connections accepted on the loopback port
 
 	mu      sync.Mutex
 	hostKey string
@@ -192,6 +194,7 @@ func (h *Host) accept() {
 		if err != nil {
 			return
 		}
+		h.accepted.Add(1)
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
@@ -224,14 +227,16 @@ func (h *Host) forward(conn net.Conn) {
 	defer h.untrack(conn, inside)
 	done := make(chan struct{}, 2)
 	go func() {
+		var n int64
 		if limit := h.cutAfter.Load(); limit > 0 {
-			io.CopyN(inside, conn, limit)
+			n, _ = io.CopyN(inside, conn, limit)
 		} else {
-			io.Copy(inside, conn)
+			n, _ = io.Copy(inside, conn)
 		}
+		h.wire.Add(n)
 		done <- struct{}{}
 	}()
-	go func() { io.Copy(conn, inside); done <- struct{}{} }()
+	go func() { n, _ := io.Copy(conn, inside); h.wire.Add(n); done <- struct{}{} }()
 	<-done
 }
 

@@ -1,0 +1,209 @@
+package deploy
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"ferry/store"
+)
+
+// Exit statuses of assembleScript besides exitSHAMismatch and exitUnpack.
+const exitLink = 67
+
+// deltaWorthIt is the share of the artifact's file bytes above which the files a host lacks
+// are sent as the whole artifact instead: past it the saving is small and the whole artifact
+// needs no assembling.
+const deltaWorthIt = 0.5
+
+// errNoDelta says why a release is not assembled from the files the host holds.
+type errNoDelta struct{ reason string }
+
+func (e *errNoDelta) Error() string { return e.reason }
+
+// sendDelta puts rel on the host from the files its kept releases already hold (by sha256 and
+// mode, read from their manifests) and an archive of only the files none of them has. The
+// release is assembled in a temp directory, every file of it checked against the release's
+// manifest with sha256sum, and only then renamed into place, with the artifact's sha256 and
+// the manifest recorded beside it. It returns the bytes of the archive sent; an *errNoDelta
+// when the release should be sent whole instead (nothing was put in place then).
+//
+// decided is told, once the host answered which files it lacks, whether that pays.
+func (c *Conn) sendDelta(ctx context.Context, l layout, st HostState, rel Release, idx *fileIndex, progress func(sent, total int64),
+	say func(string), decided func(worth bool)) (int64, error) {
+	n := nonce()
+	out, err := c.Feed(ctx, planScript(l, st, rel.Version, n), bytes.NewReader(idx.plan))
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		return 0, &errNoDelta{fmt.Sprintf("could not match the files of %s with the kept releases on %s: %v", rel.Version, c.target.label(), err)}
+	}
+	missing := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		if line != "" {
+			missing[line] = true
+		}
+	}
+	var need int64
+	for _, f := range idx.files {
+		if missing[f.path] {
+			need += f.size
+		}
+	}
+	worth := float64(need) <= deltaWorthIt*float64(idx.size)
+	decided(worth)
+	if !worth {
+		return 0, &errNoDelta{fmt.Sprintf("the kept releases hold only %s of the %s of files of %s", byteCount(idx.size-need), byteCount(idx.size), rel.Version)}
+	}
+	archive, done := deltaArchive(rel, missing)
+	defer done()
+	counter := &progressReader{ctx: ctx, r: archive, total: need, report: progress}
+	out, err = c.Feed(ctx, assembleScript(l, rel, n, idx.digest), counter)
+	sent := counter.sent.Load()
+	switch {
+	case err == nil:
+		if say != nil {
+			say(fmt.Sprintf("%d of %d files of %s were on the host already (linked from kept releases); sent the other %d (%s of files)",
+				len(idx.files)-len(missing), len(idx.files), rel.Version, len(missing), byteCount(need)))
+		}
+		return sent, nil
+	case ctx.Err() != nil:
+		return sent, fmt.Errorf("canceled while sending the new files of %s to %s: %w", rel.Version, c.target.label(), ctx.Err())
+	case strings.Contains(err.Error(), fmt.Sprintf("exit status %d", exitSHAMismatch)):
+		return sent, &errNoDelta{fmt.Sprintf("release %s assembled on %s from kept files does not match its manifest (%s)", rel.Version, c.target.label(), firstLine(out))}
+	}
+	return sent, &errNoDelta{fmt.Sprintf("assemble release %s on %s from kept files: %v", rel.Version, c.target.label(), err)}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
+}
+
+// deltaArchive streams a tar of the artifact's members but for the regular files the host
+// has (those not in missing): directories and symlinks always, so the tree is whole. done
+// stops the stream and waits for it.
+func deltaArchive(rel Release, missing map[string]bool) (io.Reader, func()) {
+	pr, pw := io.Pipe()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		pw.CloseWithError(writeDelta(rel, missing, pw))
+	}()
+	return pr, func() { pr.Close(); <-finished }
+}
+
+func writeDelta(rel Release, missing map[string]bool, w io.Writer) error {
+	f, err := os.Open(rel.Artifact)
+	if err != nil {
+		return fmt.Errorf("open the artifact of %s: %w", rel.Version, err)
+	}
+	defer f.Close()
+	r, err := archiveReader(f)
+	if err != nil {
+		return err
+	}
+	tr, tw := tar.NewReader(r), tar.NewWriter(w)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return tw.Close()
+		}
+		if err != nil {
+			return fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
+		}
+		if hdr.Typeflag == tar.TypeReg && !missing[hdr.Name] {
+			continue
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if _, err := io.Copy(tw, tr); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// planScript reads the new release's plan (fileIndex.plan, gzipped) on stdin, keeps it in a
+// temp file, and prints the path of every file that no kept release (with a manifest) holds
+// with the same sha256 (its first planHex digits) and mode; for the others it writes "<kept release>/<its path>\t<path>" to the links file.
+func planScript(l layout, st HostState, version, n string) string {
+	var kept []string
+	for _, r := range st.Releases {
+		if st.manifests[r.Version] && r.Version != version {
+			kept = append(kept, store.ShellQuote("."+r.Version+".files"))
+		}
+	}
+	return fmt.Sprintf(`cd -- %[1]s || exit 1
+rm -rf -- %[2]s
+files=%[3]s
+gzip -dc > "$files" && : > %[4]s || exit 1
+awk -v new="$files" -v links=%[4]s '
+{ key = substr($1, 1, %[6]d) " " $2; p = $0; sub(/^[^ ]+ [^ ]+ /, "", p) }
+FILENAME != new {
+  if (!(key in src)) { r = substr(FILENAME, 2); sub(/\.files$/, "", r); src[key] = r "/" p }
+  next
+}
+key in src { print src[key] "\t" p > links; next }
+{ print p }
+' %[5]s "$files" || exit 1
+`, store.ShellQuote(l.releases()), l.tempsOf(version)+" "+store.ShellQuote(l.linksTemp(version, n)), store.ShellQuote(l.filesTemp(version, n)),
+		store.ShellQuote(l.linksTemp(version, n)), strings.Join(kept, " "), planHex)
+}
+
+// linkFiles is a Perl program (Perl is part of every Debian and most other systems) that
+// hard-links each "<source>\t<destination>" line of its stdin, creating the destination's
+// directories: one process for thousands of links.
+const linkFiles = `my $root = shift;
+while (my $line = <STDIN>) {
+  chomp $line;
+  my ($src, $dst) = split /\t/, $line, 2;
+  $dst = "$root/$dst";
+  my @dirs; my $p = $dst;
+  while ($p =~ s{/[^/]+$}{} && $p ne $root && !-d $p) { unshift @dirs, $p }
+  for my $d (@dirs) { mkdir $d or -d $d or die "mkdir $d: $!\n" }
+  link $src, $dst or die "link $src to $dst: $!\n";
+}`
+
+// assembleScript unpacks the archive of new files on stdin into a temp directory, links the
+// files the kept releases have into it, checks every file against the manifest, and only then
+// records the artifact's sha256 and the manifest beside the release and renames it into place.
+// The check: the sha256 of every file the manifest names, in its order, printed as sha256sum
+// prints them, must be exactly what it prints for the artifact's files (the sha256 of that output is the index's digest);
+// the manifest kept beside the release is made of those sha256s.
+func assembleScript(l layout, rel Release, n, digest string) string {
+	return fmt.Sprintf(hasher+`cd -- %[1]s || exit 1
+tmp=%[2]s
+files=%[3]s
+links=%[4]s
+clean() { rm -rf -- "$tmp" "$files" "$links"; }
+[ -f "$files" ] && [ -f "$links" ] || { echo "the plan of this upload is gone" >&2; clean; exit %[7]d; }
+mkdir -- "$tmp" || { clean; exit %[7]d; }
+if ! tar -xf - --no-same-owner -C "$tmp"; then
+  df -Pk -- . | awk 'NR == 2 { print "free-kib " $4 }'
+  clean; exit %[7]d
+fi
+perl -e %[5]s "$tmp" < "$links" || { clean; exit %[8]d; }
+sums=%[14]s
+awk '{ p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print p }' "$files" | tr '\n' '\0' |
+  (cd -- "$tmp" && xargs -0 -r $hasher --) | cut -d ' ' -f 1 > "$sums" || { rm -f -- "$sums"; clean; exit %[6]d; }
+[ "$(wc -l < "$sums")" -eq "$(wc -l < "$files")" ] || { echo "some files are missing"; rm -f -- "$sums"; clean; exit %[6]d; }
+got=$(awk 'NR == FNR { h[FNR] = $1; next } { p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print h[FNR] "  " p }' "$sums" "$files" | $hasher | cut -d ' ' -f 1)
+if [ "$got" != %[13]s ]; then echo "the sha256 of its files is not the release's"; rm -f -- "$sums"; clean; exit %[6]d; fi
+awk 'NR == FNR { h[FNR] = $1; next } { p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print h[FNR] " " $2 " " p }' "$sums" "$files" > "$sums.files" &&
+  mv -- "$sums.files" "$files" && rm -f -- "$sums" || { rm -f -- "$sums" "$sums.files"; clean; exit %[7]d; }
+printf '%%s\n' %[9]s > %[10]s && mv -- "$files" %[11]s && mv -T -- "$tmp" %[12]s || { clean; exit %[7]d; }
+rm -f -- "$links"
+`, store.ShellQuote(l.releases()), store.ShellQuote(l.unpacking(rel.Version, n)), store.ShellQuote(l.filesTemp(rel.Version, n)),
+		store.ShellQuote(l.linksTemp(rel.Version, n)), store.ShellQuote(linkFiles), exitSHAMismatch, exitUnpack, exitLink,
+		store.ShellQuote(strings.ToLower(rel.SHA256)), store.ShellQuote(l.shaFile(rel.Version)), store.ShellQuote(l.filesFile(rel.Version)),
+		store.ShellQuote(l.release(rel.Version)), store.ShellQuote(digest), store.ShellQuote(l.sumsTemp(rel.Version, n)))
+}

@@ -1,0 +1,115 @@
+package deploy_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"ferry/deploy"
+	"ferry/deploy/sshtest"
+	"ferry/store"
+)
+
+// A new version that changes a few files of a large tree sends only those files: the host
+// assembles the release from what its kept release holds, and each file is what the artifact
+// holds. A kept file changed on the host since is caught by the manifest check of the
+// assembled release, and the release is then sent whole.
+func TestANewVersionSendsOnlyTheFilesTheHostLacks(t *testing.T) {
+	c := sshtest.Start(t, 1, sshtest.Options{})
+	h := c.Hosts()[0]
+	spec := testSpec(store.Strategy{})
+	tree := makeTree(t, 200, 4<<20)
+	v1 := packTree(t, tree, "v1")
+	rollout(t, c, spec, v1, nil, deploy.HostSucceeded)
+	assertServing(t, h, "v1")
+
+	changed := filepath.Join("data", "03", "file-0003.bin")
+	writeTreeFile(t, tree, changed, bytes.Repeat([]byte("v2"), 1000))
+	v2 := packTree(t, tree, "v2")
+	rec := newRecorder()
+	res := rollout(t, c, spec, v2, rec, deploy.HostSucceeded)
+	assertServing(t, h, "v2")
+	if sent := res[0].BytesSent; sent <= 0 || sent > v2.Size/20 {
+		t.Errorf("v2 sent %d bytes of %d, want some but at most 5%%", sent, v2.Size)
+	}
+	if log := rec.log("host-1"); !strings.Contains(log, "200 of 202 files of v2 were on the host already") {
+		t.Errorf("the log does not say how many files were taken from the host:\n%s", log)
+	}
+	assertSameFiles(t, tree, h.Path("releases/v2"), changed, filepath.Join("data", "04", "file-0004.bin"), "bin/app", "VERSION")
+
+	// Someone changes a file of the running release on the host; v3 would reuse it.
+	kept := h.Path(filepath.Join("releases", "v2", "data", "05", "file-0005.bin"))
+	if err := os.WriteFile(kept, bytes.Repeat([]byte("x"), 20000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeTreeFile(t, tree, changed, bytes.Repeat([]byte("v3"), 1000))
+	v3 := packTree(t, tree, "v3")
+	rec = newRecorder()
+	res = rollout(t, c, spec, v3, rec, deploy.HostSucceeded)
+	assertServing(t, h, "v3")
+	if log := rec.log("host-1"); !strings.Contains(log, "does not match its manifest") || !strings.Contains(log, "sending the whole artifact") {
+		t.Errorf("the log does not say the assembled release was refused and the artifact sent whole:\n%s", log)
+	}
+	if res[0].BytesSent < v3.Size {
+		t.Errorf("v3 sent %d bytes, want the whole artifact (%d) after the refused assembly", res[0].BytesSent, v3.Size)
+	}
+	assertSameFiles(t, tree, h.Path("releases/v3"), filepath.Join("data", "05", "file-0005.bin"), changed)
+	if got := releaseEntries(t, h); strings.Join(got, " ") != "v1 v2 v3" {
+		t.Errorf("releases %v, want v1 v2 v3 without temp files", got)
+	}
+}
+
+func writeTreeFile(t *testing.T, tree, name string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(tree, name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// assertSameFiles checks that each named file of release is the tree's.
+func assertSameFiles(t *testing.T, tree, release string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		want, err := os.ReadFile(filepath.Join(tree, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(release, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s in %s: %d bytes (%v), want the artifact's %d bytes", name, release, len(got), err, len(want))
+		}
+	}
+}
+
+// A version with new content everywhere is sent whole, and only one of the hosts that hold
+// the same releases is asked which files it lacks: the others take its answer.
+func TestNewContentIsSentWholeAfterOneHostWasAsked(t *testing.T) {
+	c := sshtest.Start(t, 3, sshtest.Options{})
+	spec := testSpec(store.Strategy{Kind: store.StrategyParallel})
+	rollout(t, c, spec, packTree(t, makeTree(t, 50, 16<<20), "v1"), nil, allSucceed(3)...)
+	v2 := packTree(t, makeTree(t, 50, 16<<20), "v2") // more new data than the shared 7 MB service
+	v2.Files = deploy.NewFileIndex()
+	rec := newRecorder()
+	results := rollout(t, c, spec, v2, rec, allSucceed(3)...)
+	asked, told := 0, 0
+	for i, h := range c.Hosts() {
+		assertServing(t, h, "v2")
+		if results[i].BytesSent < v2.Size {
+			t.Errorf("%s: sent %d bytes, want the whole artifact (%d)", h.Name, results[i].BytesSent, v2.Size)
+		}
+		log := rec.log(h.Name)
+		switch {
+		case strings.Contains(log, "the kept releases hold only"):
+			asked++
+		case strings.Contains(log, "another host holding the same releases found too few of the files of v2"):
+			told++
+		default:
+			t.Errorf("%s: the log does not say why the artifact was sent whole:\n%s", h.Name, log)
+		}
+	}
+	if asked != 1 || told != 2 {
+		t.Errorf("%d hosts were asked and %d told, want 1 and 2", asked, told)
+	}
+}

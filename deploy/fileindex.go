@@ -1,0 +1,201 @@
+package deploy
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+)
+
+// FileIndex is what a release's artifact holds, file by file: the sha256 and mode of every
+// regular file. It is read from the artifact once per rollout (on first use, by whichever host
+// needs it first) and shared by every host. It lets a host keep a manifest beside each release
+// and receive only the files that none of its kept releases already holds.
+type FileIndex struct {
+	once sync.Once
+	idx  *fileIndex
+	err  error
+
+	mu sync.Mutex
+	// decisions holds, per set of kept releases (keptKey), whether assembling the release from
+	// them pays: the first host holding that set asks, the others holding the same set wait for
+	// its answer, and skip the question when it was no.
+	decisions map[string]*deltaDecision
+}
+
+// deltaDecision is whether a release assembled from one set of kept releases pays; done is
+// closed once it is known (or the host that asked gave up: known stays false).
+type deltaDecision struct {
+	done  chan struct{}
+	once  sync.Once
+	worth bool
+	known bool
+}
+
+func (d *deltaDecision) settle(worth, known bool) {
+	d.once.Do(func() {
+		d.worth, d.known = worth, known
+		close(d.done)
+	})
+}
+
+// decision returns the decision for the kept releases named by key, and whether this caller
+// is the one to make it (and must settle it).
+func (f *FileIndex) decision(key string) (d *deltaDecision, asks bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d, ok := f.decisions[key]; ok {
+		return d, false
+	}
+	if f.decisions == nil {
+		f.decisions = map[string]*deltaDecision{}
+	}
+	d = &deltaDecision{done: make(chan struct{})}
+	f.decisions[key] = d
+	return d, true
+}
+
+// NewFileIndex returns an index to be filled from the release's artifact on first use.
+func NewFileIndex() *FileIndex { return &FileIndex{} }
+
+type fileIndex struct {
+	files []indexedFile
+	// manifest is gzipped (as it goes over the wire; every host has gzip), one line per regular
+	// file: "<sha256> <mode, octal> <path>".
+	manifest []byte
+	// plan is what a host is asked to match against its kept releases, gzipped: the manifest
+	// with each sha256 cut to its first planHex digits, a third of the bytes. A cut sha256
+	// that matches another file by chance only picks a wrong file to link, which the check of
+	// the assembled release (against digest) refuses.
+	plan []byte
+	// digest is the sha256 of what sha256sum prints for every regular file, in order, with the
+	// release's content: the assembled release must give the same.
+	digest string
+	size   int64 // bytes of the regular files' contents
+	// linkFree is false when the artifact holds hard links, which a release assembled from
+	// pieces cannot reproduce: such a release is always uploaded whole.
+	linkFree bool
+}
+
+type indexedFile struct {
+	path string
+	mode int64
+	size int64
+	sha  string
+}
+
+// maxManifest bounds the manifest sent along with a release; beyond it (hundreds of thousands
+// of files) the release is uploaded without one, and the next is uploaded whole too.
+const maxManifest = 32 << 20
+
+// get returns the index of rel's artifact, reading it on the first call. It fails when the
+// artifact cannot be read, or when its sha256 is not the release's: then the artifact is
+// sent whole and the host refuses it, as it refuses any changed artifact.
+func (f *FileIndex) get(rel Release) (*fileIndex, error) {
+	f.once.Do(func() { f.idx, f.err = indexArtifact(rel) })
+	return f.idx, f.err
+}
+
+func indexArtifact(rel Release) (*fileIndex, error) {
+	file, err := os.Open(rel.Artifact)
+	if err != nil {
+		return nil, fmt.Errorf("open the artifact of %s: %w", rel.Version, err)
+	}
+	defer file.Close()
+	whole := sha256.New()
+	tee := io.TeeReader(bufio.NewReaderSize(file, 1<<20), whole)
+	r, err := archiveReader(tee)
+	if err != nil {
+		return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
+	}
+	idx := &fileIndex{linkFree: true}
+	var manifest, plan strings.Builder
+	sums := sha256.New()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeLink:
+			idx.linkFree = false
+		case tar.TypeReg:
+			sum := sha256.New()
+			if _, err := io.Copy(sum, tr); err != nil {
+				return nil, fmt.Errorf("read %s in the artifact of %s: %w", hdr.Name, rel.Version, err)
+			}
+			f := indexedFile{path: hdr.Name, mode: hdr.Mode & 0o7777, size: hdr.Size, sha: hex.EncodeToString(sum.Sum(nil))}
+			if !manifestSafe(f.path) {
+				idx.linkFree = false
+			}
+			idx.files = append(idx.files, f)
+			idx.size += f.size
+			if manifest.Len() < maxManifest {
+				fmt.Fprintf(&manifest, "%s %o %s\n", f.sha, f.mode, f.path)
+				fmt.Fprintf(&plan, "%s %o %s\n", f.sha[:planHex], f.mode, f.path)
+			}
+			fmt.Fprintf(sums, "%s  %s\n", f.sha, f.path)
+		}
+	}
+	for _, rest := range []io.Reader{r, tee} { // gzip's trailer, tar's padding
+		if _, err := io.Copy(io.Discard, rest); err != nil {
+			return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
+		}
+	}
+	if got := hex.EncodeToString(whole.Sum(nil)); !strings.EqualFold(got, rel.SHA256) {
+		return nil, fmt.Errorf("the artifact of %s has sha256 %s, not %s", rel.Version, got, rel.SHA256)
+	}
+	if manifest.Len() < maxManifest {
+		idx.manifest, idx.plan = gzipped(manifest.String()), gzipped(plan.String())
+	}
+	idx.digest = hex.EncodeToString(sums.Sum(nil))
+	return idx, nil
+}
+
+// planHex is how many hex digits of each sha256 the plan holds: 64 bits.
+const planHex = 16
+
+func gzipped(text string) []byte {
+	var packed bytes.Buffer
+	gz, _ := gzip.NewWriterLevel(&packed, gzip.BestCompression)
+	io.WriteString(gz, text)
+	gz.Close()
+	return packed.Bytes()
+}
+
+// archiveReader returns the tar stream of an artifact: gunzipped when it starts with gzip's
+// magic number, as it is otherwise.
+func archiveReader(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(2)
+	if err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		return gzip.NewReader(br)
+	}
+	return br, nil
+}
+
+// manifestSafe reports whether a member name can be a manifest line and a sha256sum check
+// line as it is, and names a place inside the release.
+func manifestSafe(name string) bool {
+	if name == "" || strings.ContainsAny(name, "\n\r\t\\") || strings.HasPrefix(name, "/") {
+		return false
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return false
+		}
+	}
+	return true
+}
