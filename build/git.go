@@ -112,6 +112,14 @@ func (g *Git) Mirror(ctx context.Context, r Repo) (cloned bool, err error) {
 		return false, err
 	}
 	dir := g.MirrorDir(r.Project)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return false, fmt.Errorf("create mirror directory: %w", err)
+	}
+	unlock, err := lockMirror(ctx, dir)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	if g.isMirror(ctx, dir) {
 		return false, g.fetch(ctx, r, dir)
 	}
@@ -185,7 +193,7 @@ func (g *Git) fetch(ctx context.Context, r Repo, dir string) error {
 }
 
 // removeStaleLocks deletes lock files a git killed mid-fetch left behind; they would make
-// every later fetch fail. Safe because the caller never runs two fetches of one mirror.
+// every later fetch fail. Safe because Mirror holds the mirror's lock (lockMirror).
 func removeStaleLocks(dir string) {
 	for _, pattern := range []string{"*.lock", "refs/*.lock", "refs/*/*.lock", "refs/*/*/*.lock"} {
 		matches, _ := filepath.Glob(filepath.Join(dir, pattern))

@@ -202,3 +202,42 @@ func TestCheckoutExactCommitAfterBranchMoved(t *testing.T) {
 		t.Errorf("HEAD in the checkout = %s, want %s", got, old)
 	}
 }
+
+// TestMirrorTwoBuildsAtOnce has two builds of one project on one machine (two Git values, as
+// two processes sharing a data dir would have, or a run that lost its lease while its git was
+// still cloning and the run that took over) make the same new mirror at the same moment. The
+// CI saw the second wipe the first's half-made clone ("could not lock config file"); with the
+// mirror's lock one clones and the other fetches into the finished mirror.
+func TestMirrorTwoBuildsAtOnce(t *testing.T) {
+	origin := newTestRepo(t)
+	sha := origin.commit("first", map[string]string{".ferry.yml": pipelineFile, "app.txt": "v1"})
+	dataDir := t.TempDir()
+	ctx := context.Background()
+	const builds = 4
+	errs := make(chan error, builds)
+	clones := make(chan bool, builds)
+	for range builds {
+		go func() {
+			g := &Git{DataDir: dataDir}
+			cloned, err := g.Mirror(ctx, origin.repo("demo"))
+			clones <- cloned
+			errs <- err
+		}()
+	}
+	cloned := 0
+	for range builds {
+		if err := <-errs; err != nil {
+			t.Errorf("Mirror beside another build: %v", err)
+		}
+		if <-clones {
+			cloned++
+		}
+	}
+	if cloned != 1 {
+		t.Errorf("%d of %d builds cloned; want exactly one clone and the others fetching", cloned, builds)
+	}
+	g := &Git{DataDir: dataDir}
+	if _, err := g.Commit(ctx, origin.repo("demo"), sha); err != nil {
+		t.Errorf("the commit is missing from the mirror: %v", err)
+	}
+}

@@ -49,7 +49,7 @@ func must(tb testing.TB, err error) {
 
 func (e *workerEnv) config(owner string) WorkerConfig {
 	return WorkerConfig{
-		DB: e.db, DataDir: e.dataDir, Owner: owner, Workers: 2, LeaseTTL: 1500 * time.Millisecond,
+		DB: e.db, DataDir: e.dataDir, Owner: owner, Workers: 2, LeaseTTL: 3 * time.Second, // renewals must reach a database the whole suite loads
 		PollInterval: 50 * time.Millisecond, KillGrace: time.Second, BaseURL: "https://ferry.example.com",
 		GitLab: GitLabConfig{BaseURL: e.gitlab.URL, Token: "api-token", Backoff: 10 * time.Millisecond},
 	}
