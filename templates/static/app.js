@@ -369,6 +369,9 @@
     const box = ev.target.open && ev.target.querySelector && ev.target.querySelector('.version-changes[data-version]');
     if (box && !box.dataset.state) loadChanges(box, '', box.dataset.version);
   }, true);
+  // The version page shows them at once.
+  const versionChanges = document.getElementById('version-changes');
+  if (versionChanges) loadChanges(versionChanges, '', versionChanges.dataset.version);
 
   // ---- copy and reveal ----
 
