@@ -116,7 +116,7 @@ func TestBrowserApproveOnTheDeploymentPage(t *testing.T) {
 		chromedp.Click(`#approve`),
 	)
 	// The decision shows in place.
-	c.run("see the decision", chromedp.WaitVisible(`#approvals tr[data-user="root"]`),
+	c.run("see the decision", chromedp.WaitVisible(`#approvals tr[data-user="root"]`), waitFor(`window.ferryNoReload === true`),
 		waitFor(`document.getElementById('job-status').dataset.status === "queued"`),
 		waitFor(`document.getElementById('decide') === null`))
 	got, err := db.GetDeployment(context.Background(), d.ID)
