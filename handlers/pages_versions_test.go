@@ -51,8 +51,10 @@ func TestVersionPageShowsWhereItRuns(t *testing.T) {
 		}
 		// By id too (as the API names versions), and the project page links each version here.
 		member.must(http.StatusOK, "GET", "/projects/orders/versions/"+strconv.FormatInt(f.version.ID, 10), "")
-		if r := member.must(http.StatusOK, "GET", "/projects/orders", ""); !strings.Contains(r.body, `href="`+page+`"`) {
-			t.Error("the project page does not link the version to its page")
+		for _, from := range []string{"/projects/orders", "/builds/" + strconv.FormatInt(f.build.ID, 10), "/deployments/" + strconv.FormatInt(f.deployment.ID, 10)} {
+			if r := member.must(http.StatusOK, "GET", from, ""); !strings.Contains(r.body, `href="`+page+`"`) {
+				t.Errorf("%s does not link the version to its page", from)
+			}
 		}
 
 		zh := get(t, member, page, map[string]string{"Accept-Language": "zh-CN,zh;q=0.9"})
