@@ -157,8 +157,15 @@ func TestBrowserChangeMyPassword(t *testing.T) {
 		chromedp.WaitVisible(`input[name=password]`),
 	)
 	checkPassword(t, db, "ann", "ann's new password", true)
-	c.run("log in with the new password",
+	// The login form (a plain form, for browsers without JavaScript too) says so and keeps the name.
+	c.run("the old password no longer works",
 		chromedp.SendKeys(`input[name=name]`, "ann"),
+		chromedp.SendKeys(`input[name=password]`, "password-ann"),
+		chromedp.Click(`form[action="/login"] button[type=submit]`),
+	)
+	c.eventually("see the login refused", `(e => !!e && e.textContent.length > 0 && e.nextElementSibling.matches('form[action="/login"]'))(document.querySelector('.card p.error[role=alert]'))
+		&& document.querySelector('input[name=name]').value === "ann" && document.querySelector('input[name=password]').value === ""`)
+	c.run("log in with the new password",
 		chromedp.SendKeys(`input[name=password]`, "ann's new password"),
 		chromedp.Click(`form[action="/login"] button[type=submit]`),
 		chromedp.WaitVisible(`#password-form`),

@@ -174,4 +174,17 @@ func TestWhatAmIAboutToShip(t *testing.T) {
 		waitFor(fmt.Sprintf(`document.querySelector('tr[data-version=%q] .version-changes').dataset.direction === "forward"`, v2)),
 		waitFor(fmt.Sprintf(`document.querySelector('tr[data-version=%q] .version-changes .running').textContent.includes(%s)`, v2, jsString(v1))),
 		waitFor(fmt.Sprintf(`document.querySelectorAll('tr[data-version=%q] .version-changes li').length === 2`, v2)))
+	// The version page: where it runs, what it changed, and a rollback from it in the dialog.
+	c.run("open the version page", chromedp.Click(fmt.Sprintf(`tr[data-version=%q] a.version-link`, v2)),
+		chromedp.WaitVisible(`#version-facts`),
+		waitFor(`!!document.querySelector('#version-runs tr[data-env="staging"][data-host="web-1"]')`),
+		waitFor(`document.getElementById('version-changes').dataset.direction === "forward"`),
+		waitFor(`Array.from(document.querySelectorAll('#version-changes li .title')).map(e => e.textContent).join(",") === "Three devops,Two devops"`))
+	c.run("roll back from the older version's page", chromedp.Navigate(f.srv.URL+"/projects/orders/versions/"+v1),
+		waitFor(`document.getElementById('version-changes').dataset.direction === "first"`),
+		waitFor(`document.getElementById('version-runs').textContent.includes("runs on no host")`),
+		waitFor(`document.getElementById('version-deploy').textContent.includes("roll back")`),
+		chromedp.Click(`#version-deploy`), chromedp.WaitVisible(`#deploy-form`),
+		waitFor(`document.getElementById('deploy-version').value === `+jsString(v1)),
+		waitFor(`document.getElementById('ship-changes').dataset.direction === "rollback"`))
 }

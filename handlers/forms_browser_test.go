@@ -60,7 +60,12 @@ func TestBrowserNewHostEnvironmentTokenAndRepinFormsUpdateInPlace(t *testing.T) 
 		waitFor(`!!document.querySelector('#environments details[data-edit-env="qa"]')`),
 		waitFor(`window.ferryNoReload === true`))
 
-	c.run("a token made and removed in place", chromedp.Navigate(srv.URL+"/tokens"), eval(noReload),
+	c.run("a token name too long", chromedp.Navigate(srv.URL+"/tokens"), eval(noReload),
+		setField(`form[data-url="/api/v1/user/tokens"] input[name=name]`, strings.Repeat("t", 101)),
+		chromedp.Click(`form[data-url="/api/v1/user/tokens"] button[type=submit]`),
+		waitFor(`(e => e && e.textContent === "name: one line of at most 100 characters")(document.querySelector('form[data-url="/api/v1/user/tokens"] .field-error[data-for="name"]'))`),
+		setField(`form[data-url="/api/v1/user/tokens"] input[name=name]`, ""))
+	c.run("a token made and removed in place",
 		chromedp.SendKeys(`form[data-url="/api/v1/user/tokens"] input[name=name]`, "ci"),
 		chromedp.Click(`form[data-url="/api/v1/user/tokens"] button[type=submit]`),
 		waitFor(`(l => l && l.textContent.includes("ci"))(document.getElementById('token-list'))`),

@@ -584,4 +584,11 @@ var messages = map[string][2]string{
 	"build.commit":              {"Commit", "提交"},
 	"project.gitlab_search":     {"Find it on GitLab", "在 GitLab 中查找"},
 	"project.gitlab_none":       {"No GitLab project matches.", "没有匹配的 GitLab 项目。"},
+	"version.heading":           {"Version %s", "版本 %s"},
+	"version.deploy":            {"Deploy this version…", "部署此版本…"},
+	"version.deploy_rollback":   {"Deploy or roll back to this version…", "部署或回滚到此版本…"},
+	"version.build":             {"Build #%d", "构建 #%d"},
+	"version.kept":              {"Kept", "保存时间"},
+	"version.runs_on":           {"Where it runs now", "当前运行位置"},
+	"version.runs_nowhere":      {"This version runs on no host now.", "此版本当前没有在任何主机上运行。"},
 }

@@ -32,6 +32,7 @@ func (s *Server) registerPages(r gin.IRouter) {
 	r.GET("/users", s.need(adminOnly), s.usersPage)
 	r.GET("/tokens", s.need(loggedIn), s.tokensPage)
 	r.GET("/audit", s.need(adminOnly), s.auditPage)
+	s.registerVersionPages(r)
 }
 
 // How much the pages show.

@@ -103,12 +103,21 @@ func TestBrowserApproveOnTheDeploymentPage(t *testing.T) {
 		chromedp.WaitVisible(`#my-approvals`),
 	)
 	c.run("open what waits for me",
-		chromedp.Click(fmt.Sprintf(`#my-approvals a[href="/deployments/%d"]`, d.ID)),
+		// Clicked from the page's script: the dashboard's refresh may swap the link between a
+		// lookup of its node and a click on it.
+		eval(fmt.Sprintf(`(a => !!a && (a.click(), true))(document.querySelector('#my-approvals a[href="/deployments/%d"]'))`, d.ID)),
 		chromedp.WaitVisible(`#decide`),
-		chromedp.SendKeys(`#decide-comment`, "smoke tests passed"),
+		eval(noReload),
+		setField(`#decide-comment`, strings.Repeat("x", 2001)),
+		chromedp.Click(`#approve`),
+		waitFor(`(e => e && e.textContent === "comment: at most 2000 characters")(document.querySelector('#decide .field-error[data-for="comment"]'))`),
+		waitFor(`window.ferryNoReload === true`),
+	)
+	c.run("approve with a comment",
+		setField(`#decide-comment`, "smoke tests passed"),
 		chromedp.Click(`#approve`),
 	)
-	// The page reloads after the decision.
+	// The page reloads after the decision (its poller does, when the status changes).
 	c.run("see the decision", chromedp.WaitVisible(`#approvals tr[data-user="root"]`),
 		waitFor(`document.getElementById('job-status').dataset.status === "queued"`),
 		waitFor(`document.getElementById('decide') === null`))
@@ -119,9 +128,22 @@ func TestBrowserApproveOnTheDeploymentPage(t *testing.T) {
 	}
 
 	// An administrator sets prod's gates in the settings: two approvals, and a weekly freeze.
-	c.run("set the gates of prod",
+	gates := `details[data-env="prod"] form`
+	c.run("a freeze that is not JSON",
 		chromedp.Navigate(srv.URL+"/projects/orders/settings"),
 		chromedp.Click(`details[data-env="prod"] summary`),
+		eval(noReload),
+		setField(gates+` textarea[name=freezes]`, `[{"cron": "0 18 * * 5",`),
+		chromedp.Click(gates+` button[type=submit]`),
+		waitFor(`(e => e && e.textContent.includes("JSON"))(document.querySelector('`+gates+` .field-error[data-for="freezes"]'))`),
+	)
+	c.run("a freeze in a time zone that does not exist",
+		setField(gates+` textarea[name=freezes]`, `[{"cron": "0 18 * * 5", "duration": "62h", "timezone": "Mars/Olympus"}]`),
+		chromedp.Click(gates+` button[type=submit]`),
+		waitFor(`(e => e && e.textContent.startsWith("freezes[0].timezone: "))(document.querySelector('`+gates+` .field-error[data-for="freezes"]'))`),
+		waitFor(`window.ferryNoReload === true`),
+	)
+	c.run("set the gates of prod",
 		chromedp.SetValue(`details[data-env="prod"] input[name=approvals_required]`, "2"),
 		chromedp.SetValue(`details[data-env="prod"] textarea[name=freezes]`, `[{"cron": "0 18 * * 5", "duration": "62h", "timezone": "Asia/Shanghai"}]`),
 		chromedp.Click(`details[data-env="prod"] button[type=submit]`),
@@ -133,10 +155,28 @@ func TestBrowserApproveOnTheDeploymentPage(t *testing.T) {
 		t.Fatalf("prod after the settings form: %+v", prod)
 	}
 
-	// Deploy at a time two hours ahead, picked in the browser's own time zone.
-	c.run("schedule from the dialog",
+	// The dialog answers a bad value next to its field: no host chosen, a batch that is not one.
+	c.run("no host chosen",
 		chromedp.Navigate(srv.URL+"/projects/orders/deploy?env=staging"),
 		chromedp.WaitVisible(`#deploy-form`),
+		eval(noReload),
+		chromedp.Click(`fieldset[data-for-env="staging"] .all-hosts`),
+		chromedp.Click(`#deploy-submit`),
+		waitFor(`(e => e && e.textContent.includes("at least one host") && e.previousElementSibling.dataset.forEnv === "staging")(document.querySelector('#deploy-form .field-error[data-for="hosts"]'))`),
+	)
+	c.run("a bad batch",
+		chromedp.Click(`fieldset[data-for-env="staging"] .all-hosts`),
+		setField(`#deploy-strategy`, "rolling"),
+		setField(`#deploy-form [name="strategy.batch"]`, "lots"),
+		chromedp.Click(`#deploy-submit`),
+		waitFor(`(e => e && e.textContent.startsWith("strategy.batch: "))(document.querySelector('#deploy-form .field-error[data-for="strategy.batch"]'))`),
+		waitFor(`document.querySelector('#deploy-form .field-error[data-for="hosts"]') === null`),
+		waitFor(`window.ferryNoReload === true`),
+		setField(`#deploy-strategy`, ""),
+		setField(`#deploy-form [name="strategy.batch"]`, ""),
+	)
+	// Deploy at a time two hours ahead, picked in the browser's own time zone.
+	c.run("schedule from the dialog",
 		chromedp.Click(`input[name=when][value=later]`),
 		eval(`(() => { const t = new Date(Date.now() + 2*3600*1000 - new Date().getTimezoneOffset()*60000);
 			document.getElementById('deploy-at').value = t.toISOString().slice(0, 16); return true; })()`),

@@ -143,11 +143,17 @@ func TestBrowserChannels(t *testing.T) {
 		chromedp.Click(`a[href="/channels"]`),
 		chromedp.WaitVisible(`#new-channel`),
 		chromedp.Click(`#new-channel summary`),
+		eval(noReload),
+		setField(`#new-channel-form [name=kind]`, "webhook"),
+		setField(`#new-channel-form [name=url]`, "ftp://hooks.example.com/ferry"),
+		chromedp.Click(`#new-channel-submit`),
+		waitFor(`(e => e && e.textContent.includes("needs an http(s) URL"))(document.querySelector('#new-channel-form .field-error[data-for="url"]'))`),
 		setField(`#new-channel-form [name=kind]`, "email"),
 		setField(`#new-channel-form [name=url]`, "smtp://ferry:pw@mail.example.com:587"),
 		setField(`#new-channel-form [name=recipients]`, "ops@example.com\ndev@example.com"),
 		chromedp.Click(`#new-channel-submit`),
 		waitFor(`document.querySelectorAll('#channels tbody tr').length === 1`),
+		waitFor(`window.ferryNoReload === true`),
 	)
 	global, err := db.ListChannels(ctx, 0)
 	must(t, err)

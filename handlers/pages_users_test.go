@@ -93,4 +93,34 @@ func TestBrowserEditUserAndMember(t *testing.T) {
 		chromedp.Click(`#member-form button[type=submit]`),
 		waitFor(`(e => e && e.textContent.includes("no user named"))(document.querySelector('#member-form .field-error[data-for="user"]'))`),
 	)
+	c.run("add bob with the form",
+		setField(`#member-form [name=user]`, "bob"),
+		chromedp.Click(`#member-form button[type=submit]`),
+		waitFor(`!!document.querySelector('#members tr[data-member="bob"]')`),
+		waitFor(`document.querySelector('#member-form .field-error') === null`),
+		waitFor(`window.ferryNoReload === true`),
+	)
+	if _, err := db.GetMember(ctx, f.project.ID, bob.ID); err != nil {
+		t.Fatalf("bob is not a member after the form: %v", err)
+	}
+
+	// A new user: a bad name is answered next to the field, a good one appears in the list.
+	add := `#new-user-form`
+	c.run("a new user with a bad name",
+		chromedp.Navigate(srv.URL+"/users"),
+		chromedp.WaitVisible(`#users`),
+		eval(noReload),
+		chromedp.Click(`details:has(`+add+`) summary`),
+		setField(add+` [name=name]`, "Carl Smith"),
+		setField(add+` [name=password]`, "carl's password"),
+		chromedp.Click(add+` button[type=submit]`),
+		waitFor(`(e => e && e.textContent.startsWith("name: "))(document.querySelector('`+add+` .field-error[data-for="name"]'))`),
+	)
+	c.run("a new user",
+		setField(add+` [name=name]`, "carl"),
+		chromedp.Click(add+` button[type=submit]`),
+		waitFor(`!!document.querySelector('#users tr[data-user="carl"]')`),
+		waitFor(`window.ferryNoReload === true`),
+	)
+	checkPassword(t, db, "carl", "carl's password", true)
 }

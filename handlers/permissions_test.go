@@ -113,6 +113,7 @@ var permRouteParts = sync.OnceFunc(func() {
 	pagePermRoutes()
 	streamPermRoutes()
 	variablePermRoutes()
+	versionPagePermRoutes()
 })
 
 func addPermRoutes(table map[string][5]int, bodies map[string]string, maker func(t *testing.T, db *store.DB, fx *permFixture)) {

@@ -31,6 +31,13 @@ func TestBrowserSettingsSigningToken(t *testing.T) {
 		chromedp.Click(`form[action="/login"] button[type=submit]`),
 		chromedp.WaitVisible(`#signing-form`),
 	)
+	c.run("a token that is not one",
+		eval(`(() => { window.beforeSave = true; return true; })()`),
+		setField(`#signing-token`, "whsec_short"),
+		chromedp.Click(`#signing-form button[type=submit]`),
+		waitFor(`(e => e && e.textContent.startsWith("webhook_signing_token: must be whsec_"))(document.querySelector('#signing-form .field-error[data-for="webhook_signing_token"]'))`),
+		waitFor(`window.beforeSave === true`),
+	)
 	c.run("generate a signing token",
 		chromedp.Click(`[data-generate-token="#signing-token"]`),
 		waitFor(`document.getElementById('signing-token').value.startsWith('whsec_')`),

@@ -35,6 +35,16 @@ func TestBrowserVariablesEditorAndConfigPreview(t *testing.T) {
 		chromedp.Click(editor+` .var-save`),
 		waitFor(`!document.querySelector('`+editor+` .vars-saved').hidden`),
 	)
+	c.run("a bad name is answered next to its row",
+		chromedp.Click(editor+` .var-add`),
+		fill(2, "bad-name", "1", false),
+		chromedp.Click(editor+` .var-save`),
+		waitFor(`(e => e && e.textContent.startsWith('variable "bad-name": ') && e.closest('tr').querySelector('.var-name').value === "bad-name")(document.querySelector('`+editor+` .field-error[data-for="bad-name"]'))`),
+		waitFor(`document.querySelector('`+editor+` .form-error').textContent === ""`),
+		eval(`(() => { document.querySelectorAll('`+editor+` tr.var-row')[2].querySelector('.var-remove').click(); return true; })()`),
+		chromedp.Click(editor+` .var-save`),
+		waitFor(`!document.querySelector('`+editor+` .vars-saved').hidden && !document.querySelector('`+editor+` .field-error')`),
+	)
 	vars, err := db.ResolveVariables(ctx, f.project.ID, 0, 0)
 	must(t, err)
 	if vars["PORT"].Value != "8080" || vars["DB_PASSWORD"].Value != "hunter2-secret" || !vars["DB_PASSWORD"].Secret {

@@ -102,9 +102,13 @@
   }
 
   function fieldError(form, err) {
-    const field = err.field || (/^([a-z_][a-z0-9_.]*): /.exec(err.message) || [])[1];
+    let field = err.field || (/^([a-z_][a-z0-9_.]*(?:\[\d+\][a-z0-9_.]*)*): /.exec(err.message) || [])[1];
     if (!field) return false;
-    let input = err.input || form.querySelector('[name="' + CSS.escape(field) + '"]');
+    // "freezes[0].from: …" names an entry of the freezes field.
+    if (!err.field && field.includes('[')) field = field.slice(0, field.indexOf('['));
+    // Of same-named fields (a dialog's hosts of each environment) the one in use.
+    const named = Array.from(form.querySelectorAll('[name="' + CSS.escape(field) + '"]'));
+    let input = err.input || named.find(i => !i.disabled) || named[0];
     if (!input) {
       // "trigger: …" names a group of fields; "branches" may be trigger.branches.
       input = form.querySelector('[name^="' + CSS.escape(field) + '."]') || form.querySelector('[name$=".' + CSS.escape(field) + '"]');
@@ -183,7 +187,7 @@
         if (value === '') continue;
         if ('int' in el.dataset) value = parseInt(value, 10);
         if ('json' in el.dataset) {
-          try { value = JSON.parse(value); } catch (e) { throw new Error(el.dataset.jsonError + ': ' + e.message); }
+          try { value = JSON.parse(value); } catch (e) { const err = new Error(el.dataset.jsonError + ': ' + e.message); err.field = el.name; err.input = el; throw err; }
         }
       }
       put(out, el.name, value, 'list' in el.dataset);
@@ -272,7 +276,7 @@
     if (set) {
       const boxes = set.querySelectorAll('input[name=hosts]');
       const chosen = Array.from(boxes).filter(b => b.checked).length;
-      if (chosen === 0) throw new Error(form.dataset.msgNoHosts);
+      if (chosen === 0) { const e = new Error(form.dataset.msgNoHosts); e.field = 'hosts'; e.input = boxes[0]; throw e; }
       if (chosen === boxes.length) delete data.hosts;
     }
     if (data.strategy && !data.strategy.kind) delete data.strategy;
@@ -369,6 +373,9 @@
     const box = ev.target.open && ev.target.querySelector && ev.target.querySelector('.version-changes[data-version]');
     if (box && !box.dataset.state) loadChanges(box, '', box.dataset.version);
   }, true);
+  // The version page shows them at once.
+  const versionChanges = document.getElementById('version-changes');
+  if (versionChanges) loadChanges(versionChanges, '', versionChanges.dataset.version);
 
   // ---- copy and reveal ----
 

@@ -85,14 +85,29 @@
     });
     box.querySelector('.var-save').addEventListener('click', async function () {
       error.textContent = '';
+      tbody.querySelectorAll('.field-error').forEach(e => e.remove());
+      tbody.querySelectorAll('[aria-invalid]').forEach(e => e.removeAttribute('aria-invalid'));
       saved.hidden = true;
       try {
         fill(await api('PUT', box.dataset.url, collect()));
         saved.hidden = false;
       } catch (err) {
-        error.textContent = err.message;
+        if (!rowError(err)) error.textContent = err.message;
       }
     });
+    // rowError puts an error that names a variable ("variable NAME: …") next to its row's name.
+    function rowError(err) {
+      const m = /^variable "?([^":]+)"?: /.exec(err.message);
+      const row = m && Array.from(tbody.querySelectorAll('tr.var-row')).find(tr => tr.querySelector('.var-name').value.trim() === m[1]);
+      if (!row) return false;
+      const name = row.querySelector('.var-name');
+      const out = el('span', { className: 'field-error error', role: 'alert' }, err.message);
+      out.dataset.for = m[1];
+      name.after(out);
+      name.setAttribute('aria-invalid', 'true');
+      name.focus();
+      return true;
+    }
     api('GET', box.dataset.url).then(fill).catch(function (err) { error.textContent = err.message; });
   }
 
