@@ -101,7 +101,7 @@ func (f *deployFixture) startWorker(opts workerOptions) {
 	f.worker = deploy.NewWorker(deploy.WorkerConfig{DB: f.db, Owner: storetest.Name("worker"), Workers: 2,
 		// Short enough that takeover tests wait little, long enough that a busy machine (the race
 		// detector, sshds and SQLite on two cores) renews in time.
-		LeaseTTL: 2 * time.Second, Poll: 100 * time.Millisecond, MaxAttempts: opts.maxAttempts, Logger: logger,
+		LeaseTTL: 4 * time.Second, Poll: 100 * time.Millisecond, MaxAttempts: opts.maxAttempts, Logger: logger,
 		MaxLogBytes: opts.maxLogBytes, MaxHostLogBytes: opts.maxHostLogBytes})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
