@@ -187,7 +187,7 @@ func (r *deploymentRun) onceOn(ctx context.Context, j *hostJob) error {
 		return err
 	}
 	defer conn.Close()
-	l := layout{r.spec.Path}
+	l := layout{root: r.spec.Path, vars: x.Env}
 	if _, err := conn.Upload(ctx, r.spec.Path, r.rel, nil); err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ func DeployHost(ctx context.Context, conn *Conn, spec store.DeploySpec, rel Rele
 // HostResult says the same in Status and Reason.
 func DeployHostPlan(ctx context.Context, conn *Conn, plan HostPlan) (HostResult, error) {
 	rel, ev := plan.Release, plan.Events
-	d := &hostDeploy{conn: conn, l: layout{plan.Spec.Path}, spec: plan.Spec, prevSpec: plan.Spec, rel: rel, ev: ev, plan: plan}
+	d := &hostDeploy{conn: conn, l: layout{root: plan.Spec.Path, vars: extrasEnv(plan.Extras)}, spec: plan.Spec, prevSpec: plan.Spec, rel: rel, ev: ev, plan: plan}
 	d.res = HostResult{Host: conn.target.Name, Version: rel.Version}
 	start := time.Now()
 	err := d.run(ctx)
