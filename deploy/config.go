@@ -195,3 +195,11 @@ func (r *deploymentRun) ferryVariables(j *hostJob) store.FerryVariables {
 		Host: j.step.Host, HostAddress: j.target.Address, DeployPath: r.spec.Path,
 		Index: index, Count: len(r.hosts), Deployment: r.d.ID}
 }
+
+// extrasEnv is the variables of x, nil for none.
+func extrasEnv(x *HostExtras) map[string]string {
+	if x == nil {
+		return nil
+	}
+	return x.Env
+}

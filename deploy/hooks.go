@@ -69,12 +69,54 @@ func (c *Conn) runHook(ctx context.Context, l layout, version, stage string, cmd
 	return nil
 }
 
-// hook runs a stage of the new release's hooks on the host.
+// hostSteps are the steps a host goes through, hook stages included, in order: a host step
+// records the last one begun (a hook stage only when it has commands).
+var hostSteps = []string{StepConnect, StepUpload, HookBeforeStop, StepStop, StepSwitch, HookAfterSwitch,
+	StepStart, HookAfterStart, StepHealth, HookAfterSuccess, StepDone}
+
+// stepIndex is step's place in hostSteps, -1 for another (rollback).
+func stepIndex(step string) int {
+	for i, s := range hostSteps {
+		if s == step {
+			return i
+		}
+	}
+	return -1
+}
+
+// hookOnce runs a stage of the new release's hooks on the host, unless the interrupted attempt
+// this one takes over had begun it already (hookBegun): each hook runs at most once per switch
+// of a host to the release, and a hook cut off half way is not run again.
+func (d *hostDeploy) hookOnce(ctx context.Context, stage string) error {
+	if len(hookCommands(d.spec.Hooks, stage)) == 0 {
+		return nil
+	}
+	if d.hookBegun(stage) {
+		d.ev.say("hook %s: not run again, the interrupted attempt had begun it (it was at step %s)", stage, d.plan.Earlier.Step)
+		return nil
+	}
+	return d.hook(ctx, stage)
+}
+
+// hookBegun says whether the interrupted attempt this one takes over had begun stage on the
+// host. One that got past the switch while current no longer points at the new release had
+// switched back: this attempt switches again, and runs the hooks after the switch again.
+func (d *hostDeploy) hookBegun(stage string) bool {
+	e := d.plan.Earlier
+	if e == nil || stepIndex(e.Step) < stepIndex(stage) { // rollback is -1
+		return false
+	}
+	return stepIndex(e.Step) <= stepIndex(StepSwitch) || d.state.Current == d.rel.Version
+}
+
+// hook runs a stage of the new release's hooks on the host, recording the stage as the host's
+// step first.
 func (d *hostDeploy) hook(ctx context.Context, stage string) error {
 	cmds := hookCommands(d.spec.Hooks, stage)
 	if len(cmds) == 0 {
 		return nil
 	}
+	d.ev.step(stage)
 	return d.conn.runHook(ctx, d.l, d.rel.Version, stage, cmds, hookEnv(d.l, d.rel.Version, d.plan.Extras), d.ev.log)
 }
 
@@ -145,7 +187,7 @@ func (r *deploymentRun) onceOn(ctx context.Context, j *hostJob) error {
 		return err
 	}
 	defer conn.Close()
-	l := layout{r.spec.Path}
+	l := layout{root: r.spec.Path, vars: x.Env}
 	if _, err := conn.Upload(ctx, r.spec.Path, r.rel, nil); err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ func DeployHost(ctx context.Context, conn *Conn, spec store.DeploySpec, rel Rele
 // HostResult says the same in Status and Reason.
 func DeployHostPlan(ctx context.Context, conn *Conn, plan HostPlan) (HostResult, error) {
 	rel, ev := plan.Release, plan.Events
-	d := &hostDeploy{conn: conn, l: layout{plan.Spec.Path}, spec: plan.Spec, prevSpec: plan.Spec, rel: rel, ev: ev, plan: plan}
+	d := &hostDeploy{conn: conn, l: layout{root: plan.Spec.Path, vars: extrasEnv(plan.Extras)}, spec: plan.Spec, prevSpec: plan.Spec, rel: rel, ev: ev, plan: plan}
 	d.res = HostResult{Host: conn.target.Name, Version: rel.Version}
 	start := time.Now()
 	err := d.run(ctx)
@@ -179,7 +179,7 @@ func (d *hostDeploy) run(ctx context.Context) error {
 // replace stops the previous release, switches to the new one, starts and checks it.
 func (d *hostDeploy) replace(ctx context.Context) error {
 	previous := d.res.Previous
-	if err := d.hook(ctx, HookBeforeStop); err != nil { // hooks.go: nothing stopped yet
+	if err := d.hookOnce(ctx, HookBeforeStop); err != nil { // hooks.go: nothing stopped yet
 		return err
 	}
 	if previous != "" {
@@ -193,13 +193,13 @@ func (d *hostDeploy) replace(ctx context.Context) error {
 		return d.recover(ctx, err, false)
 	}
 	d.ev.say("current -> releases/%s (was %s)", d.rel.Version, orNone(previous))
-	if err := d.hook(ctx, HookAfterSwitch); err != nil { // hooks.go
+	if err := d.hookOnce(ctx, HookAfterSwitch); err != nil { // hooks.go
 		return d.recover(ctx, err, true)
 	}
 	if err := d.startHealthy(ctx, d.rel.Version, d.spec); err != nil {
 		return d.recover(ctx, err, true)
 	}
-	if err := d.hook(ctx, HookAfterSuccess); err != nil { // hooks.go
+	if err := d.hookOnce(ctx, HookAfterSuccess); err != nil { // hooks.go
 		return d.recover(ctx, err, true)
 	}
 	d.finish(ctx)
@@ -249,7 +249,9 @@ func (d *hostDeploy) specOf(version string) store.DeploySpec {
 
 // resume goes on from where an interrupted attempt stopped, when that attempt had switched
 // current to the new release or was going back: handled is false when nothing had been switched
-// yet, and the usual sequence (stop, switch, start, check) is safe to run again.
+// yet, and the usual sequence (stop, switch, start, check) is safe to run again. The new
+// release's hooks the interrupted attempt had not begun run now, in their usual places; one it
+// had begun is not run again (hookOnce).
 func (d *hostDeploy) resume(ctx context.Context) (handled bool, err error) {
 	e, version, previous := d.plan.Earlier, d.rel.Version, d.res.Previous
 	current := d.state.Current // the upload before did not move it
@@ -263,19 +265,28 @@ func (d *hostDeploy) resume(ctx context.Context) (handled bool, err error) {
 		return true, d.recover(ctx, cause, current == version)
 	case current != version:
 		return false, nil
-	case e.Step == StepSwitch:
+	case e.Step == StepSwitch || e.Step == HookAfterSwitch:
 		d.ev.say("current already points at %s: starting it", version)
+		if err := d.hookOnce(ctx, HookAfterSwitch); err != nil {
+			return true, d.recover(ctx, err, true)
+		}
 		if err := d.startHealthy(ctx, version, d.spec); err != nil {
 			return true, d.recover(ctx, err, true)
 		}
-	case e.Step == StepStart || e.Step == StepHealth || e.Step == StepDone:
+	case stepIndex(e.Step) >= stepIndex(StepStart):
 		d.ev.say("current already points at %s, which was started: checking its health again", version)
+		if err := d.hookOnce(ctx, HookAfterStart); err != nil {
+			return true, d.recover(ctx, err, true)
+		}
 		d.ev.step(StepHealth)
 		if err := d.conn.waitHealthy(ctx, d.l, d.spec.Health, version, d.ev.log); err != nil {
 			return true, d.recover(ctx, fmt.Errorf("release %s on %s: %w", version, d.conn.target.label(), err), true)
 		}
 	default: // connect, upload or stop of the same release deployed again: nothing was switched
 		return false, nil
+	}
+	if err := d.hookOnce(ctx, HookAfterSuccess); err != nil {
+		return true, d.recover(ctx, err, true)
 	}
 	d.finish(ctx)
 	return true, nil
@@ -320,7 +331,7 @@ func (d *hostDeploy) startHealthy(ctx context.Context, version string, spec stor
 		return err
 	}
 	if version == d.rel.Version { // hooks.go: the new release's after_start, before its health check
-		if err := d.hook(ctx, HookAfterStart); err != nil {
+		if err := d.hookOnce(ctx, HookAfterStart); err != nil {
 			return err
 		}
 	}

@@ -40,7 +40,12 @@ func (r Release) Validate() error {
 }
 
 // layout names the places of DESIGN.md's host layout under one deploy path.
-type layout struct{ root string }
+// layout is where a deployment's files are on a host; vars are the host's variables, which
+// the stop, start and health commands see in their environment (releaseEnv).
+type layout struct {
+	root string
+	vars map[string]string
+}
 
 func (l layout) releases() string        { return path.Join(l.root, "releases") }
 func (l layout) release(v string) string { return path.Join(l.root, "releases", v) }
@@ -114,7 +119,7 @@ type HostState struct {
 // State reads which release current points at and which releases are kept under root, in
 // one command on the host.
 func (c *Conn) State(ctx context.Context, root string) (HostState, error) {
-	return c.probe(ctx, layout{root}, false, "")
+	return c.probe(ctx, layout{root: root}, false, "")
 }
 
 // removeRelease is the shell words that remove a release directory and its recorded sha256.

@@ -15,13 +15,18 @@ import (
 	"ferry/store"
 )
 
-// releaseEnv is the environment of the stop, start and health commands of a release.
+// releaseEnv is the environment of the stop, start and health commands of a release: the
+// host's variables (l.vars) and the release's own FERRY_VERSION, FERRY_RELEASE_DIR and
+// FERRY_SHARED_DIR. Run exports each value quoted with store.ShellQuote: values are data.
 func releaseEnv(l layout, version string) map[string]string {
-	return map[string]string{
-		"FERRY_VERSION":     version,
-		"FERRY_RELEASE_DIR": l.release(version),
-		"FERRY_SHARED_DIR":  l.shared(),
+	env := make(map[string]string, len(l.vars)+3)
+	for k, v := range l.vars {
+		env[k] = v
 	}
+	env["FERRY_VERSION"] = version
+	env["FERRY_RELEASE_DIR"] = l.release(version)
+	env["FERRY_SHARED_DIR"] = l.shared()
+	return env
 }
 
 // stopRelease stops the release current points at: the stop command, else SIGTERM to the pid

@@ -25,7 +25,7 @@ func (c *Conn) Upload(ctx context.Context, root string, rel Release, progress fu
 	if err := rel.Validate(); err != nil {
 		return 0, err
 	}
-	l := layout{root}
+	l := layout{root: root}
 	st, err := c.probe(ctx, l, true, rel.Version)
 	if err != nil {
 		return 0, err
