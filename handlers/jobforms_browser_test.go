@@ -127,4 +127,3 @@ func browseJobEditor(t *testing.T, db *store.DB, f *pageFixture, srv *httptest.S
 		waitFor(`(function (j) { return j.steps[0].account === "ops" && j.steps[1].kind === "pause" && j.params[0].name === "COUNT" })(JSON.parse(document.querySelector('#job-json textarea').value))`),
 	)
 }
-
