@@ -229,5 +229,38 @@
     if (input.focus) input.focus();
   }
 
+  // The file form sends the chosen file as the raw body of a PUT, so the browser streams it
+  // and files up to the store's limit fit (a JSON body is capped at 1 MiB).
+  const fileForm = document.getElementById('file-form');
+  if (fileForm) {
+    const pick = fileForm.elements.file, named = fileForm.elements.name;
+    pick.addEventListener('change', function () { if (pick.files[0] && !named.value) named.value = pick.files[0].name; });
+    fileForm.addEventListener('submit', async function (ev) {
+      ev.preventDefault();
+      const out = fileForm.querySelector('.form-error');
+      out.textContent = '';
+      const file = pick.files[0];
+      if (!file) return;
+      const button = fileForm.querySelector('button[type=submit]');
+      button.disabled = true;
+      try {
+        const res = await fetch(fileForm.dataset.url + encodeURIComponent(named.value.trim() || file.name), {
+          method: 'PUT', credentials: 'same-origin', body: file,
+          headers: { 'X-CSRF-Token': csrf, 'Accept': 'application/json', 'Content-Type': 'application/octet-stream' },
+        });
+        if (!res.ok) {
+          let answer = null;
+          try { answer = await res.json(); } catch (e) { answer = null; }
+          throw new Error((answer && answer.error) || ('HTTP ' + res.status));
+        }
+        location.reload();
+      } catch (e) {
+        out.textContent = e.message;
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
   if (!steps.children.length) { addParam({ name: 'VERSION', default: '' }); addStep(); }
 })();
