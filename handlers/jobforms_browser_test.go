@@ -1,7 +1,12 @@
 package handlers_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -126,4 +131,27 @@ func browseJobEditor(t *testing.T, db *store.DB, f *pageFixture, srv *httptest.S
 		chromedp.Click(`#job-json-toggle`),
 		waitFor(`(function (j) { return j.steps[0].account === "ops" && j.steps[1].kind === "pause" && j.params[0].name === "COUNT" })(JSON.parse(document.querySelector('#job-json textarea').value))`),
 	)
+}
+
+// browseFileUpload: an administrator uploads a 2 MiB file (twice what a JSON body may carry)
+// with the page's file form and sees it listed with its checksum.
+func browseFileUpload(t *testing.T, db *store.DB, f *pageFixture, srv *httptest.Server, c *chrome) {
+	ctx := context.Background()
+	content := bytes.Repeat([]byte("0123456789abcdef"), 2<<20/16)
+	path := filepath.Join(t.TempDir(), "app.conf")
+	must(t, os.WriteFile(path, content, 0o600))
+	sum := sha256.Sum256(content)
+	c.run("upload a file",
+		chromedp.Navigate(srv.URL+"/projects/orders/jobs#files"),
+		chromedp.WaitVisible(`#file-form button[type=submit]`),
+		chromedp.SetUploadFiles(`#file-form input[type=file]`, []string{path}),
+		waitFor(`document.querySelector('#file-form input[name=name]').value === "app.conf"`),
+		chromedp.Click(`#file-form button[type=submit]`),
+	)
+	settle(c, "see the file listed", `!!document.querySelector('tr[data-file="app.conf"]') && document.querySelector('tr[data-file="app.conf"]').textContent.includes("`+hex.EncodeToString(sum[:])+`")`)
+	files, err := db.ListJobFiles(ctx, f.project.ID)
+	must(t, err)
+	if len(files) != 1 || files[0].Size != int64(len(content)) {
+		t.Errorf("files: %+v", files)
+	}
 }

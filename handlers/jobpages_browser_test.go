@@ -80,6 +80,7 @@ func TestBrowserScriptEditorAndRunPage(t *testing.T) {
 	}
 	browseAccountForms(t, db, f, srv, c)
 	browseJobEditor(t, db, f, srv, c)
+	browseFileUpload(t, db, f, srv, c)
 }
 
 // settle waits until expr is true on the page, trying again while the page navigates (a form
