@@ -262,5 +262,5 @@
     });
   }
 
-  if (!steps.children.length) { addParam({ name: 'VERSION', default: '' }); addStep(); }
+  if (!steps.children.length) { addParam(); addStep(); } // an empty parameter row (left out while its name is empty) and one step
 })();
