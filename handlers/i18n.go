@@ -522,7 +522,7 @@ var messages = map[string][2]string{
 	"jobs.saved_by":        {"Saved", "保存"},
 	"jobs.save_version":    {"Save as version %d", "保存为第 %d 版"},
 	"jobs.accounts":        {"Execution accounts", "执行账号"},
-	"jobs.no_accounts":     {"No execution accounts yet; an administrator adds them through the API.", "还没有执行账号；管理员可通过 API 添加。"},
+	"jobs.no_accounts":     {"No execution accounts yet; an administrator adds them here.", "还没有执行账号；管理员可在此添加。"},
 	"action.save":          {"Save", "保存"},
 	"run.title":            {"Run %d", "执行 %d"},
 	"run.continue":         {"Continue", "继续"},

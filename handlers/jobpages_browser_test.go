@@ -78,6 +78,9 @@ func TestBrowserScriptEditorAndRunPage(t *testing.T) {
 	if len(runs) != 1 || runs[0].Params["COUNT"] != "3" || runs[0].Status != store.RunCanceled {
 		t.Errorf("runs: %s", fmt.Sprint(runs))
 	}
+	browseAccountForms(t, db, f, srv, c)
+	browseJobEditor(t, db, f, srv, c)
+	browseFileUpload(t, db, f, srv, c)
 }
 
 // settle waits until expr is true on the page, trying again while the page navigates (a form

@@ -64,13 +64,14 @@ func securityHeaders(c *gin.Context) {
 // limitBody refuses bodies that say they are too large, and caps every body at MaxBodyBytes
 // for those that lie about their length or do not give it.
 func limitBody(c *gin.Context) {
-	if c.Request.ContentLength > MaxBodyBytes {
+	limit := bodyLimit(c.Request) // a raw job file upload may be larger (jobfiles.go)
+	if c.Request.ContentLength > limit && limit == MaxBodyBytes {
 		c.Header("Connection", "close")
 		failAPIOrPage(c, errBodyTooLarge)
 		return
 	}
 	if c.Request.Body != nil {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	}
 	c.Next()
 }

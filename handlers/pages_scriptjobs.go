@@ -29,9 +29,14 @@ type scriptJobsData struct {
 	Jobs      []*store.ScriptJob
 	Schedules []*store.JobSchedule
 	Runs      []*store.JobRun
+	// Environments and Files are offered in the job editor's step targets and distribute steps.
+	Environments []*store.Environment
+	Files        []*store.JobFile
 	// Edit is the script ?script= names, shown in the editor; saving makes NextVersion.
 	Edit        *store.Script
 	NextVersion int
+	// PublicKeys are the authorized_keys lines of the accounts' keys, by account, for administrators.
+	PublicKeys map[string]string
 }
 
 func (s *Server) scriptJobsPage(c *gin.Context) {
@@ -44,10 +49,18 @@ func (s *Server) scriptJobsPage(c *gin.Context) {
 		func() (err error) { d.Jobs, err = s.db.ListScriptJobs(ctx, p.ID); return },
 		func() (err error) { d.Schedules, err = s.db.ListJobSchedules(ctx, p.ID); return },
 		func() (err error) { d.Runs, err = s.db.ListJobRuns(ctx, p.ID, 0, 20); return },
+		func() (err error) { d.Environments, err = s.db.ListEnvironments(ctx, p.ID); return },
+		func() (err error) { d.Files, err = s.db.ListJobFiles(ctx, p.ID); return },
 	}
 	for _, f := range load {
 		if err = f(); err != nil {
 			s.fail(c, fmt.Errorf("the jobs page of %s: %w", p.Name, err))
+			return
+		}
+	}
+	if d.Admin {
+		if d.PublicKeys, err = s.accountPublicKeys(ctx, p.ID, d.Accounts); err != nil {
+			s.fail(c, err)
 			return
 		}
 	}
@@ -109,4 +122,18 @@ func (s *Server) pageRunLog(ctx context.Context, id int64, host string) (jobLog,
 		l.After = l.Lines[len(l.Lines)-1].Seq
 	}
 	return l, nil
+}
+
+// accountPublicKeys opens each account's key for the public half an administrator puts in
+// authorized_keys.
+func (s *Server) accountPublicKeys(ctx context.Context, projectID int64, accounts []*store.ExecAccount) (map[string]string, error) {
+	out := make(map[string]string, len(accounts))
+	for _, a := range accounts {
+		full, err := s.db.GetExecAccount(ctx, projectID, a.Name)
+		if err != nil {
+			return nil, fmt.Errorf("account %s: %w", a.Name, err)
+		}
+		out[a.Name] = publicKeyOf(full.PrivateKey, a.Name)
+	}
+	return out, nil
 }

@@ -109,6 +109,7 @@ var permRouteParts = sync.OnceFunc(func() {
 	gitlabPickPermRoutes()
 	hostKeyPermRoutes()
 	jobPermRoutes()
+	jobFilePermRoutes()
 	openAPIPermRoutes()
 	pagePermRoutes()
 	streamPermRoutes()

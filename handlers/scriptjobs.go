@@ -37,6 +37,16 @@ type accountInput struct {
 	Name       string `json:"name"`
 	User       string `json:"user"`
 	PrivateKey string `json:"private_key"`
+	// GenerateKey asks ferry for a new ed25519 key pair instead of a pasted key; the answer's
+	// public_key goes into the account's authorized_keys on the hosts.
+	GenerateKey bool `json:"generate_key"`
+}
+
+// accountView is an account as the API answers a create or update: never the private key, but
+// the public half of it for authorized_keys.
+type accountView struct {
+	*store.ExecAccount
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 func (s *Server) listAccounts(c *gin.Context) {
@@ -44,22 +54,43 @@ func (s *Server) listAccounts(c *gin.Context) {
 	s.answer(c, http.StatusOK, list, err)
 }
 
-// createAccount creates an account, or replaces the user and key of the one of that name.
+// createAccount creates an account, or replaces the user and key of the one of that name (an
+// empty key keeps the stored one).
 func (s *Server) createAccount(c *gin.Context) {
 	var in accountInput
 	if !s.bindJSON(c, &in) {
 		return
 	}
+	if in.GenerateKey {
+		if in.PrivateKey != "" {
+			s.fail(c, store.Errorf(store.EINVALID, "private_key: paste a key or let ferry generate one, not both"))
+			return
+		}
+		key, err := generateKeyPair(in.Name)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		in.PrivateKey = key
+	}
 	p := projectOf(c)
 	ctx := c.Request.Context()
 	if _, err := s.db.GetExecAccount(ctx, p.ID, in.Name); err == nil {
 		a, err := s.db.UpdateExecAccount(ctx, p.ID, in.Name, in.User, in.PrivateKey)
-		s.answer(c, http.StatusOK, a, err)
+		s.answerAccount(c, http.StatusOK, a, err)
 		return
 	}
 	a := &store.ExecAccount{ProjectID: p.ID, Name: in.Name, User: in.User, PrivateKey: in.PrivateKey}
 	err := s.db.CreateExecAccount(ctx, a)
-	s.answer(c, http.StatusCreated, a, err)
+	s.answerAccount(c, http.StatusCreated, a, err)
+}
+
+func (s *Server) answerAccount(c *gin.Context, status int, a *store.ExecAccount, err error) {
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(status, accountView{ExecAccount: a, PublicKey: publicKeyOf(a.PrivateKey, a.Name)})
 }
 
 func (s *Server) deleteAccount(c *gin.Context) {

@@ -178,6 +178,7 @@ func (s *Server) routes() *gin.Engine {
 	s.registerVariables(api)
 	s.registerChanges(api)
 	s.registerGitLabProjects(api)
+	s.registerJobFileUpload(api)
 	return r
 }
 

@@ -30,6 +30,10 @@ const (
 	DeploymentAwaitingApproval Event = "deployment.awaiting_approval"
 	DeploymentApproved         Event = "deployment.approved"
 	DeploymentRejected         Event = "deployment.rejected"
+	// A job run waits for approval (mailed to the people who may approve it) or was rejected
+	// (by a person, or nobody approved it in time).
+	RunAwaitingApproval Event = "run.awaiting_approval"
+	RunRejected         Event = "run.rejected"
 	// Digest is a message made by a Limiter that merges notices which had to wait for a rate
 	// limit; its Merged field holds them.
 	Digest Event = "digest"
@@ -55,6 +59,7 @@ type Message struct {
 	Version     string        `json:"version,omitempty"`
 	Commit      Commit        `json:"commit"`
 	Environment string        `json:"environment,omitempty"`
+	Job         string        `json:"job,omitempty"` // the job of a run
 	HostsOK     []string      `json:"hosts_ok,omitempty"`
 	HostsFailed []string      `json:"hosts_failed,omitempty"`
 	Duration    time.Duration `json:"duration_ns,omitempty"`
@@ -82,6 +87,8 @@ func (m Message) Title() string {
 			oneLine(m.Environment), strings.TrimPrefix(string(m.Event), "deployment."))
 	case DeploymentAwaitingApproval, DeploymentApproved, DeploymentRejected:
 		return fmt.Sprintf("%s: deployment of %s to %s %s", project, oneLine(m.Version), oneLine(m.Environment), gateWords[m.Event])
+	case RunAwaitingApproval, RunRejected:
+		return fmt.Sprintf("%s: run of job %s %s", project, oneLine(m.Job), gateWords[m.Event])
 	default:
 		return fmt.Sprintf("%s: %s", project, oneLine(string(m.Event)))
 	}
@@ -91,6 +98,8 @@ var gateWords = map[Event]string{
 	DeploymentAwaitingApproval: "awaits your approval",
 	DeploymentApproved:         "was approved",
 	DeploymentRejected:         "was rejected",
+	RunAwaitingApproval:        "awaits your approval",
+	RunRejected:                "was rejected",
 }
 
 // Failed reports whether the message is about a failure (and so shows a log tail).

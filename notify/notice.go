@@ -20,6 +20,8 @@ func (w *Worker) buildMessage(ctx context.Context, d *store.Delivery) (Message, 
 		err = w.buildNotice(ctx, d.JobID, &m)
 	case store.JobDeployment:
 		err = w.deploymentNotice(ctx, d.JobID, &m)
+	case store.JobRunLog:
+		err = w.runNotice(ctx, d.JobID, &m)
 	default:
 		err = store.Errorf(store.ENOTFOUND, "job kind %q is unknown", d.JobKind)
 	}

@@ -257,7 +257,7 @@ func (w *Worker) send(ctx context.Context, ch *store.Channel, lease string, b ba
 	var sender Sender
 	var err error
 	if forApprovers(ch, b) {
-		sender, err = w.approverSender(ctx, ch, b[0].d.JobID)
+		sender, err = w.approverSender(ctx, ch, b[0].d.JobKind, b[0].d.JobID)
 	} else {
 		sender, err = w.senderFor(ctx, ch, projectID, senders)
 	}

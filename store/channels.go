@@ -28,7 +28,8 @@ var ChannelKinds = []string{ChannelEmail, ChannelDingTalk, ChannelWeCom, Channel
 // ChannelEvents lists the events a channel can choose, in the order they are shown.
 var ChannelEvents = []string{OutboxBuildFailed, OutboxBuildSucceeded, OutboxDeploymentStarted,
 	OutboxDeploymentSucceeded, OutboxDeploymentFailed, OutboxDeploymentCanceled,
-	OutboxDeploymentAwaitingApproval, OutboxDeploymentApproved, OutboxDeploymentRejected}
+	OutboxDeploymentAwaitingApproval, OutboxDeploymentApproved, OutboxDeploymentRejected,
+	OutboxRunAwaitingApproval, OutboxRunRejected}
 
 // maxRecipients bounds a mail channel's extra addresses.
 const maxRecipients = 100

@@ -207,6 +207,11 @@ func (db *DB) PromoteDeployments(ctx context.Context) (PromoteResult, error) {
 	if res.Expired, err = db.expireApprovals(ctx, now); err != nil {
 		return res, err
 	}
+	runs, err := db.expireRunApprovals(ctx, now) // job runs wait for approval too (jobrunexpiry.go)
+	res.Expired += runs
+	if err != nil {
+		return res, err
+	}
 	var due []struct {
 		ID       int64  `db:"id"`
 		FrozenBy string `db:"frozen_by"`

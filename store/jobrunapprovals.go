@@ -66,6 +66,9 @@ func (db *DB) recordRunDecision(ctx context.Context, tx *sqlx.Tx, r *JobRun, use
 		if err := db.endJobRun(ctx, tx, r.ID, RunCanceled, line); err != nil {
 			return err
 		}
+		if err := db.addOutbox(ctx, tx, OutboxRunRejected, r.ProjectID, JobRunLog, r.ID); err != nil {
+			return err
+		}
 		return db.addLogLine(ctx, tx, JobRunLog, r.ID, "", line)
 	}
 	approved := 1

@@ -19,7 +19,7 @@ func runQueue() jobQueue { return jobQueue{JobRunLog, "job_runs", "id", RunQueue
 
 const runColumns = `r.id, r.job_id, r.project_id, p.name AS project, r.job_name, r.status, r.params, r.plan, r.next_step,
 	r.triggered_by, r.schedule_id, r.error, r.queued_at, r.started_at, r.finished_at, r.attempts, r.cancel_requested,
-	r.approvals_required, r.requested_by_id`
+	r.approvals_required, r.requested_by_id, r.approval_expires_at`
 
 const runFrom = ` FROM job_runs r JOIN projects p ON p.id = r.project_id`
 
@@ -40,6 +40,7 @@ func (row *runRow) open() (*JobRun, error) {
 	r.QueuedAt = r.QueuedAt.UTC()
 	utc(r.StartedAt)
 	utc(r.FinishedAt)
+	utc(r.ApprovalExpiresAt)
 	r.Steps = []*JobRunStep{}
 	r.Approvals = []*RunApproval{}
 	return &r, nil
@@ -97,6 +98,11 @@ func (db *DB) createJobRun(ctx context.Context, tx *sqlx.Tx, nr NewJobRun) (int6
 		approvals, nr.AsUserID)
 	if err != nil {
 		return 0, fmt.Errorf("queue a run of job %s: %w", j.Name, err)
+	}
+	if status == RunAwaitingApproval {
+		if err := db.awaitRunApproval(ctx, tx, j.ProjectID, id); err != nil {
+			return 0, err
+		}
 	}
 	for i, st := range plan {
 		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO job_run_steps (run_id, position, name, kind, status) VALUES (?, ?, ?, ?, ?)`),

@@ -234,6 +234,9 @@ func (db *DB) RetryJobRun(ctx context.Context, id int64) (*JobRun, error) {
 			if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM job_run_approvals WHERE run_id = ?`), id); err != nil {
 				return err
 			}
+			if err := db.awaitRunApproval(ctx, tx, r.ProjectID, id); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.ExecContext(ctx, db.q(`UPDATE job_runs SET status = ?, next_step = ?, error = '', finished_at = NULL,
 			attempts = 0, cancel_requested = FALSE WHERE id = ?`), status, from-1, id); err != nil {

@@ -51,6 +51,9 @@ type JobRun struct {
 	ApprovalsRequired int            `db:"approvals_required" json:"approvals_required"`
 	RequestedByID     *int64         `db:"requested_by_id" json:"-"`
 	Approvals         []*RunApproval `db:"-" json:"approvals"`
+	// ApprovalExpiresAt is when a run awaiting approval ends as canceled (FERRY_APPROVAL_EXPIRY
+	// after it began to wait).
+	ApprovalExpiresAt *time.Time `db:"approval_expires_at" json:"approval_expires_at,omitempty"`
 	// Plan is what the worker runs; not shown (it holds the scripts' bodies).
 	Plan []RunStepPlan `db:"-" json:"-"`
 }

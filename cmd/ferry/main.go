@@ -70,6 +70,10 @@ client commands (they talk to a ferry server; see docs/cli.md):
   retry build|deployment ID [--follow]
   approve ID [--comment TEXT]             approve a deployment that waits for approval
   reject ID [--comment TEXT]              reject it
+  jobs P [--json]                         a project's jobs (script jobs)
+  run P JOB [-p NAME=VALUE]... [--hosts a,b] [--follow]   start a run of a job
+  runs P JOB [--limit N] [--json]         a job's runs
+  run-cancel | run-continue | run-retry RUN_ID [--follow]
 
 Exit status: 0 success, 1 the operation failed (with --follow: the build or deployment did not
 succeed), 2 the command was used wrongly.
@@ -117,6 +121,9 @@ func run(ctx context.Context, args []string, env func(string) string, stdin io.R
 func clientCommand(ctx context.Context, cmd string, args []string, env func(string) string, std streams) (handled bool, err error) {
 	if l, ok := listings[cmd]; ok {
 		return true, listCommand(ctx, cmd, l, args, env, std.stdout)
+	}
+	if handled, err := runClientCommand(ctx, cmd, args, env, std); handled {
+		return true, err
 	}
 	switch cmd {
 	case "login":
