@@ -76,7 +76,7 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 		return err
 	}
 	ev = extras.masked(ev)
-	conn, err := Dial(ctx, j.target, r.dialOptions(ctx, j))
+	conn, err := r.w.dial(ctx, j.target, r.dialOptions(ctx, j))
 	var changed *HostKeyChangedError
 	if errors.As(err, &changed) { // shown on the hosts page beside the pinned key, to re-pin
 		if rerr := r.w.db.RecordChangedHostKey(ctx, j.step.HostID, changed.Key); rerr != nil {
@@ -92,7 +92,7 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 		r.finishHost(ctx, j, res)
 		return err
 	}
-	defer conn.Close()
+	defer r.w.release(conn) // kept for the next deployment to the host, unless closed below
 	// Once the lease is lost the host is not touched again, not even to switch back: the
 	// connection goes, so nothing this run still had under way can reach the host.
 	stopFence := context.AfterFunc(ctx, func() {
