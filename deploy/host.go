@@ -182,15 +182,16 @@ func (d *hostDeploy) replace(ctx context.Context) error {
 	if err := d.hook(ctx, HookBeforeStop); err != nil { // hooks.go: nothing stopped yet
 		return err
 	}
-	if previous != "" {
+	if previous != "" { // stopswitch.go: stop and switch in one command
 		d.ev.step(StepStop)
-		if err := d.conn.stopRelease(ctx, d.l, d.prevSpec.Stop, previous, d.ev.log); err != nil {
+		if err := d.conn.stopAndSwitch(ctx, d.l, d.prevSpec.Stop, previous, d.rel.Version, d.ev.log, func() { d.ev.step(StepSwitch) }); err != nil {
 			return d.recover(ctx, err, false)
 		}
-	}
-	d.ev.step(StepSwitch)
-	if err := d.conn.switchCurrent(ctx, d.l, d.rel.Version, d.ev.log); err != nil {
-		return d.recover(ctx, err, false)
+	} else {
+		d.ev.step(StepSwitch)
+		if err := d.conn.switchCurrent(ctx, d.l, d.rel.Version, d.ev.log); err != nil {
+			return d.recover(ctx, err, false)
+		}
 	}
 	d.ev.say("current -> releases/%s (was %s)", d.rel.Version, orNone(previous))
 	if err := d.hook(ctx, HookAfterSwitch); err != nil { // hooks.go

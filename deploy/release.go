@@ -125,9 +125,7 @@ func (l layout) removeRelease(v string) string {
 // switchCurrent points current at releases/<version> with one rename over the old link, so
 // there is never a moment without a current link. It also marks the release as just deployed.
 func (c *Conn) switchCurrent(ctx context.Context, l layout, version string, out func(stream, line string)) error {
-	script := fmt.Sprintf("cd %s && touch -c %s && ln -sfn %s .current.tmp && mv -T .current.tmp current",
-		store.ShellQuote(l.root), store.ShellQuote("releases/"+version), store.ShellQuote("releases/"+version))
-	if _, err := c.Quick(ctx, script); err != nil {
+	if _, err := c.Quick(ctx, switchScript(l, version)); err != nil {
 		return fmt.Errorf("switch %s to release %s on %s: %w", l.current(), version, c.target.label(), err)
 	}
 	return nil
