@@ -65,6 +65,10 @@ type HostResult struct {
 	RolledBack bool   // current was switched back to Previous
 	Reason     string // why the host failed, in words
 	Duration   time.Duration
+	// Kept are the releases the host keeps once it succeeded, the new one first and the others
+	// most recently deployed first; nil when that is not known (the host failed, or pruning
+	// did), and the host must be asked.
+	Kept []string
 }
 
 // HostPlan is what DeployHostPlan does on one host, besides the connection.
@@ -408,9 +412,11 @@ func (d *hostDeploy) prune(ctx context.Context) {
 			kept = append(kept, r)
 		}
 	}
-	if err := d.conn.prune(ctx, d.l, kept, keep, d.rel.Version, d.res.Previous, say); err != nil {
+	left, err := d.conn.prune(ctx, d.l, kept, keep, d.rel.Version, d.res.Previous, say)
+	if err != nil {
 		d.ev.say("pruning old releases: %v", err)
 	}
+	d.res.Kept = left
 }
 
 func orNone(v string) string {

@@ -132,23 +132,23 @@ func (c *Conn) switchCurrent(ctx context.Context, l layout, version string, out 
 }
 
 // prune removes the oldest of kept (most recently deployed first) beyond keep, never current
-// nor previous, in one command when there is anything to remove.
-func (c *Conn) prune(ctx context.Context, l layout, kept []KeptRelease, keep int, current, previous string, log func(string)) error {
-	var remove []string
-	left := 0
+// nor previous, in one command when there is anything to remove. It returns the versions left,
+// in kept's order.
+func (c *Conn) prune(ctx context.Context, l layout, kept []KeptRelease, keep int, current, previous string, log func(string)) ([]string, error) {
+	var remove, left []string
 	for _, r := range kept {
-		if r.Version == current || r.Version == previous || left < keep {
-			left++
+		if r.Version == current || r.Version == previous || len(left) < keep {
+			left = append(left, r.Version)
 			continue
 		}
 		remove = append(remove, l.removeRelease(r.Version))
 		log(fmt.Sprintf("removing old release %s (keeping %d)", r.Version, keep))
 	}
 	if len(remove) == 0 {
-		return nil
+		return left, nil
 	}
 	if _, err := c.Quick(ctx, "rm -rf -- "+strings.Join(remove, " ")); err != nil {
-		return fmt.Errorf("remove old releases on %s: %w", c.target.label(), err)
+		return nil, fmt.Errorf("remove old releases on %s: %w", c.target.label(), err)
 	}
-	return nil
+	return left, nil
 }

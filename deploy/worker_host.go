@@ -228,10 +228,18 @@ func (r *deploymentRun) updateStep(ctx context.Context, j *hostJob, u store.Host
 func (r *deploymentRun) recordInstance(ctx context.Context, j *hostJob, conn *Conn, res HostResult) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	state, err := conn.State(ctx, r.spec.Path)
-	if err != nil {
-		r.say(j.step.Host, "could not read which releases %s holds: %v", j.step.Host, err)
-		return
+	var state HostState
+	if res.Status == HostSucceeded && res.Kept != nil { // known without asking the host again
+		state.Current = res.Version
+		for _, v := range res.Kept {
+			state.Releases = append(state.Releases, KeptRelease{Version: v})
+		}
+	} else {
+		var err error
+		if state, err = conn.State(ctx, r.spec.Path); err != nil {
+			r.say(j.step.Host, "could not read which releases %s holds: %v", j.step.Host, err)
+			return
+		}
 	}
 	in := store.Instance{
 		ProjectID: r.d.ProjectID, HostID: j.step.HostID, Host: j.step.Host,

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,8 +25,12 @@ func TestWorkerReusesConnectionsBetweenDeployments(t *testing.T) {
 		if n := h.Connections(); n != 1 {
 			t.Errorf("%s accepted %d connections for three deployments through one worker, want 1", h.Name, n)
 		}
-		if in := f.instances()[h.Name]; in.Version != "v1" || in.Previous != "v2" {
-			t.Errorf("%s: instance %+v, want v1 after v2", h.Name, in)
+		// What the worker records is what the host holds, without asking it once more.
+		if in := f.instances()[h.Name]; in.Version != "v1" || in.Previous != "v2" || !slices.Equal(in.Releases, []string{"v1", "v2"}) {
+			t.Errorf("%s: instance %+v, want v1 after v2, keeping v1 and v2", h.Name, in)
+		}
+		if got := releaseEntries(t, h); !slices.Equal(got, []string{"v1", "v2"}) {
+			t.Errorf("%s keeps %v, want v1 and v2", h.Name, got)
 		}
 	}
 }
