@@ -65,6 +65,10 @@ type HostResult struct {
 	RolledBack bool   // current was switched back to Previous
 	Reason     string // why the host failed, in words
 	Duration   time.Duration
+	// Kept are the releases the host keeps once it succeeded, the new one first and the others
+	// most recently deployed first; nil when that is not known (the host failed, or pruning
+	// did), and the host must be asked.
+	Kept []string
 }
 
 // HostPlan is what DeployHostPlan does on one host, besides the connection.
@@ -182,15 +186,16 @@ func (d *hostDeploy) replace(ctx context.Context) error {
 	if err := d.hookOnce(ctx, HookBeforeStop); err != nil { // hooks.go: nothing stopped yet
 		return err
 	}
-	if previous != "" {
+	if previous != "" { // stopswitch.go: stop and switch in one command
 		d.ev.step(StepStop)
-		if err := d.conn.stopRelease(ctx, d.l, d.prevSpec.Stop, previous, d.ev.log); err != nil {
+		if err := d.conn.stopAndSwitch(ctx, d.l, d.prevSpec.Stop, previous, d.rel.Version, d.ev.log, func() { d.ev.step(StepSwitch) }); err != nil {
 			return d.recover(ctx, err, false)
 		}
-	}
-	d.ev.step(StepSwitch)
-	if err := d.conn.switchCurrent(ctx, d.l, d.rel.Version, d.ev.log); err != nil {
-		return d.recover(ctx, err, false)
+	} else {
+		d.ev.step(StepSwitch)
+		if err := d.conn.switchCurrent(ctx, d.l, d.rel.Version, d.ev.log); err != nil {
+			return d.recover(ctx, err, false)
+		}
 	}
 	d.ev.say("current -> releases/%s (was %s)", d.rel.Version, orNone(previous))
 	if err := d.hookOnce(ctx, HookAfterSwitch); err != nil { // hooks.go
@@ -418,9 +423,11 @@ func (d *hostDeploy) prune(ctx context.Context) {
 			kept = append(kept, r)
 		}
 	}
-	if err := d.conn.prune(ctx, d.l, kept, keep, d.rel.Version, d.res.Previous, say); err != nil {
+	left, err := d.conn.prune(ctx, d.l, kept, keep, d.rel.Version, d.res.Previous, say)
+	if err != nil {
 		d.ev.say("pruning old releases: %v", err)
 	}
+	d.res.Kept = left
 }
 
 func orNone(v string) string {

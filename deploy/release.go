@@ -130,32 +130,30 @@ func (l layout) removeRelease(v string) string {
 // switchCurrent points current at releases/<version> with one rename over the old link, so
 // there is never a moment without a current link. It also marks the release as just deployed.
 func (c *Conn) switchCurrent(ctx context.Context, l layout, version string, out func(stream, line string)) error {
-	script := fmt.Sprintf("cd %s && touch -c %s && ln -sfn %s .current.tmp && mv -T .current.tmp current",
-		store.ShellQuote(l.root), store.ShellQuote("releases/"+version), store.ShellQuote("releases/"+version))
-	if _, err := c.Quick(ctx, script); err != nil {
+	if _, err := c.Quick(ctx, switchScript(l, version)); err != nil {
 		return fmt.Errorf("switch %s to release %s on %s: %w", l.current(), version, c.target.label(), err)
 	}
 	return nil
 }
 
 // prune removes the oldest of kept (most recently deployed first) beyond keep, never current
-// nor previous, in one command when there is anything to remove.
-func (c *Conn) prune(ctx context.Context, l layout, kept []KeptRelease, keep int, current, previous string, log func(string)) error {
-	var remove []string
-	left := 0
+// nor previous, in one command when there is anything to remove. It returns the versions left,
+// in kept's order.
+func (c *Conn) prune(ctx context.Context, l layout, kept []KeptRelease, keep int, current, previous string, log func(string)) ([]string, error) {
+	var remove, left []string
 	for _, r := range kept {
-		if r.Version == current || r.Version == previous || left < keep {
-			left++
+		if r.Version == current || r.Version == previous || len(left) < keep {
+			left = append(left, r.Version)
 			continue
 		}
 		remove = append(remove, l.removeRelease(r.Version))
 		log(fmt.Sprintf("removing old release %s (keeping %d)", r.Version, keep))
 	}
 	if len(remove) == 0 {
-		return nil
+		return left, nil
 	}
 	if _, err := c.Quick(ctx, "rm -rf -- "+strings.Join(remove, " ")); err != nil {
-		return fmt.Errorf("remove old releases on %s: %w", c.target.label(), err)
+		return nil, fmt.Errorf("remove old releases on %s: %w", c.target.label(), err)
 	}
-	return nil
+	return left, nil
 }

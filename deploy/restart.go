@@ -32,30 +32,37 @@ func releaseEnv(l layout, version string) map[string]string {
 // stopRelease stops the release current points at: the stop command, else SIGTERM to the pid
 // file's process, the grace period, then SIGKILL.
 func (c *Conn) stopRelease(ctx context.Context, l layout, spec store.StopSpec, version string, out func(stream, line string)) error {
+	script, grace := stopScript(l, spec)
+	if script == "" {
+		out(StreamFerry, "no stop command or pid file in .ferry.yml: nothing to stop")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, grace+time.Minute)
+	defer cancel()
+	if err := c.Run(ctx, script, releaseEnv(l, version), out); err != nil {
+		return fmt.Errorf("stop release %s on %s: %w", version, c.target.label(), err)
+	}
+	return nil
+}
+
+// stopScript is the script that stops the release current points at, "" when spec names no
+// way to stop it, and the grace period it gives the process.
+func stopScript(l layout, spec store.StopSpec) (string, time.Duration) {
 	grace := spec.Grace.D()
 	if grace <= 0 {
 		grace = store.DefaultStopGrace
 	}
-	ctx, cancel := context.WithTimeout(ctx, grace+time.Minute)
-	defer cancel()
-	var script string
 	switch {
 	case spec.Command != "":
-		script = fmt.Sprintf("cd %s && %s", store.ShellQuote(l.current()), spec.Command)
+		return fmt.Sprintf("cd %s && %s", store.ShellQuote(l.current()), spec.Command), grace
 	case spec.PidFile != "":
 		pidFile := spec.PidFile
 		if !path.IsAbs(pidFile) {
 			pidFile = path.Join(l.current(), pidFile)
 		}
-		script = stopByPidFile(pidFile, grace)
-	default:
-		out(StreamFerry, "no stop command or pid file in .ferry.yml: nothing to stop")
-		return nil
+		return stopByPidFile(pidFile, grace), grace
 	}
-	if err := c.Run(ctx, script, releaseEnv(l, version), out); err != nil {
-		return fmt.Errorf("stop release %s on %s: %w", version, c.target.label(), err)
-	}
-	return nil
+	return "", grace
 }
 
 // stopByPidFile is a POSIX sh script that ends the process named in pidFile. A zombie counts

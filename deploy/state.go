@@ -20,9 +20,10 @@ import (
 // left behind.
 func probeScript(l layout, prepare bool, version string) string {
 	var b strings.Builder
-	if prepare {
-		fmt.Fprintf(&b, "mkdir -p -- %s %s || exit 1\n", store.ShellQuote(l.releases()), store.ShellQuote(l.shared()+"/logs"))
-		fmt.Fprintf(&b, "rm -rf -- %s || exit 1\n", l.tempsOf(version))
+	if prepare { // test builtins first: no mkdir or rm process when there is nothing to do
+		dirs := store.ShellQuote(l.releases()) + " " + store.ShellQuote(l.shared()+"/logs")
+		fmt.Fprintf(&b, "for d in %s; do [ -d \"$d\" ] || { mkdir -p -- %s || exit 1; break; }; done\n", dirs, dirs)
+		fmt.Fprintf(&b, "for f in %[1]s; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then rm -rf -- %[1]s || exit 1; break; fi; done\n", l.tempsOf(version))
 	}
 	fmt.Fprintf(&b, "cd -- %s 2>/dev/null || exit 0\n", store.ShellQuote(l.root))
 	b.WriteString(`if [ -L current ]; then printf 'current - %s\n' "$(readlink current)"; fi

@@ -51,6 +51,12 @@ type WorkerConfig struct {
 	MaxLogBytes int64
 	// MaxHostLogBytes bounds the same per host of a deployment; default DefaultMaxHostLogBytes.
 	MaxHostLogBytes int64
+	// IdleConnTimeout is how long the SSH connection to a host is kept open after a
+	// deployment, so the next deployment or rollback to that host skips the handshake; default
+	// 60 seconds, negative dials every host anew. A kept connection is only lent to a
+	// deployment whose host has the same address, user, private key and pinned host key (a
+	// re-pinned key dials anew), and only while it still answers. They are closed when Run ends.
+	IdleConnTimeout time.Duration
 	// Logger receives what the worker does at info level and its problems at warn and error;
 	// nil discards.
 	Logger *slog.Logger
@@ -82,6 +88,9 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	if c.MaxHostLogBytes <= 0 {
 		c.MaxHostLogBytes = DefaultMaxHostLogBytes
 	}
+	if c.IdleConnTimeout == 0 {
+		c.IdleConnTimeout = 60 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -98,6 +107,9 @@ type Worker struct {
 	jobs   jobStore
 	runner *runner.Runner[*store.Deployment]
 	log    *slog.Logger
+	// pool keeps the connections of finished deployments for IdleConnTimeout; nil when
+	// connections are not kept.
+	pool *ConnPool
 }
 
 // jobStore is what the deployment runner needs of the store: the deployments queue.
@@ -116,6 +128,9 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.DB != nil {
 		w.jobs = cfg.DB
 	}
+	if cfg.IdleConnTimeout > 0 {
+		w.pool = NewConnPool(cfg.IdleConnTimeout)
+	}
 	w.runner = runner.New(runner.Config{Owner: cfg.Owner, Workers: cfg.Workers, Lease: cfg.LeaseTTL,
 		Poll: cfg.Poll, Logger: cfg.Logger}, w.kind())
 	return w
@@ -130,12 +145,33 @@ func (w *Worker) Wake() { w.runner.Wake() }
 // in progress stops where it is without being finished: its hosts in progress go back to their
 // previous release and it is handed back to the queue, so another process takes it over at
 // once. Run returns nil once everything has stopped, or at once an error when the
-// configuration lacks a DB.
+// configuration lacks a DB. It closes the connections kept for later deployments when it
+// returns; a Worker runs once.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.db == nil {
 		return errors.New("deploy worker: no database")
 	}
+	if w.pool != nil {
+		defer w.pool.Close()
+	}
 	return w.runner.Run(ctx)
+}
+
+// dial connects to t, with a connection kept from an earlier deployment when the pool has one
+// for the same target and pinned key; release hands it back to the pool (or closes it).
+func (w *Worker) dial(ctx context.Context, t Target, opts DialOptions) (*Conn, error) {
+	if w.pool != nil {
+		return w.pool.Get(ctx, t, opts)
+	}
+	return Dial(ctx, t, opts)
+}
+
+func (w *Worker) release(c *Conn) {
+	if w.pool != nil {
+		w.pool.Put(c)
+		return
+	}
+	c.Close()
 }
 
 // kind is what a deployment is to the runner.

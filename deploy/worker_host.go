@@ -76,7 +76,7 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 		return err
 	}
 	ev = extras.masked(ev)
-	conn, err := Dial(ctx, j.target, r.dialOptions(ctx, j))
+	conn, err := r.w.dial(ctx, j.target, r.dialOptions(ctx, j))
 	var changed *HostKeyChangedError
 	if errors.As(err, &changed) { // shown on the hosts page beside the pinned key, to re-pin
 		if rerr := r.w.db.RecordChangedHostKey(ctx, j.step.HostID, changed.Key); rerr != nil {
@@ -92,7 +92,7 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 		r.finishHost(ctx, j, res)
 		return err
 	}
-	defer conn.Close()
+	defer r.w.release(conn) // kept for the next deployment to the host, unless closed below
 	// Once the lease is lost the host is not touched again, not even to switch back: the
 	// connection goes, so nothing this run still had under way can reach the host.
 	stopFence := context.AfterFunc(ctx, func() {
@@ -228,10 +228,18 @@ func (r *deploymentRun) updateStep(ctx context.Context, j *hostJob, u store.Host
 func (r *deploymentRun) recordInstance(ctx context.Context, j *hostJob, conn *Conn, res HostResult) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	state, err := conn.State(ctx, r.spec.Path)
-	if err != nil {
-		r.say(j.step.Host, "could not read which releases %s holds: %v", j.step.Host, err)
-		return
+	var state HostState
+	if res.Status == HostSucceeded && res.Kept != nil { // known without asking the host again
+		state.Current = res.Version
+		for _, v := range res.Kept {
+			state.Releases = append(state.Releases, KeptRelease{Version: v})
+		}
+	} else {
+		var err error
+		if state, err = conn.State(ctx, r.spec.Path); err != nil {
+			r.say(j.step.Host, "could not read which releases %s holds: %v", j.step.Host, err)
+			return
+		}
 	}
 	in := store.Instance{
 		ProjectID: r.d.ProjectID, HostID: j.step.HostID, Host: j.step.Host,

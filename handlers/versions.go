@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -39,8 +40,9 @@ func (s *Server) listVersions(c *gin.Context) {
 	c.JSON(http.StatusOK, emptyIfNil(versions))
 }
 
-// downloadArtifact streams a version's tar.gz with its length and sha256. A version removed
-// by retention is 410 Gone.
+// downloadArtifact streams a version's artifact with its length and sha256, as a .tar.gz
+// (application/gzip) or a plain .tar (application/x-tar) as its first bytes say: builds gzip
+// only what shrinks. A version removed by retention is 410 Gone.
 func (s *Server) downloadArtifact(c *gin.Context) {
 	id, _ := parseID("version", c.Param("version"))
 	v, err := s.db.GetVersion(c.Request.Context(), id)
@@ -62,16 +64,22 @@ func (s *Server) downloadArtifact(c *gin.Context) {
 		return
 	}
 	defer src.Close()
+	body := bufio.NewReaderSize(src, 64<<10)
+	magic, _ := body.Peek(2) // fewer bytes: not gzip; the copy below reports a short artifact
+	contentType, ext := "application/x-tar", ".tar"
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		contentType, ext = "application/gzip", ".tar.gz"
+	}
 	h := c.Writer.Header()
-	h.Set("Content-Type", "application/gzip")
+	h.Set("Content-Type", contentType)
 	h.Set("Content-Length", strconv.FormatInt(v.Size, 10))
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.tar.gz"`, v.Project, v.Name))
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s%s"`, v.Project, v.Name, ext))
 	h.Set("X-Checksum-Sha256", v.SHA256)
 	// The server's write timeout suits pages, not a large artifact on a slow link: allow
 	// an hour (at least 64 KiB/s for the largest artifacts).
 	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(max(time.Hour, time.Duration(v.Size/(64<<10))*time.Second)))
 	c.Status(http.StatusOK)
-	if _, err := io.CopyN(c.Writer, src, v.Size); err != nil {
+	if _, err := io.CopyN(c.Writer, body, v.Size); err != nil {
 		s.log.Warn("send artifact", "version", v.Name, "err", err)
 	}
 }

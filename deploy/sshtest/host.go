@@ -147,9 +147,15 @@ func (h *Host) HostKey() string {
 	return h.hostKey
 }
 
-// RegenerateHostKey gives the host a new host key, as a reinstall would.
+// RegenerateHostKey gives the host a new host key, as a reinstall would; like the restart a
+// reinstall ends with, it drops the connections open to the host.
 func (h *Host) RegenerateHostKey(tb testing.TB) {
 	tb.Helper()
+	h.mu.Lock()
+	for c := range h.open {
+		c.Close()
+	}
+	h.mu.Unlock()
 	key := filepath.Join(h.dir, "ssh_host_ed25519_key")
 	os.Remove(key)
 	os.Remove(key + ".pub")
