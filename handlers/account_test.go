@@ -119,8 +119,8 @@ func (c *chrome) login(base, name, password string) {
 	c.run("log in as "+name,
 		chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(`input[name=password]`),
-		chromedp.SendKeys(`input[name=name]`, name),
-		chromedp.SendKeys(`input[name=password]`, password),
+		typeText(`input[name=name]`, name),
+		typeText(`input[name=password]`, password),
 		chromedp.Click(`form[action="/login"] button[type=submit]`),
 		chromedp.WaitVisible(`#account-link`),
 	)
@@ -137,9 +137,9 @@ func TestBrowserChangeMyPassword(t *testing.T) {
 	c.run("a wrong current password",
 		chromedp.Click(`#account-link`),
 		chromedp.WaitVisible(`#password-form`),
-		chromedp.SendKeys(`#current-password`, "a guess"),
-		chromedp.SendKeys(`#new-password`, "ann's new password"),
-		chromedp.SendKeys(`#repeat-password`, "ann's new password"),
+		typeText(`#current-password`, "a guess"),
+		typeText(`#new-password`, "ann's new password"),
+		typeText(`#repeat-password`, "ann's new password"),
 		chromedp.Click(`#password-submit`),
 		waitFor(`(e => e && e.textContent.includes("this is not your current password") && e.previousElementSibling.contains(document.getElementById('current-password')))(document.querySelector('.field-error[data-for="current_password"]'))`),
 	)
@@ -159,14 +159,14 @@ func TestBrowserChangeMyPassword(t *testing.T) {
 	checkPassword(t, db, "ann", "ann's new password", true)
 	// The login form (a plain form, for browsers without JavaScript too) says so and keeps the name.
 	c.run("the old password no longer works",
-		chromedp.SendKeys(`input[name=name]`, "ann"),
-		chromedp.SendKeys(`input[name=password]`, "password-ann"),
+		typeText(`input[name=name]`, "ann"),
+		typeText(`input[name=password]`, "password-ann"),
 		chromedp.Click(`form[action="/login"] button[type=submit]`),
 	)
 	c.eventually("see the login refused", `(e => !!e && e.textContent.length > 0 && e.nextElementSibling.matches('form[action="/login"]'))(document.querySelector('.card p.error[role=alert]'))
 		&& document.querySelector('input[name=name]').value === "ann" && document.querySelector('input[name=password]').value === ""`)
 	c.run("log in with the new password",
-		chromedp.SendKeys(`input[name=password]`, "ann's new password"),
+		typeText(`input[name=password]`, "ann's new password"),
 		chromedp.Click(`form[action="/login"] button[type=submit]`),
 		chromedp.WaitVisible(`#password-form`),
 	)

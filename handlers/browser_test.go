@@ -95,6 +95,34 @@ func waitFor(expr string) chromedp.Action[chromedp.Void] {
 	return void(chromedp.Poll[bool](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
 }
 
+// typeText types text into the field sel as a person would (key by key). Headless Chromium
+// on a loaded machine now and then drops a key event; a field whose value then differs from
+// what was typed is set to it (with the input and change events a person's typing fires), and
+// the test logs that it happened, so a lost key is not mistaken for a wrong page.
+func typeText(sel, text string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		if _, err := chromedp.WaitVisible(sel)(ctx, t); err != nil {
+			return chromedp.Void{}, err
+		}
+		value := `(e => e ? e.value : "")(document.querySelector(` + jsString(sel) + `))`
+		before, err := chromedp.Evaluate[string](value)(ctx, t)
+		if err != nil {
+			return chromedp.Void{}, err
+		}
+		if _, err := chromedp.SendKeys(sel, text)(ctx, t); err != nil {
+			return chromedp.Void{}, err
+		}
+		want := before + text
+		got, err := chromedp.Evaluate[string](value)(ctx, t)
+		if err != nil || got == want {
+			return chromedp.Void{}, err
+		}
+		fmt.Fprintf(os.Stderr, "browser: typing %q into %s gave %q; setting the field to %q\n", text, sel, got, want)
+		_, err = chromedp.Evaluate[bool](`(e => { e.value = ` + jsString(want) + `; e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true})); return true; })(document.querySelector(` + jsString(sel) + `))`)(ctx, t)
+		return chromedp.Void{}, err
+	}
+}
+
 // eval runs a script on the page that returns true.
 func eval(script string) chromedp.Action[chromedp.Void] {
 	return void(chromedp.Evaluate[bool](script))
@@ -131,8 +159,8 @@ func TestBrowserLoginDeployLiveLogGridLogout(t *testing.T) {
 	c.run("log in",
 		chromedp.Navigate(srv.URL+"/projects/orders"),
 		chromedp.WaitVisible(`input[name=password]`),
-		chromedp.SendKeys(`input[name=name]`, "ann"),
-		chromedp.SendKeys(`input[name=password]`, "password-ann"),
+		typeText(`input[name=name]`, "ann"),
+		typeText(`input[name=password]`, "password-ann"),
 		chromedp.Click(`form[action="/login"] button[type=submit]`),
 		chromedp.WaitVisible(`#grid`),
 		waitFor(`document.querySelector('.hostcell[data-host="web-1"] .version').dataset.version === `+jsString(f.version.Name)),

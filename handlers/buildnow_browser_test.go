@@ -24,12 +24,12 @@ func TestBrowserBuildNowPicksABranchAndACommit(t *testing.T) {
 	c := newChrome(t)
 	c.login(f.srv.URL, "root", "password-root")
 	c.run("a bad ref", chromedp.Navigate(f.srv.URL+"/projects/orders"), chromedp.WaitVisible(`#build-form`),
-		chromedp.SendKeys(`#build-ref`, "bad..ref"), chromedp.Click(`#build-form button[type=submit]`),
+		typeText(`#build-ref`, "bad..ref"), chromedp.Click(`#build-form button[type=submit]`),
 		waitFor(`(e => e && e.textContent.startsWith('ref: "bad..ref" is not a branch or tag name'))(document.querySelector('#build-form .field-error[data-for="ref"]'))`))
 	c.run("choose main and a commit", chromedp.Navigate(f.srv.URL+"/projects/orders"), chromedp.WaitVisible(`#build-form`),
 		chromedp.Focus(`#build-ref`), waitFor(`document.getElementById('build-form').dataset.refsLoaded === "true"`),
 		waitFor(`Array.from(document.querySelectorAll('#build-refs option')).some(o => o.value === "main")`),
-		chromedp.SendKeys(`#build-ref`, "main"),
+		typeText(`#build-ref`, "main"),
 		eval(`(() => { document.getElementById('build-ref').dispatchEvent(new Event('change', {bubbles: true})); return true; })()`),
 		waitFor(`document.getElementById('build-form').dataset.commitsFor === "main"`),
 		waitFor(`Array.from(document.querySelectorAll('#build-sha option')).filter(o => o.value).map(o => o.textContent.slice(9)).join(",") === "Two devops — Ada Author,One devops — Ada Author"`),

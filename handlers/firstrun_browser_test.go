@@ -37,7 +37,7 @@ func (w *walk) click(sel string) chromedp.Action[chromedp.Void] {
 
 func (w *walk) fill(sel, value string) chromedp.Action[chromedp.Void] {
 	w.fields++
-	return chromedp.SendKeys(sel, value)
+	return typeText(sel, value)
 }
 
 // confirmNext answers the next confirmation dialog with yes, as the person would (one click).

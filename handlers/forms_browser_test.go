@@ -66,7 +66,7 @@ func TestBrowserNewHostEnvironmentTokenAndRepinFormsUpdateInPlace(t *testing.T) 
 		waitFor(`(e => e && e.textContent === "name: one line of at most 100 characters")(document.querySelector('form[data-url="/api/v1/user/tokens"] .field-error[data-for="name"]'))`),
 		setField(`form[data-url="/api/v1/user/tokens"] input[name=name]`, ""))
 	c.run("a token made and removed in place",
-		chromedp.SendKeys(`form[data-url="/api/v1/user/tokens"] input[name=name]`, "ci"),
+		typeText(`form[data-url="/api/v1/user/tokens"] input[name=name]`, "ci"),
 		chromedp.Click(`form[data-url="/api/v1/user/tokens"] button[type=submit]`),
 		waitFor(`(l => l && l.textContent.includes("ci"))(document.getElementById('token-list'))`),
 		eval(`(() => { window.confirm = () => true; return true; })()`),

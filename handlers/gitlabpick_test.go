@@ -65,14 +65,14 @@ func TestBrowserCreateAProjectPickedFromGitLab(t *testing.T) {
 	c := newChrome(t)
 	c.login(srv.URL, "root", "password-root")
 	c.run("search GitLab", chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(`#gitlab-search`),
-		chromedp.SendKeys(`#gitlab-search`, "orders"),
+		typeText(`#gitlab-search`, "orders"),
 		waitFor(`document.getElementById('gitlab-pick').dataset.results === "2"`),
 		chromedp.Click(`#gitlab-results button[data-path="shop/orders"]`),
 		waitFor(`document.getElementById('np-path').value === "shop/orders" && document.getElementById('np-clone').value === `+jsString(gl.URL+"/shop/orders.git")+
 			` && document.getElementById('np-name').value === "orders"`))
-	c.run("a bad name", eval(`(() => { document.getElementById('np-name').value = ''; return true; })()`), chromedp.SendKeys(`#np-name`, "Bad Name!"), chromedp.Click(`#np-submit`),
+	c.run("a bad name", eval(`(() => { document.getElementById('np-name').value = ''; return true; })()`), typeText(`#np-name`, "Bad Name!"), chromedp.Click(`#np-submit`),
 		waitFor(`(e => e && e.textContent.startsWith("name: "))(document.querySelector('#new-project-form .field-error[data-for="name"]'))`))
-	c.run("create it", eval(`(() => { document.getElementById('np-name').value = ''; return true; })()`), chromedp.SendKeys(`#np-name`, "orders"), chromedp.Click(`#np-submit`),
+	c.run("create it", eval(`(() => { document.getElementById('np-name').value = ''; return true; })()`), typeText(`#np-name`, "orders"), chromedp.Click(`#np-submit`),
 		chromedp.WaitVisible(`#project-created`))
 	p, err := db.GetProject(context.Background(), "orders")
 	must(t, err)

@@ -23,8 +23,8 @@ func TestBrowserScriptEditorAndRunPage(t *testing.T) {
 	c.run("write a script",
 		chromedp.Navigate(jobs),
 		chromedp.WaitVisible(`#editor textarea`),
-		chromedp.SendKeys(`#editor input[name=name]`, "restart"),
-		chromedp.SendKeys(`#editor textarea`, "echo one\necho two\necho \"$COUNT\""),
+		typeText(`#editor input[name=name]`, "restart"),
+		typeText(`#editor textarea`, "echo one\necho two\necho \"$COUNT\""),
 		waitFor(`document.querySelector('#editor .gutter').textContent.trim() === "1\n2\n3"`),
 		chromedp.Click(`#editor button[type=submit]`),
 	)
@@ -44,7 +44,7 @@ func TestBrowserScriptEditorAndRunPage(t *testing.T) {
 		waitFor(`document.querySelector('#editor .gutter').textContent.trim() === "1\n2\n3"`),
 		chromedp.Focus(`#editor textarea`),
 		eval(`(function (t) { t.setSelectionRange(t.value.length, t.value.length); return true })(document.querySelector('#editor textarea'))`),
-		chromedp.SendKeys(`#editor textarea`, "\necho four"),
+		typeText(`#editor textarea`, "\necho four"),
 		waitFor(`document.querySelector('#editor .gutter').textContent.trim() === "1\n2\n3\n4"`),
 		chromedp.Click(`#editor button[type=submit]`),
 	)
@@ -60,7 +60,7 @@ func TestBrowserScriptEditorAndRunPage(t *testing.T) {
 	c.run("run the job",
 		chromedp.Navigate(jobs),
 		chromedp.WaitVisible(`form.run-form`),
-		chromedp.SendKeys(`form.run-form input[name="params.COUNT"]`, "3"),
+		typeText(`form.run-form input[name="params.COUNT"]`, "3"),
 		chromedp.Click(`form.run-form button[type=submit]`),
 	)
 	settle(c, "see the run page", `!!document.querySelector('#jobrun') && document.querySelector('tr[data-step="1"][data-host="web-2"]') !== null`)

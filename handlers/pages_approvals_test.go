@@ -97,8 +97,8 @@ func TestBrowserApproveOnTheDeploymentPage(t *testing.T) {
 	c.run("log in",
 		chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(`input[name=password]`),
-		chromedp.SendKeys(`input[name=name]`, f.admin.Name),
-		chromedp.SendKeys(`input[name=password]`, "password-"+f.admin.Name),
+		typeText(`input[name=name]`, f.admin.Name),
+		typeText(`input[name=password]`, "password-"+f.admin.Name),
 		chromedp.Click(`form[action="/login"] button[type=submit]`),
 		chromedp.WaitVisible(`#my-approvals`),
 	)

@@ -79,9 +79,9 @@ func TestBrowserCreateEditDeleteProject(t *testing.T) {
 	c.run("a bad GitLab path",
 		chromedp.WaitVisible(`#new-project-form`),
 		eval(noReload),
-		chromedp.SendKeys(`#np-name`, "orders"),
-		chromedp.SendKeys(`#np-path`, "not a path"),
-		chromedp.SendKeys(`#np-clone`, "git@gitlab.example.com:shop/orders.git"),
+		typeText(`#np-name`, "orders"),
+		typeText(`#np-path`, "not a path"),
+		typeText(`#np-clone`, "git@gitlab.example.com:shop/orders.git"),
 		chromedp.Click(`#np-submit`),
 		waitFor(`(e => e && e.textContent.includes("is not a GitLab path") && e.previousElementSibling.contains(document.getElementById('np-path')))(document.querySelector('.field-error[data-for="gitlab_path"]'))`),
 	)
@@ -138,7 +138,7 @@ func TestBrowserCreateEditDeleteProject(t *testing.T) {
 	}
 
 	c.run("delete with the wrong name",
-		chromedp.SendKeys(`#delete-confirm`, "order"),
+		typeText(`#delete-confirm`, "order"),
 		chromedp.Click(`#delete-project`),
 		waitFor(`(e => e && e.textContent.includes("orders"))(document.querySelector('.field-error[data-for="delete-confirm"]'))`),
 	)
@@ -146,7 +146,7 @@ func TestBrowserCreateEditDeleteProject(t *testing.T) {
 		t.Fatalf("the project went with a wrong confirmation: %v", err)
 	}
 	c.run("delete",
-		chromedp.SendKeys(`#delete-confirm`, "s"),
+		typeText(`#delete-confirm`, "s"),
 		chromedp.Click(`#delete-project`),
 		chromedp.WaitVisible(`#new-project-form`),
 		waitFor(`document.querySelector('#project-list tr[data-project="orders"]') === null`),

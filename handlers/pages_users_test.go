@@ -89,7 +89,7 @@ func TestBrowserEditUserAndMember(t *testing.T) {
 		t.Fatalf("after the button: %+v", m)
 	}
 	c.run("a user who does not exist",
-		chromedp.SendKeys(`#member-form [name=user]`, "nobody"),
+		typeText(`#member-form [name=user]`, "nobody"),
 		chromedp.Click(`#member-form button[type=submit]`),
 		waitFor(`(e => e && e.textContent.includes("no user named"))(document.querySelector('#member-form .field-error[data-for="user"]'))`),
 	)

@@ -26,8 +26,8 @@ func TestBrowserSettingsSigningToken(t *testing.T) {
 	c.run("log in",
 		chromedp.Navigate(srv.URL+"/projects/orders/settings"),
 		chromedp.WaitVisible(`input[name=password]`),
-		chromedp.SendKeys(`input[name=name]`, "root"),
-		chromedp.SendKeys(`input[name=password]`, "password-root"),
+		typeText(`input[name=name]`, "root"),
+		typeText(`input[name=password]`, "password-root"),
 		chromedp.Click(`form[action="/login"] button[type=submit]`),
 		chromedp.WaitVisible(`#signing-form`),
 	)
