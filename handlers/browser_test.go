@@ -118,7 +118,7 @@ func typeText(sel, text string) chromedp.Action[chromedp.Void] {
 			return chromedp.Void{}, err
 		}
 		fmt.Fprintf(os.Stderr, "browser: typing %q into %s gave %q; setting the field to %q\n", text, sel, got, want)
-		_, err = chromedp.Evaluate[bool](`(e => { e.value = ` + jsString(want) + `; e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true})); return true; })(document.querySelector(` + jsString(sel) + `))`)(ctx, t)
+		_, err = chromedp.Evaluate[bool](`(e => { e.value = `+jsString(want)+`; e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true})); return true; })(document.querySelector(`+jsString(sel)+`))`)(ctx, t)
 		return chromedp.Void{}, err
 	}
 }
