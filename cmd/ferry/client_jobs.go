@@ -400,7 +400,11 @@ func parseAt(s string, now time.Time) (time.Time, error) {
 func waitingWords(d *store.Deployment) string {
 	switch d.Status {
 	case store.DeploymentAwaitingApproval:
-		return fmt.Sprintf("awaits %d approval(s) (ferry approve %d)", d.ApprovalsRequired, d.ID)
+		words := fmt.Sprintf("awaits %d approval(s)", d.ApprovalsRequired)
+		if d.ApprovalExpiresAt != nil {
+			words += " until " + deadlineWords(*d.ApprovalExpiresAt, time.Now())
+		}
+		return words + fmt.Sprintf(" (ferry approve %d)", d.ID)
 	case store.DeploymentScheduled:
 		words := "scheduled"
 		if d.ScheduledAt != nil {
