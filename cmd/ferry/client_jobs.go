@@ -295,26 +295,39 @@ func retryBuild(ctx context.Context, c *apiClient, id int64, follow bool, stdout
 
 // logsCommand prints a job's log: what is stored, or with -f live until the job ends.
 func logsCommand(ctx context.Context, args []string, env func(string) string, std streams) error {
-	const usage = "ferry logs build|deployment ID [-f] [--host NAME]"
+	const usage = "ferry logs build|deployment|run ID [-f] [--host NAME] [--step N]"
 	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
 	follow := fs.Bool("f", false, "follow the log until the job ends; exit 0 only if it succeeded")
 	fs.BoolVar(follow, "follow", false, "the same as -f")
-	host := fs.String("host", "", "only this host's lines (deployments)")
+	host := fs.String("host", "", "only this host's lines (deployments, runs: NAME or STEP/NAME)")
+	step := fs.Int("step", 0, "only this step's lines (runs; steps are numbered from 1)")
 	pos, err := parseArgs(fs, args, 2, 2, usage)
 	if err != nil {
 		return err
 	}
 	kind := pos[0]
 	id, err := strconv.ParseInt(pos[1], 10, 64)
-	if (kind != store.JobBuild && kind != store.JobDeployment) || err != nil || id <= 0 {
+	if (kind != store.JobBuild && kind != store.JobDeployment && kind != store.JobRunLog) || err != nil || id <= 0 {
 		return usagef("usage: %s", usage)
 	}
-	if *host != "" && kind != store.JobDeployment {
-		return usagef("--host is for deployment logs")
+	if *host != "" && kind == store.JobBuild {
+		return usagef("--host is for deployment and run logs")
+	}
+	if *step != 0 && kind != store.JobRunLog {
+		return usagef("--step is for run logs")
+	}
+	var filter runLogFilter
+	if kind == store.JobRunLog {
+		if filter, err = parseRunLogFilter(*step, *host); err != nil {
+			return err
+		}
 	}
 	c, err := clientFromEnv(env)
 	if err != nil {
 		return err
+	}
+	if kind == store.JobRunLog {
+		return runLogs(ctx, c, id, *follow, filter, std.stdout)
 	}
 	print := func(lines []store.LogLine) {
 		for _, l := range lines {
@@ -387,7 +400,11 @@ func parseAt(s string, now time.Time) (time.Time, error) {
 func waitingWords(d *store.Deployment) string {
 	switch d.Status {
 	case store.DeploymentAwaitingApproval:
-		return fmt.Sprintf("awaits %d approval(s) (ferry approve %d)", d.ApprovalsRequired, d.ID)
+		words := fmt.Sprintf("awaits %d approval(s)", d.ApprovalsRequired)
+		if d.ApprovalExpiresAt != nil {
+			words += " until " + deadlineWords(*d.ApprovalExpiresAt, time.Now())
+		}
+		return words + fmt.Sprintf(" (ferry approve %d)", d.ID)
 	case store.DeploymentScheduled:
 		words := "scheduled"
 		if d.ScheduledAt != nil {

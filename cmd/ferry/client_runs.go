@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"ferry/store"
 )
@@ -126,13 +127,14 @@ func runJobCommand(ctx context.Context, args []string, env func(string) string, 
 	if !*follow {
 		return nil
 	}
-	return followRun(ctx, c, r.ID, std.stdout)
+	return followRun(ctx, c, r.ID, runLogFilter{}, std.stdout)
 }
 
-// runState reads "queued", or "awaits 1 approval(s) (…)" for a run waiting for approval.
+// runState reads "queued", or "awaits 1 approval(s) until 14:05 CST (in 23 min) (…)" for a
+// run waiting for approval.
 func runState(r *store.JobRun) string {
 	if r.Status == store.RunAwaitingApproval {
-		return fmt.Sprintf("awaits %d approval(s) (POST /api/v1/runs/%d/approve)", r.ApprovalsRequired, r.ID)
+		return runWaitingWords(r, time.Now())
 	}
 	return r.Status
 }
@@ -145,44 +147,6 @@ func splitComma(s string) []string {
 		}
 	}
 	return out
-}
-
-// followRun shows a run's live log (each line prefixed with its STEP/HOST) until it ends; it
-// fails unless the run succeeded. A run waiting at a pause is said so, once.
-func followRun(ctx context.Context, c *apiClient, id int64, stdout io.Writer) error {
-	_, err := streamLog(ctx, c, store.JobRunLog, id, 0, func(lines []store.LogLine) {
-		for _, l := range lines {
-			if l.Host != "" {
-				fmt.Fprintf(stdout, "%s | %s\n", l.Host, l.Text)
-			} else {
-				fmt.Fprintln(stdout, l.Text)
-			}
-		}
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("stopped following; run %d goes on (ferry run-cancel %d stops it)", id, id)
-		}
-		return err
-	}
-	var r store.JobRun
-	if err := c.call(ctx, "GET", fmt.Sprintf("/runs/%d", id), nil, &r); err != nil {
-		return err
-	}
-	for _, s := range r.Steps {
-		for _, h := range s.Hosts {
-			code := ""
-			if h.ExitCode != nil {
-				code = fmt.Sprintf(" (exit %d)", *h.ExitCode)
-			}
-			fmt.Fprintf(stdout, "step %d %s, %s: %s%s\n", s.Position, s.Name, h.Host, h.Status, code)
-		}
-	}
-	if r.Status != store.RunSuccess {
-		return fmt.Errorf("run %d %s: %s", id, r.Status, oneLine(r.Error))
-	}
-	fmt.Fprintf(stdout, "run %d success: job %s, %d steps\n", id, r.Job, len(r.Steps))
-	return nil
 }
 
 // listRunsCommand lists a job's runs: ferry runs PROJECT JOB [--limit N] [--json].
@@ -261,7 +225,7 @@ func changeRunCommand(ctx context.Context, verb string, args []string, env func(
 	}
 	fmt.Fprintf(std.stdout, "run %d: %s asked (now %s)\n", id, verb, runState(&r))
 	if *follow {
-		return followRun(ctx, c, id, std.stdout)
+		return followRun(ctx, c, id, runLogFilter{}, std.stdout)
 	}
 	return nil
 }

@@ -105,6 +105,7 @@ func testCommandLineJobs(t *testing.T, s *cliSetup) {
 			t.Errorf("run-cancel: %s", res.stdout)
 		}
 	}
+	testRunLogs(t, s, env, api, greet, broken)
 }
 
 func runIDOf(t *testing.T, stdout string) int64 {

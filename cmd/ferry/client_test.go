@@ -390,7 +390,7 @@ func testChangeControl(t *testing.T, s *cliSetup, kept string) {
 	asBob := append(s.env[:len(s.env):len(s.env)], "FERRY_TOKEN="+strings.TrimSpace(bob.stdout))
 
 	res = s.ferry(t, 0, "", "deploy", "orders", "staging", kept)
-	m = regexp.MustCompile(`^deployment (\d+) awaits 1 approval\(s\) \(ferry approve (\d+)\)`).FindStringSubmatch(res.stdout)
+	m = regexp.MustCompile(`^deployment (\d+) awaits 1 approval\(s\) until [^(]+ \(in 2[34] h \d\d min\) \(ferry approve (\d+)\)`).FindStringSubmatch(res.stdout)
 	if m == nil || m[1] != m[2] {
 		t.Fatalf("ferry deploy into an environment that needs approval: %q", res.stdout)
 	}

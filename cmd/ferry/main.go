@@ -65,7 +65,9 @@ client commands (they talk to a ferry server; see docs/cli.md):
   deploy P ENV (VERSION | --latest) [--hosts a,b] [--strategy rolling:25%] [--at TIME]
          [--override-freeze REASON] [--follow]
   rollback P ENV [--yes] [--follow]       deploy the version that ran on ENV before
-  logs build|deployment ID [-f]           print a log; -f follows it live
+  logs build|deployment|run ID [-f] [--host NAME] [--step N]
+                                          print a log; -f follows it live (runs: lines after
+                                          STEP/HOST, --step and --host keep one step or host)
   cancel build|deployment ID
   retry build|deployment ID [--follow]
   approve ID [--comment TEXT]             approve a deployment that waits for approval
@@ -75,8 +77,8 @@ client commands (they talk to a ferry server; see docs/cli.md):
   runs P JOB [--limit N] [--json]         a job's runs
   run-cancel | run-continue | run-retry RUN_ID [--follow]
 
-Exit status: 0 success, 1 the operation failed (with --follow: the build or deployment did not
-succeed), 2 the command was used wrongly.
+Exit status: 0 success, 1 the operation failed (with --follow: the build, deployment or run did
+not succeed), 2 the command was used wrongly.
 
 Configuration comes from FERRY_* environment variables; run "ferry serve -h" for the flags.
 `

@@ -748,3 +748,35 @@
   }
   setTimeout(tick, 1000);
 })();
+
+// The deadline of a pending approval ("Awaiting approval until 14:05 UTC (in 23 min).") counts
+// down while the page is open, in the page's words (handlers/pages_jobruns_deadline.go).
+(function () {
+  'use strict';
+  const boxes = document.querySelectorAll('[data-until]');
+  if (!boxes.length) return;
+  function fill(pattern, args) {
+    let i = 0;
+    return pattern.replace(/%(0?)(\d*)([ds])/g, function (m, zero, width, verb) {
+      const v = String(args[i++]);
+      return verb === 'd' && zero ? v.padStart(parseInt(width, 10), '0') : v;
+    });
+  }
+  function left(ms, w) {
+    if (ms <= 0) return w.past;
+    if (ms < 60000) return w.soon;
+    const m = Math.round(ms / 60000);
+    if (m < 60) return fill(w.min, [m]);
+    if (m < 48 * 60) return fill(w.hours, [Math.floor(m / 60), m % 60]);
+    return fill(w.days, [Math.floor(m / 1440), Math.floor((m % 1440) / 60)]);
+  }
+  function update() {
+    boxes.forEach(function (box) {
+      const at = Date.parse(box.dataset.until);
+      const words = JSON.parse(box.dataset.words);
+      box.querySelector('.until').textContent = fill(box.dataset.pattern, [box.dataset.when, left(at - Date.now(), words)]);
+    });
+  }
+  update();
+  setInterval(update, 10000);
+})();
