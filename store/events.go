@@ -101,7 +101,8 @@ func (db *DB) storeEvent(ctx context.Context, e *Event, nb *NewBuild) (dupID int
 // are one round trip: the first takes the build's number unless the delivery was stored
 // before (buildnumbers.go), the second stores the build, the event and the audit entry and
 // commits, waiting for its WAL flush as every commit on the main pool does. No transaction
-// is held open across round trips, and nothing is locked while the commit is flushed.
+// is held open across round trips, and nothing that another push needs is locked while the
+// commit is flushed (only a second delivery of the same event waits, on the unique key).
 func (db *DB) storePush(ctx context.Context, e *Event, nb *NewBuild) (dupID int64, b *Build, err error) {
 	number, err := db.numberUnlessDelivered(ctx, nb.ProjectID, e.DeliveryKey)
 	if err != nil || number == 0 {
