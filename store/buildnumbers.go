@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
@@ -21,7 +23,8 @@ import (
 // transaction storing a build fails after taking its number: a database error, or two
 // deliveries of one webhook at the very same moment (both take a number, the second is then
 // found to be a redelivery and its number is skipped). A redelivery that arrives after the
-// first is stored takes no number.
+// first is stored takes no number: the statement that numbers a push first looks for its
+// delivery key (numberUnlessDelivered), in the same round trip.
 //
 // On SQLite writers take turns anyway, so the number is taken inside the transaction that
 // stores the build, and is never skipped.
@@ -35,6 +38,38 @@ const buildNumberSQL = `INSERT INTO build_numbers (project_id, last_number)
 		WHEN excluded.last_number > build_numbers.last_number THEN excluded.last_number
 		ELSE build_numbers.last_number + 1 END
 	RETURNING last_number`
+
+// numberUnlessDeliveredSQL is buildNumberSQL that takes no number when an event with the
+// delivery key (the third argument; NULL for none) is stored already: a redelivery is told
+// apart from a new push in the same round trip that numbers the push.
+const numberUnlessDeliveredSQL = `INSERT INTO build_numbers (project_id, last_number)
+	SELECT ?, next FROM (SELECT COALESCE(MAX(number), 0) + 1 AS next FROM builds WHERE project_id = ?) AS highest
+	WHERE NOT EXISTS (SELECT 1 FROM events WHERE delivery_key = ?)
+	ON CONFLICT (project_id) DO UPDATE SET last_number = CASE
+		WHEN excluded.last_number > build_numbers.last_number THEN excluded.last_number
+		ELSE build_numbers.last_number + 1 END
+	RETURNING last_number`
+
+// numberUnlessDelivered returns, on PostgreSQL, the number for the next build of project, taken
+// as numberAhead does, or 0 when an event with the delivery key is stored already. ENOTFOUND
+// for an unknown project.
+func (db *DB) numberUnlessDelivered(ctx context.Context, projectID int64, key *string) (int, error) {
+	st, err := db.stmt(ctx, db.numbers, nil, numberUnlessDeliveredSQL)
+	if err != nil {
+		return 0, err
+	}
+	var number int
+	err = st.GetContext(ctx, &number, projectID, projectID, key)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil
+	case isForeignKeyViolation(err):
+		return 0, Errorf(ENOTFOUND, "project %d not found", projectID)
+	case err != nil:
+		return 0, fmt.Errorf("number a build of project %d: %w", projectID, err)
+	}
+	return number, nil
+}
 
 // numberAhead returns the number for the next build of project, taken on PostgreSQL in a
 // statement that commits at once and without waiting for its WAL flush; on SQLite it returns

@@ -73,32 +73,19 @@ func (db *DB) RecordEvent(ctx context.Context, e *Event, nb *NewBuild) (ev *Even
 // storeEvent stores e and nb and returns the build, or returns the id of the event stored
 // first under e's delivery key.
 func (db *DB) storeEvent(ctx context.Context, e *Event, nb *NewBuild) (dupID int64, b *Build, err error) {
+	if nb != nil && db.numbers != nil {
+		return db.storePush(ctx, e, nb)
+	}
 	db.warm(ctx, db.db, eventByKeySQL, insertEventSQL)
 	db.warmBuildInsert(ctx)
-	number, checked := 0, false
-	if nb != nil && db.numbers != nil {
-		// A redelivery is answered before it takes a build number.
-		if dupID, err = db.eventByKey(ctx, nil, e.DeliveryKey); err != nil || dupID != 0 {
-			return dupID, nil, err
-		}
-		if number, err = db.numberAhead(ctx, nb.ProjectID); err != nil {
-			return 0, nil, err
-		}
-		checked = true
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), storeEventTimeout)
-		defer cancel()
-	}
 	err = db.Transact(ctx, func(tx *sqlx.Tx) error {
-		if !checked {
-			if dupID, err = db.eventByKey(ctx, tx, e.DeliveryKey); err != nil || dupID != 0 {
-				return err
-			}
+		if dupID, err = db.eventByKey(ctx, tx, e.DeliveryKey); err != nil || dupID != 0 {
+			return err
 		}
-		b, err = db.insertEvent(ctx, tx, e, nb, number)
+		b, err = db.insertEvent(ctx, tx, e, nb, 0)
 		return err
 	})
-	if err != nil && isUniqueViolation(err) && uniqueColumn(err) == "delivery_key" {
+	if isDeliveryKeyTaken(err) {
 		// A delivery with the same key committed after our check; the transaction is void,
 		// so read the winner outside it.
 		dupID, err = db.eventByKey(ctx, nil, e.DeliveryKey)
@@ -108,6 +95,96 @@ func (db *DB) storeEvent(ctx context.Context, e *Event, nb *NewBuild) (dupID int
 		return dupID, nil, err
 	}
 	return 0, b, nil
+}
+
+// storePush stores, on PostgreSQL, a delivery that queues a build, in two statements that each
+// are one round trip: the first takes the build's number unless the delivery was stored
+// before (buildnumbers.go), the second stores the build, the event and the audit entry and
+// commits, waiting for its WAL flush as every commit on the main pool does. No transaction
+// is held open across round trips, and nothing that another push needs is locked while the
+// commit is flushed (only a second delivery of the same event waits, on the unique key).
+func (db *DB) storePush(ctx context.Context, e *Event, nb *NewBuild) (dupID int64, b *Build, err error) {
+	number, err := db.numberUnlessDelivered(ctx, nb.ProjectID, e.DeliveryKey)
+	if err != nil || number == 0 {
+		if err == nil {
+			dupID, err = db.deliveredBefore(ctx, e.DeliveryKey)
+		}
+		return dupID, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeEventTimeout)
+	defer cancel()
+	b, err = db.insertPush(ctx, e, nb, number)
+	if isDeliveryKeyTaken(err) {
+		// The same delivery, arriving at the same moment, was stored first: its number is
+		// skipped.
+		dupID, err = db.deliveredBefore(ctx, e.DeliveryKey)
+		return dupID, nil, err
+	}
+	return 0, b, err
+}
+
+// deliveredBefore returns the id of the event stored under key, which must exist.
+func (db *DB) deliveredBefore(ctx context.Context, key *string) (int64, error) {
+	id, err := db.eventByKey(ctx, nil, key)
+	if err == nil && id == 0 {
+		err = fmt.Errorf("delivery %q was stored before but is gone", *key)
+	}
+	return id, err
+}
+
+func isDeliveryKeyTaken(err error) bool {
+	return isUniqueViolation(err) && uniqueColumn(err) == "delivery_key"
+}
+
+// insertPushSQL stores a pushed build and its event in one statement (PostgreSQL only), and
+// answers the event's id, the build's id and the project's name; insertPushAuditedSQL also
+// records the build in the audit log, as insertBuild does when the context has an actor.
+const (
+	insertPushSQL = `WITH b AS (` + insertPushBuildSQL + `), e AS (` + insertPushEventSQL + `)
+	SELECT e.id, b.id, b.name FROM e, b`
+	insertPushAuditedSQL = `WITH b AS (` + insertPushBuildSQL + `), e AS (` + insertPushEventSQL + `), a AS (
+	INSERT INTO audit_entries (at, user_id, user_name, action, target, detail, remote_addr)
+		SELECT ?, ?, ?, 'build.create', 'project/' || b.name || '/build/' || b.id, ?, ? FROM b)
+	SELECT e.id, b.id, b.name FROM e, b`
+	insertPushBuildSQL = `INSERT INTO builds (project_id, number, status, ref, branch, tag, sha, commit_title,
+	commit_author, commit_url, triggered_by, queued_at, source, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	RETURNING id, project_id, (SELECT name FROM projects WHERE id = project_id) AS name`
+	insertPushEventSQL = `INSERT INTO events (project_id, delivery_key, kind, ref, sha, author, message,
+	decision, reason, build_id, received_at) SELECT b.project_id, ?, ?, ?, ?, ?, ?, ?, ?, b.id, ? FROM b
+	RETURNING id`
+)
+
+// insertPush stores e and its build nb, numbered number, and commits; see insertPushSQL.
+func (db *DB) insertPush(ctx context.Context, e *Event, nb *NewBuild, number int) (*Build, error) {
+	b := &Build{ProjectID: nb.ProjectID, Number: number, Status: BuildPending, Ref: nb.Ref, Branch: nb.Branch, Tag: nb.Tag,
+		SHA: nb.SHA, CommitTitle: nb.CommitTitle, CommitAuthor: nb.CommitAuthor, CommitURL: nb.CommitURL,
+		TriggeredBy: nb.TriggeredBy, QueuedAt: db.now(), Source: BuildSourcePush}
+	args := []any{b.ProjectID, b.Number, b.Status, b.Ref, b.Branch, b.Tag, b.SHA, b.CommitTitle, b.CommitAuthor,
+		b.CommitURL, b.TriggeredBy, b.QueuedAt, b.Source, b.RequestedByID,
+		e.DeliveryKey, e.Kind, e.Ref, e.SHA, e.Author, e.Message, e.Decision, e.Reason, e.ReceivedAt}
+	query := insertPushSQL
+	if hasActor(ctx) {
+		a := ActorFrom(ctx)
+		var uid *int64
+		if a.UserID != 0 {
+			uid = &a.UserID
+		}
+		detail := fmt.Sprintf("build #%d of %s at %s", number, nb.Ref, nb.SHA)
+		args = append(args, db.now(), uid, a.Name, truncate(detail, 2000), a.RemoteAddr)
+		query = insertPushAuditedSQL
+	}
+	st, err := db.stmt(ctx, db.db, nil, query)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.QueryRowxContext(ctx, args...).Scan(&e.ID, &b.ID, &b.Project); err != nil {
+		if isForeignKeyViolation(err) {
+			return nil, Errorf(ENOTFOUND, "project %d not found", nb.ProjectID)
+		}
+		return nil, fmt.Errorf("queue build of project %d: %w", nb.ProjectID, err)
+	}
+	e.BuildID, e.Project = &b.ID, b.Project
+	return b, nil
 }
 
 // storeEventTimeout bounds storing an event whose sender may have hung up.

@@ -64,12 +64,15 @@ func BenchmarkWebhookAck(b *testing.B) {
 			var all []time.Duration
 			acked, failed := 0, 0
 			var cpuServer, cpuDatabase time.Duration
+			var pg pgCounters
 			for round := range b.N {
 				warm := push.offer(srv.URL, hookRate, hookWarmUp)
 				before := cpuOf(b, in, d, srv)
+				pgBefore := countersOf(b, in, d)
 				floor := probeCommits(b, in, d)
 				r := push.offer(srv.URL, hookRate, hookDuration)
 				commits := floor()
+				pg = pg.add(countersOf(b, in, d).sub(pgBefore))
 				after := cpuOf(b, in, d, srv)
 				cpuServer += after.server - before.server
 				cpuDatabase += after.database - before.database
@@ -96,6 +99,8 @@ func BenchmarkWebhookAck(b *testing.B) {
 			b.ReportMetric(float64(cpuServer.Microseconds())/pushed, "ferry-CPU-µs/push")
 			if d == store.Postgres {
 				b.ReportMetric(float64(cpuDatabase.Microseconds())/pushed, "postgres-CPU-µs/push")
+				b.ReportMetric(float64(pg.sessions), "pg-connections-opened")
+				b.ReportMetric(float64(pg.walSyncs)/pushed, "wal-flushes/push")
 			}
 			stored := countStored(b, in, d)
 			b.ReportMetric(float64(stored.events), "events-stored")
@@ -316,6 +321,41 @@ func processCPU(tb testing.TB, pid int) time.Duration {
 	}
 	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
 	return time.Duration(user+system) * tick
+}
+
+// pgCounters are PostgreSQL's counts of the connections opened to the benchmark's database and
+// of the WAL flushes of the whole server (pg_stat_wal counts them for every database, so other
+// work on the server adds to them: read them on a quiet one). Fewer flushes than pushes means
+// that commits shared flushes.
+type pgCounters struct {
+	sessions, walSyncs int64
+}
+
+func (c pgCounters) sub(o pgCounters) pgCounters {
+	return pgCounters{c.sessions - o.sessions, c.walSyncs - o.walSyncs}
+}
+
+func (c pgCounters) add(o pgCounters) pgCounters {
+	return pgCounters{c.sessions + o.sessions, c.walSyncs + o.walSyncs}
+}
+
+// countersOf reads pgCounters on PostgreSQL (zero on SQLite). They are as exact as
+// PostgreSQL's statistics, which backends report within a second or so; the difference of two
+// reads also counts the connections of the commit probe and of the second read.
+func countersOf(tb testing.TB, in instance, d store.Dialect) pgCounters {
+	tb.Helper()
+	if d != store.Postgres {
+		return pgCounters{}
+	}
+	db := openDatabase(tb, in, d)
+	defer db.Close()
+	var c pgCounters
+	err := db.QueryRow(`SELECT (SELECT sessions FROM pg_stat_database WHERE datname = current_database()),
+		(SELECT wal_sync FROM pg_stat_wal)`).Scan(&c.sessions, &c.walSyncs)
+	if err != nil {
+		tb.Fatalf("read PostgreSQL statistics: %v", err)
+	}
+	return c
 }
 
 // probeCommits, on PostgreSQL, commits a one-row INSERT in a table of its own every 50 ms
