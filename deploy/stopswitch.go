@@ -113,7 +113,7 @@ func (d *hostDeploy) replaceInOne(ctx context.Context) (switched bool, err error
 	start := d.newStart(ctx, version, d.spec)
 	if d.spec.Start != "" {
 		if err := inSubshell(&script, startScript(d.l, d.spec.Start, version, start.launched), releaseEnv(d.l, version)); err != nil {
-			return true, fmt.Errorf("start release %s on %s: %w", version, d.conn.target.label(), err)
+			return false, fmt.Errorf("start release %s on %s: %w", version, d.conn.target.label(), err) // nothing ran yet
 		}
 	}
 	phase := StepStop
