@@ -147,10 +147,11 @@ func (d *hostDeploy) onFailure(ctx context.Context, cause error) {
 }
 
 // runOnce runs deploy.hooks.once on the first host of the rollout, before any host is
-// deployed: it connects, uploads the release, writes that host's config and runs the hook in
-// the release directory. When it fails, every host fails with that reason (none is touched
-// further). A takeover does not run it again once an earlier attempt got past it (some host
-// had started).
+// deployed: it connects (through the worker's kept connections, so the host's own deployment
+// after it goes over the same one), uploads the release, writes that host's config and runs the
+// hook in the release directory. When it fails, every host fails with that reason (none is
+// touched further). A takeover does not run it again once an earlier attempt got past it (some
+// host had started).
 func (r *deploymentRun) runOnce(ctx context.Context, first string) {
 	if len(r.spec.Hooks.Once) == 0 || first == "" {
 		return
@@ -182,11 +183,11 @@ func (r *deploymentRun) onceOn(ctx context.Context, j *hostJob) error {
 	}
 	ev := x.masked(r.hostEvents(ctx, j))
 	ev.say("hook once: running on %s before the other hosts", j.step.Host)
-	conn, err := Dial(ctx, j.target, r.dialOptions(ctx, j))
+	conn, err := r.w.dial(ctx, j.target, r.dialOptions(ctx, j)) // kept for the host's own deployment after
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer r.w.release(conn)
 	l := layout{root: r.spec.Path, vars: x.Env}
 	if _, err := conn.Upload(ctx, r.spec.Path, r.rel, nil); err != nil {
 		return err

@@ -146,6 +146,9 @@ type hostDeploy struct {
 	res      HostResult
 	// state is what the host held before this attempt changed anything.
 	state HostState
+	// held is the probe's session, kept for the stop, switch and start (state.go); nil when
+	// there is none.
+	held *heldSession
 }
 
 func (d *hostDeploy) run(ctx context.Context) error {
@@ -158,11 +161,10 @@ func (d *hostDeploy) run(ctx context.Context) error {
 	d.ev.step(StepUpload)
 	// One command reads what the host holds (and removes what an earlier upload left), for the
 	// release to go back to, whether this one is already there, and what to prune after.
-	state, err := d.conn.probe(ctx, d.l, true, d.rel.Version)
-	if err != nil {
+	if err := d.probeState(ctx); err != nil { // state.go
 		return err
 	}
-	d.state = state
+	defer d.held.Close()
 	if err := d.findPrevious(); err != nil {
 		return err
 	}
@@ -182,27 +184,12 @@ func (d *hostDeploy) run(ctx context.Context) error {
 
 // replace stops the previous release, switches to the new one, starts and checks it.
 func (d *hostDeploy) replace(ctx context.Context) error {
-	previous := d.res.Previous
 	if err := d.hookOnce(ctx, HookBeforeStop); err != nil { // hooks.go: nothing stopped yet
 		return err
 	}
-	if previous != "" { // stopswitch.go: stop and switch in one command
-		d.ev.step(StepStop)
-		if err := d.conn.stopAndSwitch(ctx, d.l, d.prevSpec.Stop, previous, d.rel.Version, d.ev.log, func() { d.ev.step(StepSwitch) }); err != nil {
-			return d.recover(ctx, err, false)
-		}
-	} else {
-		d.ev.step(StepSwitch)
-		if err := d.conn.switchCurrent(ctx, d.l, d.rel.Version, d.ev.log); err != nil {
-			return d.recover(ctx, err, false)
-		}
-	}
-	d.ev.say("current -> releases/%s (was %s)", d.rel.Version, orNone(previous))
-	if err := d.hookOnce(ctx, HookAfterSwitch); err != nil { // hooks.go
-		return d.recover(ctx, err, true)
-	}
-	if err := d.startHealthy(ctx, d.rel.Version, d.spec); err != nil {
-		return d.recover(ctx, err, true)
+	// stopswitch.go: stop, switch and start in as few commands as the hooks allow
+	if switched, err := d.stopSwitchStart(ctx); err != nil {
+		return d.recover(ctx, err, switched)
 	}
 	if err := d.hookOnce(ctx, HookAfterSuccess); err != nil { // hooks.go
 		return d.recover(ctx, err, true)
@@ -329,22 +316,9 @@ func (d *hostDeploy) upload(ctx context.Context) error {
 }
 
 // startHealthy starts the release current points at and waits for its health check, both as
-// spec (that release's own deploy steps) says.
+// spec (that release's own deploy steps) says (restart.go).
 func (d *hostDeploy) startHealthy(ctx context.Context, version string, spec store.DeploySpec) error {
-	d.ev.step(StepStart)
-	if err := d.conn.startRelease(ctx, d.l, spec.Start, version, d.ev.log); err != nil {
-		return err
-	}
-	if version == d.rel.Version { // hooks.go: the new release's after_start, before its health check
-		if err := d.hookOnce(ctx, HookAfterStart); err != nil {
-			return err
-		}
-	}
-	d.ev.step(StepHealth)
-	if err := d.conn.waitHealthy(ctx, d.l, spec.Health, version, d.ev.log); err != nil {
-		return fmt.Errorf("release %s on %s: %w", version, d.conn.target.label(), err)
-	}
-	return nil
+	return d.startAndCheck(ctx, version, spec)
 }
 
 // recover brings the previous release back after cause made the new one fail: it stops the new

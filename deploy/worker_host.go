@@ -69,14 +69,24 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 		r.finishHost(ctx, j, HostResult{Host: j.step.Host, Version: r.rel.Version, Status: HostFailed, Reason: j.loadErr.Error()})
 		return j.loadErr
 	}
+	// The SSH handshake goes on while the host's variables and config are read and rendered.
+	dialed := make(chan dialResult, 1)
+	go func() {
+		conn, err := r.w.dial(ctx, j.target, r.dialOptions(ctx, j))
+		dialed <- dialResult{conn, err}
+	}()
 	extras, err := r.hostExtras(ctx, j) // config.go: variables and rendered config, before the host is touched
 	if err != nil {
+		if d := <-dialed; d.conn != nil {
+			r.w.release(d.conn)
+		}
 		r.say(j.step.Host, "%s: %v", HostFailed, err)
 		r.finishHost(ctx, j, HostResult{Host: j.step.Host, Version: r.rel.Version, Status: HostFailed, Reason: err.Error()})
 		return err
 	}
 	ev = extras.masked(ev)
-	conn, err := r.w.dial(ctx, j.target, r.dialOptions(ctx, j))
+	d := <-dialed
+	conn, err := d.conn, d.err
 	var changed *HostKeyChangedError
 	if errors.As(err, &changed) { // shown on the hosts page beside the pinned key, to re-pin
 		if rerr := r.w.db.RecordChangedHostKey(ctx, j.step.HostID, changed.Key); rerr != nil {
@@ -108,6 +118,11 @@ func (r *deploymentRun) deployHost(ctx context.Context, j *hostJob) error {
 	r.finishHost(ctx, j, res)
 	r.recordInstance(ctx, j, conn, res)
 	return err
+}
+
+type dialResult struct {
+	conn *Conn
+	err  error
 }
 
 // dialOptions are the worker's with trust on first use: a host without a pinned key gets the

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -70,5 +71,29 @@ func TestWorkerNeverLendsAConnectionForAnotherHostKey(t *testing.T) {
 	assertServing(t, h2, "v2")
 	if !strings.Contains(d.Error, "host-2: host key of host-2") {
 		t.Errorf("deployment error %q", d.Error)
+	}
+}
+
+// The once hook goes over the connection the host's own deployment then uses: a deployment with
+// a once hook opens one connection per host, as one without it does.
+func TestTheOnceHookUsesTheKeptConnection(t *testing.T) {
+	f := newDeployFixture(t, storetest.Open(t, store.SQLite), 2, workerOptions{})
+	pipeline := testPipeline(`{ kind: parallel }`, "") + `  hooks:
+    once: 'echo "once on $FERRY_HOST" >> "$FERRY_SHARED_DIR/once.log"'
+`
+	f.version("v1", artifact{}, pipeline)
+	f.waitEnded(f.deploy(`{"environment":"staging","version":"v1"}`), store.DeploymentSuccess)
+	ran := 0
+	for _, h := range f.cluster.Hosts() {
+		assertServing(t, h, "v1")
+		if _, err := os.Stat(h.Path("shared/once.log")); err == nil {
+			ran++
+		}
+		if n := h.Connections(); n != 1 {
+			t.Errorf("%s accepted %d connections for one deployment with a once hook, want 1", h.Name, n)
+		}
+	}
+	if ran != 1 {
+		t.Errorf("the once hook ran on %d hosts, want 1", ran)
 	}
 }
