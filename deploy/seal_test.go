@@ -22,22 +22,30 @@ func TestAPlainTarArtifactDeploysWithNothingAdded(t *testing.T) {
 	rel := packTree(t, tree, "p1")
 	rollout(t, c, spec, rel, nil, deploy.HostSucceeded)
 	assertServing(t, h, "p1")
-	var got, want []string
-	for _, root := range []string{h.Path("releases/p1"), tree} {
-		var names []string
-		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && !strings.HasPrefix(p, filepath.Join(root, "run")) {
-				rel, _ := filepath.Rel(root, p)
-				names = append(names, rel)
-			}
-			return nil
-		})
-		slices.Sort(names)
-		got, want = want, names
-	}
+	got, want := filesUnder(t, h.Path("releases/p1")), filesUnder(t, tree)
 	if !slices.Equal(got, want) {
 		t.Errorf("release p1 on the host holds %v, want the artifact's files %v", got, want)
 	}
+}
+
+// filesUnder lists the files under root (but run/, the service's own), relative to it.
+func filesUnder(t *testing.T, root string) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if rel, _ := filepath.Rel(root, p); !strings.HasPrefix(rel, "run/") {
+			names = append(names, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // An artifact file that lost its end since its sha256 was recorded is refused on the host,
