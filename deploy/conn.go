@@ -130,6 +130,7 @@ func clientConfig(t Target, opts DialOptions) (*ssh.ClientConfig, error) {
 		HostKeyCallback: hostKeyCallback(t, opts.OnNewHostKey),
 		Timeout:         opts.HandshakeTimeout,
 	}
+	config.Ciphers = ciphers
 	if t.HostKey != "" {
 		pinned, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.HostKey))
 		if err != nil {
@@ -139,6 +140,13 @@ func clientConfig(t Target, opts DialOptions) (*ssh.ClientConfig, error) {
 	}
 	return config, nil
 }
+
+// ciphers is ferry's preference for the connection's cipher, the first the host also offers:
+// AES-GCM first, which the CPU's AES instructions make the cheapest per byte on both ends
+// (OpenSSH's own client prefers chacha20-poly1305, which costs the host's sshd about a fifth
+// more CPU for an upload), then the others x/crypto/ssh holds safe.
+var ciphers = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305,
+	ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR}
 
 // algorithmsFor asks the server for the kind of key that is pinned, so a server holding
 // several host keys does not offer another kind and look changed.

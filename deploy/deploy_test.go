@@ -127,8 +127,8 @@ func TestDiskFullLeavesTheOldReleaseServing(t *testing.T) {
 	}
 }
 
-// TestAChangedArtifactIsRefusedOnTheHost: the sha256 the host computes of what arrived must be
-// the version's; a file that differs (changed on ferry's disk, or in transit) never becomes a
+// TestAChangedArtifactIsRefusedOnTheHost: the sha256 of what arrived (ferry's seal of what it
+// sent, checked on the host) must be the version's; a file that differs (changed on ferry's disk, or in transit) never becomes a
 // release, and what ran before keeps running.
 func TestAChangedArtifactIsRefusedOnTheHost(t *testing.T) {
 	c := sshtest.Start(t, 1, sshtest.Options{})

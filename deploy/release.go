@@ -55,12 +55,6 @@ func (l layout) logFile(v string) string { return path.Join(l.root, "shared", "l
 func (l layout) unpacking(v, n string) string {
 	return path.Join(l.root, "releases", v+".ferry-"+n+".tmp")
 }
-func (l layout) fifo(v, n string) string {
-	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".fifo.tmp")
-}
-func (l layout) shaTemp(v, n string) string {
-	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".sha256.tmp")
-}
 
 // tempsOf is the shell words (quoted names and globs) naming every temp file and directory an
 // upload of version leaves while it runs: this ferry's (with their attempt's nonce) and those

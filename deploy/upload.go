@@ -126,7 +126,9 @@ func keptKey(st HostState, version string) string {
 	return strings.Join(names, " ")
 }
 
-// receive streams the artifact into receiveScript on the host.
+// receive streams the artifact into receiveScript on the host, sealed (see sealedArtifact).
+// A changed artifact, one whose bytes do not hash to the version's sha256, is refused by the
+// host: nothing of it is left there.
 func (c *Conn) receive(ctx context.Context, l layout, rel Release, manifest []byte, progress func(sent, total int64)) (int64, error) {
 	local, err := os.Open(rel.Artifact)
 	if err != nil {
@@ -137,14 +139,20 @@ func (c *Conn) receive(ctx context.Context, l layout, rel Release, manifest []by
 	if err != nil {
 		return 0, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
 	}
-	counter := &progressReader{ctx: ctx, r: local, total: rel.Size, report: progress}
-	out, err := c.Feed(ctx, receiveScript(l, rel, nonce(), compressed, len(manifest)), io.MultiReader(bytes.NewReader(manifest), counter))
+	counter := &progressReader{ctx: ctx, r: io.LimitReader(local, rel.Size), total: rel.Size, report: progress}
+	sealed := newSealedArtifact(counter, rel.Size, compressed)
+	out, err := c.Feed(ctx, receiveScript(l, rel, nonce(), sealed.name, compressed, len(manifest)), io.MultiReader(bytes.NewReader(manifest), sealed))
 	sent := counter.sent.Load()
 	if err == nil {
 		if progress != nil {
 			progress(sent, rel.Size)
 		}
 		return sent, nil
+	}
+	if ctx.Err() == nil {
+		if changed := sealed.mismatch(rel); changed != "" {
+			return sent, fmt.Errorf("sha256 mismatch for %s on %s: %s", rel.Version, c.target.label(), changed)
+		}
 	}
 	return sent, c.receiveError(ctx, l, rel, sent, out, err)
 }
@@ -169,61 +177,60 @@ func nonce() string {
 	return hex.EncodeToString(b)
 }
 
-// hasher is a shell line that picks the host's fastest sha256: openssl's uses the CPU's SHA
+// hasher is a shell line that picks the host's fastest sha256, for the files of a release
+// assembled on the host (assembleScript): openssl's uses the CPU's SHA
 // instructions (about four times the speed of coreutils' sha256sum on the machines we
 // measured); sha256sum, part of every Debian, is used where openssl is not installed. Both
 // print the hex digest as their first word.
 const hasher = `if command -v openssl >/dev/null 2>&1; then hasher="openssl dgst -sha256 -r"; else hasher=sha256sum; fi
 `
 
-// Exit statuses of receiveScript that name what went wrong.
+// Exit statuses of receiveScript (and assembleScript) that name what went wrong.
 const (
 	exitSHAMismatch = 65
 	exitUnpack      = 66
 )
 
-// receiveScript reads the artifact on its stdin once: tee hands it to tar, which unpacks it
-// into a temp directory, and through a fifo to the hasher (see hasher) at the same time, on two
-// cores of the host. Whatever tar leaves unread (an archive's trailing padding) is drained, so the
-// checksum always sees every byte. When the stream ends early (cancel, lost connection) the
-// checksum cannot match, and every temp file is removed before the script exits.
-func receiveScript(l layout, rel Release, n string, compressed bool, manifestLen int) string {
+// receiveScript reads the sealed artifact (sealedArtifact) on its stdin once: tar unpacks it
+// into a temp directory as it arrives, straight from the connection, with -i (over the
+// artifact's end-of-archive blocks) so that it unpacks ferry's seal too. Only when tar
+// succeeded and the seal, a member named with this upload's token, says the version's sha256
+// is the release put in place; otherwise, and when the stream ends early (cancel, lost
+// connection: there is no seal), every temp file is removed before the script exits.
+func receiveScript(l layout, rel Release, n, seal string, compressed bool, manifestLen int) string {
 	keepManifest, readManifest := "", ""
 	if manifestLen > 0 {
 		// The manifest (gzipped) comes first on stdin: dd takes exactly its bytes.
 		readManifest = fmt.Sprintf(`dd bs=%d count=1 iflag=fullblock status=none | gzip -dc > "$files" || { clean; exit %d; }`, manifestLen, exitUnpack)
 		keepManifest = fmt.Sprintf(` && mv -- "$files" %s`, store.ShellQuote(l.filesFile(rel.Version)))
 	}
-	untar := "tar -xf - --no-same-owner -C \"$tmp\""
+	// 128 KiB records: a tenth of the reads of tar's default 10 KiB.
+	untar := "tar -b 256 -i -xf - --no-same-owner -C \"$tmp\""
 	if compressed {
-		untar = "tar -xzf - --no-same-owner -C \"$tmp\""
+		untar = "tar -b 256 -i -xzf - --no-same-owner -C \"$tmp\""
 	}
-	return fmt.Sprintf(hasher+`want=%[1]s
+	return fmt.Sprintf(`want=%[1]s
 tmp=%[2]s
-fifo=%[3]s
-sum=%[4]s
-files=%[10]s
-clean() { rm -rf -- "$tmp" "$fifo" "$sum" "$files"; }
-rm -rf -- %[11]s
-%[12]s
-mkdir -- "$tmp" && mkfifo -- "$fifo" && printf '%%0100d\n' 0 > "$sum" || { clean; exit %[7]d; }
-# The checksum's file is written in place: its block is taken before tar can fill the disk.
-$hasher < "$fifo" 1<> "$sum" &
-summer=$!
-tee -- "$fifo" | { %[8]s; status=$?; cat > /dev/null; exit "$status"; }
+files=%[8]s
+seal="$tmp"/%[3]s
+clean() { rm -rf -- "$tmp" "$files"; }
+rm -rf -- %[9]s
+%[10]s
+mkdir -- "$tmp" || { clean; exit %[5]d; }
+%[6]s
 untar=$?
-if ! wait "$summer"; then echo "$hasher failed" >&2; clean; exit %[7]d; fi
-got=; read -r got _ < "$sum"
-if [ "$got" != "$want" ]; then echo "$got"; clean; exit %[6]d; fi
+cat > /dev/null
+got=
+if [ -f "$seal" ] && [ ! -h "$seal" ]; then IFS= read -r got < "$seal"; fi
 if [ "$untar" -ne 0 ]; then
   df -Pk -- "$(dirname -- "$tmp")" | awk 'NR == 2 { print "free-kib " $4 }'
-  clean; exit %[7]d
+  clean; exit %[5]d
 fi
-printf '%%s\n' "$want" > %[5]s%[13]s && mv -T -- "$tmp" %[9]s || { clean; exit %[7]d; }
-rm -f -- "$fifo" "$sum"
-`, store.ShellQuote(strings.ToLower(rel.SHA256)), store.ShellQuote(l.unpacking(rel.Version, n)), store.ShellQuote(l.fifo(rel.Version, n)),
-		store.ShellQuote(l.shaTemp(rel.Version, n)), store.ShellQuote(l.shaFile(rel.Version)), exitSHAMismatch, exitUnpack, untar,
-		store.ShellQuote(l.release(rel.Version)), store.ShellQuote(l.filesTemp(rel.Version, n)), l.tempsOf(rel.Version), readManifest, keepManifest)
+if [ "$got" != "$want" ]; then echo "$got"; clean; exit %[4]d; fi
+rm -f -- "$seal" && printf '%%s\n' "$want" > %[11]s%[12]s && mv -T -- "$tmp" %[7]s || { clean; exit %[5]d; }
+`, store.ShellQuote(strings.ToLower(rel.SHA256)), store.ShellQuote(l.unpacking(rel.Version, n)), store.ShellQuote(seal),
+		exitSHAMismatch, exitUnpack, untar, store.ShellQuote(l.release(rel.Version)), store.ShellQuote(l.filesTemp(rel.Version, n)),
+		l.tempsOf(rel.Version), readManifest, store.ShellQuote(l.shaFile(rel.Version)), keepManifest)
 }
 
 // receiveError says why receiving an artifact failed: canceled, the connection lost, the disk
