@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -111,7 +112,14 @@ func deltaArchive(rel Release, missing map[string]bool) (io.Reader, func()) {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		pw.CloseWithError(writeDelta(rel, missing, pw))
+		// Few large writes: each write to the pipe becomes an SSH packet of its own, and
+		// gzip writes its compressed blocks a few hundred bytes at a time.
+		buf := bufio.NewWriterSize(pw, 64<<10)
+		err := writeDelta(rel, missing, buf)
+		if err == nil {
+			err = buf.Flush()
+		}
+		pw.CloseWithError(err)
 	}()
 	return pr, func() { pr.Close(); <-finished }
 }

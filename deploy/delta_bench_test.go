@@ -66,7 +66,7 @@ func BenchmarkDeployDelta(b *testing.B) {
 }
 
 // changeFiles rewrites n of the tree's data files with new random content, other ones each round.
-func changeFiles(b *testing.B, tree string, n, round int) {
+func changeFiles(b testing.TB, tree string, n, round int) {
 	buf := make([]byte, 0)
 	for k := range n {
 		i := (round*n + k*97) % benchFiles
