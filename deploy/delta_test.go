@@ -191,8 +191,24 @@ func TestANewVersionIsSentAsItsDifferenceFromAKeptRelease(t *testing.T) {
 		t.Errorf("the log does not say the kept manifest changed and the artifact was sent whole:\n%s", log)
 	}
 	assertSameTree(t, tree, h.Path("releases/v4"))
-	if got := releaseEntries(t, h); strings.Join(got, " ") != "v2 v3 v4" {
-		t.Errorf("releases %v, want v2 v3 v4 without temp files", got)
+
+	// New content everywhere (more than the shared 7 MB service): the edits would send most
+	// of it, so the artifact goes whole.
+	tree = makeTree(t, 50, 16<<20)
+	v5 := packTree(t, tree, "v5")
+	v5.Files = known.Index()
+	rec = newRecorder()
+	res = rollout(t, c, spec, v5, rec, deploy.HostSucceeded)
+	assertServing(t, h, "v5")
+	if log := rec.log("host-1"); !strings.Contains(log, " holds only ") || !strings.Contains(log, "sending the whole artifact") {
+		t.Errorf("the log does not say the kept release holds too little and the artifact was sent whole:\n%s", log)
+	}
+	if res[0].BytesSent != v5.Size {
+		t.Errorf("v5 sent %d bytes, want the whole artifact (%d) and nothing before it", res[0].BytesSent, v5.Size)
+	}
+	assertSameTree(t, tree, h.Path("releases/v5"))
+	if got := releaseEntries(t, h); strings.Join(got, " ") != "v3 v4 v5" {
+		t.Errorf("releases %v, want v3 v4 v5 without temp files", got)
 	}
 }
 
