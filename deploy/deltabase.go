@@ -104,7 +104,7 @@ func (c *Conn) sendEdits(ctx context.Context, l layout, rel Release, idx *fileIn
 	if !worth {
 		return 0, &errNoDelta{fmt.Sprintf("the kept release %s holds only %s of the %s of files of %s", from.base, byteCount(idx.size-from.need), byteCount(idx.size), rel.Version)}
 	}
-	archive, done := deltaArchive(rel, from.missing)
+	archive, done := deltaArchive(rel, from.missing, from.need)
 	defer done()
 	counter := &progressReader{ctx: ctx, r: io.MultiReader(bytes.NewReader(from.edits), archive), total: from.need, report: progress}
 	n := nonce()
