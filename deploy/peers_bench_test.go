@@ -34,7 +34,8 @@ import (
 // compression shrinks, so ferry's build packs it as a plain tar) plus the 7 MB service binary. Each run reports, per tool, the
 // median and the spread (min-max) of the wall time, the CPU time of the whole deployment on
 // this machine (this process, the ssh/scp/rsync clients, and every process of the hosts) and
-// the bytes on the wire (both directions, all hosts).
+// the bytes on the wire (both directions, all hosts). Where Ansible is installed, its copy
+// module is compared too (ansiblePeer).
 // Run it with (-v prints the table rows docs/benchmarks.md shows):
 //
 //	go test -run '^$' -bench 'DeployPeers/hosts=20/size=100MB' -benchtime 3x -v ./deploy/
