@@ -113,3 +113,129 @@ func TestNewContentIsSentWholeAfterOneHostWasAsked(t *testing.T) {
 		t.Errorf("%d hosts were asked and %d told, want 1 and 2", asked, told)
 	}
 }
+
+// A new version deployed by a process that deployed the one before (deploy.Manifests, as the
+// worker keeps them) is sent as its difference from the release the host keeps: changed,
+// added, moved and removed files, without a hash of every file. The assembled release is the
+// artifact's tree exactly. A kept file changed on the host, or a kept manifest changed, makes
+// the release go whole.
+func TestANewVersionIsSentAsItsDifferenceFromAKeptRelease(t *testing.T) {
+	c := sshtest.Start(t, 1, sshtest.Options{})
+	h := c.Hosts()[0]
+	spec := testSpec(store.Strategy{})
+	known := deploy.NewManifests()
+	tree := makeTree(t, 200, 4<<20)
+	v1 := packTree(t, tree, "v1")
+	v1.Files = known.Index()
+	rollout(t, c, spec, v1, nil, deploy.HostSucceeded)
+
+	writeTreeFile(t, tree, filepath.Join("data", "03", "file-0003.bin"), bytes.Repeat([]byte("v2"), 1000))
+	writeTreeFile(t, tree, filepath.Join("data", "new.bin"), []byte("a file v1 does not have\n"))
+	moved, err := os.ReadFile(filepath.Join(tree, "data", "07", "file-0007.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTreeFile(t, tree, filepath.Join("data", "moved.bin"), moved)
+	for _, gone := range []string{"data/07/file-0007.bin", "data/11/file-0011.bin"} {
+		if err := os.Remove(filepath.Join(tree, gone)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Same content, other mode: a link would keep the old mode, so it is sent.
+	if err := os.Chmod(filepath.Join(tree, "data", "12", "file-0012.bin"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v2 := packTree(t, tree, "v2")
+	v2.Files = known.Index()
+	rec := newRecorder()
+	res := rollout(t, c, spec, v2, rec, deploy.HostSucceeded)
+	assertServing(t, h, "v2")
+	if sent := res[0].BytesSent; sent <= 0 || sent > 64<<10 {
+		t.Errorf("v2 sent %d bytes, want the changed files and little more (at most 64 KiB)", sent)
+	}
+	if log := rec.log("host-1"); !strings.Contains(log, "198 of 202 files of v2 were on the host already (linked from release v1); sent the other 4") {
+		t.Errorf("the log does not say how many files were taken from v1:\n%s", log)
+	}
+	assertSameTree(t, tree, h.Path("releases/v2"))
+
+	kept := h.Path(filepath.Join("releases", "v2", "data", "05", "file-0005.bin"))
+	if err := os.WriteFile(kept, bytes.Repeat([]byte("x"), 20000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeTreeFile(t, tree, "VERSION", []byte("v3\n"))
+	v3 := packTree(t, tree, "v3")
+	v3.Files = known.Index()
+	rec = newRecorder()
+	res = rollout(t, c, spec, v3, rec, deploy.HostSucceeded)
+	assertServing(t, h, "v3")
+	if log := rec.log("host-1"); !strings.Contains(log, "does not match its manifest") || !strings.Contains(log, "sending the whole artifact") {
+		t.Errorf("the log does not say the assembled release was refused and the artifact sent whole:\n%s", log)
+	}
+	if res[0].BytesSent < v3.Size {
+		t.Errorf("v3 sent %d bytes, want the whole artifact (%d) after the refused assembly", res[0].BytesSent, v3.Size)
+	}
+	assertSameTree(t, tree, h.Path("releases/v3"))
+
+	manifest, err := os.OpenFile(h.Path("releases/.v3.files"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest.WriteString(strings.Repeat("0", 64) + " 644 data/extra.bin\n")
+	manifest.Close()
+	v4 := packTree(t, tree, "v4")
+	v4.Files = known.Index()
+	rec = newRecorder()
+	res = rollout(t, c, spec, v4, rec, deploy.HostSucceeded)
+	assertServing(t, h, "v4")
+	if log := rec.log("host-1"); !strings.Contains(log, "is not the one ferry recorded") || !strings.Contains(log, "sending the whole artifact") {
+		t.Errorf("the log does not say the kept manifest changed and the artifact was sent whole:\n%s", log)
+	}
+	assertSameTree(t, tree, h.Path("releases/v4"))
+
+	// New content everywhere (more than the shared 7 MB service): the edits would send most
+	// of it, so the artifact goes whole.
+	tree = makeTree(t, 50, 16<<20)
+	v5 := packTree(t, tree, "v5")
+	v5.Files = known.Index()
+	rec = newRecorder()
+	res = rollout(t, c, spec, v5, rec, deploy.HostSucceeded)
+	assertServing(t, h, "v5")
+	if log := rec.log("host-1"); !strings.Contains(log, " holds only ") || !strings.Contains(log, "sending the whole artifact") {
+		t.Errorf("the log does not say the kept release holds too little and the artifact was sent whole:\n%s", log)
+	}
+	if res[0].BytesSent != v5.Size {
+		t.Errorf("v5 sent %d bytes, want the whole artifact (%d) and nothing before it", res[0].BytesSent, v5.Size)
+	}
+	assertSameTree(t, tree, h.Path("releases/v5"))
+	if got := releaseEntries(t, h); strings.Join(got, " ") != "v3 v4 v5" {
+		t.Errorf("releases %v, want v3 v4 v5 without temp files", got)
+	}
+}
+
+// assertSameTree checks that release holds the tree's regular files, with their content and
+// mode, and no other (but what the running service writes under run/).
+func assertSameTree(t *testing.T, tree, release string) {
+	t.Helper()
+	want := map[string]bool{}
+	filepath.WalkDir(tree, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		name, _ := filepath.Rel(tree, p)
+		want[name] = true
+		wantInfo, _ := d.Info()
+		gotInfo, err := os.Stat(filepath.Join(release, name))
+		if err != nil || gotInfo.Mode() != wantInfo.Mode() {
+			t.Errorf("%s in %s: %v (%v), want mode %v", name, release, gotInfo, err, wantInfo.Mode())
+		}
+		assertSameFiles(t, tree, release, name)
+		return nil
+	})
+	filepath.WalkDir(release, func(p string, d os.DirEntry, err error) error {
+		name, _ := filepath.Rel(release, p)
+		if err == nil && d.Type().IsRegular() && !want[name] && !strings.HasPrefix(name, "run/") {
+			t.Errorf("%s holds %s, which the artifact does not", release, name)
+		}
+		return err
+	})
+}

@@ -29,6 +29,10 @@ type FileIndex struct {
 	// them pays: the first host holding that set asks, the others holding the same set wait for
 	// its answer, and skip the question when it was no.
 	decisions map[string]*deltaDecision
+
+	// known, when set, holds the indexes of releases read before (see Manifests): a host that
+	// keeps one of them is sent only how the release differs from it.
+	known *Manifests
 }
 
 // deltaDecision is whether a release assembled from one set of kept releases pays; done is
@@ -83,6 +87,10 @@ type fileIndex struct {
 	// linkFree is false when the artifact holds hard links, which a release assembled from
 	// pieces cannot reproduce: such a release is always uploaded whole.
 	linkFree bool
+	// manifestSHA is the sha256 of the manifest, unzipped: what a host keeps beside the release.
+	manifestSHA string
+	// known holds the indexes of other releases this process read (nil: none).
+	known *Manifests
 }
 
 type indexedFile struct {
@@ -100,8 +108,60 @@ const maxManifest = 32 << 20
 // artifact cannot be read, or when its sha256 is not the release's: then the artifact is
 // sent whole and the host refuses it, as it refuses any changed artifact.
 func (f *FileIndex) get(rel Release) (*fileIndex, error) {
-	f.once.Do(func() { f.idx, f.err = indexArtifact(rel) })
+	f.once.Do(func() {
+		f.idx, f.err = indexArtifact(rel)
+		if f.err == nil && f.known != nil {
+			f.idx.known = f.known
+			f.known.keep(rel.SHA256, f.idx)
+		}
+	})
 	return f.idx, f.err
+}
+
+// Manifests keeps the file indexes of the releases this process read last, by the sha256 of
+// their artifact, so that a release can be sent to a host as its difference from a release the
+// host keeps (and ferry read before): the changed paths with their modes, instead of a hash of
+// every file. It holds at most maxKnownFiles files' entries (and always the newest release).
+// It is safe for concurrent use.
+type Manifests struct {
+	mu    sync.Mutex
+	bySHA map[string]*fileIndex
+	order []string // sha256s, oldest first
+	files int
+}
+
+// maxKnownFiles bounds the memory of Manifests: about 150 bytes a file.
+const maxKnownFiles = 200_000
+
+// NewManifests returns an empty set of known releases.
+func NewManifests() *Manifests { return &Manifests{bySHA: map[string]*fileIndex{}} }
+
+// Index returns a new index, to be filled from a release's artifact on first use like
+// NewFileIndex's, that is kept in m once read and looks in m for the releases a host keeps.
+func (m *Manifests) Index() *FileIndex { return &FileIndex{known: m} }
+
+func (m *Manifests) keep(sha string, idx *fileIndex) {
+	sha = strings.ToLower(sha)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.bySHA[sha]; ok || idx.manifest == nil {
+		return
+	}
+	m.bySHA[sha] = idx
+	m.order = append(m.order, sha)
+	m.files += len(idx.files)
+	for len(m.order) > 1 && m.files > maxKnownFiles {
+		m.files -= len(m.bySHA[m.order[0]].files)
+		delete(m.bySHA, m.order[0])
+		m.order = m.order[1:]
+	}
+}
+
+// lookup returns the index of the release whose artifact has sha256 sha, or nil.
+func (m *Manifests) lookup(sha string) *fileIndex {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bySHA[strings.ToLower(sha)]
 }
 
 func indexArtifact(rel Release) (*fileIndex, error) {
@@ -159,6 +219,8 @@ func indexArtifact(rel Release) (*fileIndex, error) {
 	}
 	if manifest.Len() < maxManifest {
 		idx.manifest, idx.plan = gzipped(manifest.String()), gzipped(plan.String())
+		sum := sha256.Sum256([]byte(manifest.String()))
+		idx.manifestSHA = hex.EncodeToString(sum[:])
 	}
 	idx.digest = hex.EncodeToString(sums.Sum(nil))
 	return idx, nil

@@ -35,7 +35,8 @@ import (
 // compression shrinks, so ferry's build packs it as a plain tar) plus the 7 MB service binary. Each run reports, per tool, the
 // median and the spread (min-max) of the wall time, the CPU time of the whole deployment on
 // this machine (this process, the ssh/scp/rsync clients, and every process of the hosts) and
-// the bytes on the wire (both directions, all hosts).
+// the bytes on the wire (both directions, all hosts). Where Ansible is installed, its copy
+// module is compared too (ansiblePeer).
 // Run it with (-v prints the table rows docs/benchmarks.md shows):
 //
 //	go test -run '^$' -bench 'DeployPeers/hosts=20/size=100MB' -benchtime 3x -v ./deploy/
@@ -72,6 +73,7 @@ func benchPeers(b *testing.B, hosts int, size int64) {
 	p.targets = targetsOf(p.c)
 	p.knownHosts = p.c.KnownHostsFile(b)
 	mustRollout(b, p.targets, p.spec, makeRelease(b, "base", artifact{}))
+	ansible := newAnsiblePeer(b, p) // nil when not installed
 	for i := 0; b.Loop(); i++ {
 		// New content every round: nothing of it is on the hosts yet.
 		b.StopTimer()
@@ -94,11 +96,18 @@ func benchPeers(b *testing.B, hosts int, size int64) {
 			{{"rsync fresh", func() { p.rsyncAndRestart(b, fmt.Sprintf("rsync%d", i)) }},
 				{"rsync unchanged", func() { p.rsyncAndRestart(b, fmt.Sprintf("rsync%d", i)) }}},
 		}
+		if ansible != nil { // its own fresh and unchanged rows
+			tools = append(tools, []step{{"", func() { ansible.measurePeers(b, rel.Artifact, i) }}})
+		}
 		// Each round starts with another tool: on a file system without a journal (ext4 as
 		// some cloud images make it), creating files within minutes of deleting many costs
 		// several times the CPU, and whoever comes first after the last round's clean-up pays.
 		for k := range tools {
 			for _, s := range tools[(i+k)%len(tools)] {
+				if s.name == "" {
+					s.run()
+					continue
+				}
 				p.measure(b, s.name, s.run)
 			}
 		}
@@ -319,69 +328,4 @@ func (p *peerBench) cleanPeers(b *testing.B, i int) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// BenchmarkDeployDelta deploys, to 5 hosts, a new version of a 100 MB tree of 2,000 files in
-// which 1 % of the files changed, with ferry (which sends only the files the hosts lack and
-// assembles the release there) and with rsync of the whole tree into a new release directory
-// with --link-dest to the one before (rsync's own way to move only what changed), each with
-// the same graceful restart. It reports the bytes on the wire as a share of the artifact.
-// Run it with: go test -run '^$' -bench DeployDelta -benchtime 3x -v ./deploy/
-func BenchmarkDeployDelta(b *testing.B) {
-	const hosts, size = 5, 100 << 20
-	p := &peerBench{c: sshtest.Start(b, hosts, sshtest.Options{}), spec: testSpec(store.Strategy{Kind: store.StrategyParallel}),
-		samples: map[string][]sample{}}
-	p.targets = targetsOf(p.c)
-	p.knownHosts = p.c.KnownHostsFile(b)
-	p.tree = makeTree(b, benchFiles, size)
-	rel := packTree(b, p.tree, "d0")
-	mustRollout(b, p.targets, p.spec, rel)
-	p.rsyncLinked(b, "rsync0", "")
-	var artifactBytes int64
-	for i := 1; b.Loop(); i++ {
-		changeFiles(b, p.tree, benchFiles/100, i)
-		rel = packTree(b, p.tree, fmt.Sprintf("d%d", i))
-		artifactBytes = rel.Size
-		p.measure(b, "ferry 1% changed", func() { mustRollout(b, p.targets, p.spec, rel) })
-		p.measure(b, "rsync 1% changed", func() { p.rsyncLinked(b, fmt.Sprintf("rsync%d", i), fmt.Sprintf("rsync%d", i-1)) })
-	}
-	for _, name := range []string{"ferry 1% changed", "rsync 1% changed"} {
-		s := p.samples[name]
-		wire := spread(s, func(x sample) float64 { return float64(x.wire) })
-		b.ReportMetric(100*wire[1]/float64(artifactBytes*hosts), strings.ReplaceAll(name, " ", "-")+"-wire-%-of-artifact")
-	}
-	p.report(b, hosts, size)
-}
-
-// changeFiles rewrites n of the tree's data files with new random content, other ones each round.
-func changeFiles(b *testing.B, tree string, n, round int) {
-	buf := make([]byte, 0)
-	for k := range n {
-		i := (round*n + k*97) % benchFiles
-		name := filepath.Join(tree, fmt.Sprintf("data/%02d/file-%04d.bin", i%20, i))
-		info, err := os.Stat(name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		buf = slices.Grow(buf[:0], int(info.Size()))[:info.Size()]
-		rand.Read(buf)
-		if err := os.WriteFile(name, buf, 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// rsyncLinked sends the tree with rsync into releases/<dir>, hard-linking unchanged files from
-// releases/<linkDest> (when set), then restarts the service on it as restartScript does.
-func (p *peerBench) rsyncLinked(b *testing.B, dir, linkDest string) {
-	p.onEveryHost(b, func(h *sshtest.Host) [][]string {
-		o := p.sshOptions(h)
-		rsync := []string{"rsync", "-a", "--exclude", "/run/", "-e", "ssh " + strings.Join(o, " ")}
-		if linkDest != "" {
-			rsync = append(rsync, "--link-dest=../"+linkDest)
-		}
-		rsync = append(rsync, p.tree+"/", "root@127.0.0.1:"+sshtest.DefaultDeployPath+"/releases/"+dir+"/")
-		ssh := append(append([]string{"ssh"}, o...), "root@127.0.0.1", restartScript(dir, false))
-		return [][]string{rsync, ssh}
-	})
 }

@@ -110,6 +110,9 @@ type Worker struct {
 	// pool keeps the connections of finished deployments for IdleConnTimeout; nil when
 	// connections are not kept.
 	pool *ConnPool
+	// manifests holds the file indexes of the versions this worker deployed last, so that the
+	// next version is sent to a host as its difference from one the host keeps.
+	manifests *Manifests
 }
 
 // jobStore is what the deployment runner needs of the store: the deployments queue.
@@ -124,7 +127,7 @@ type jobStore interface {
 // NewWorker returns a worker for cfg; Run starts it.
 func NewWorker(cfg WorkerConfig) *Worker {
 	cfg = cfg.withDefaults()
-	w := &Worker{cfg: cfg, db: cfg.DB, log: cfg.Logger}
+	w := &Worker{cfg: cfg, db: cfg.DB, log: cfg.Logger, manifests: NewManifests()}
 	if cfg.DB != nil {
 		w.jobs = cfg.DB
 	}

@@ -169,7 +169,7 @@ func (r *deploymentRun) readVersion(ctx context.Context, v *store.Version) error
 		return fmt.Errorf("the .ferry.yml of version %s has no deploy.path: ferry does not know where to put it", v.Name)
 	}
 	r.spec = p.Deploy
-	r.rel = Release{Version: v.Name, Artifact: artifact, SHA256: v.SHA256, Size: v.Size, Files: NewFileIndex()}
+	r.rel = Release{Version: v.Name, Artifact: artifact, SHA256: v.SHA256, Size: v.Size, Files: r.w.manifests.Index()}
 	return r.rel.Validate()
 }
 
