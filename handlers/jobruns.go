@@ -178,15 +178,20 @@ func (s *Server) jobRunLog(c *gin.Context) {
 func (s *Server) streamJobRunLog(c *gin.Context) {
 	id := idParam(c, "run")
 	host := c.Query("host")
-	if !strings.Contains(host, "/") {
-		host = "" // the page's stream names "STEP/HOST"; ?step=&host= below does the same
+	var keep func(string) bool
+	switch step, _ := strconv.Atoi(c.Query("step")); {
+	case strings.Contains(host, "/"): // the page's stream names "STEP/HOST"
+		keep = func(h string) bool { return h == host }
+	case step > 0 && host != "":
+		want := store.RunLogHost(step, host)
+		keep = func(h string) bool { return h == want }
+	case step > 0: // the step's own lines and its hosts'
+		prefix := store.RunLogHost(step, "")
+		keep = func(h string) bool { return strings.HasPrefix(h, prefix) }
+	case host != "": // this host's lines of every step
+		keep = func(h string) bool { _, name := store.SplitRunLogHost(h); return h != "" && name == host }
 	}
-	if step := c.Query("step"); step != "" {
-		if n, err := strconv.Atoi(step); err == nil && n > 0 {
-			host = store.RunLogHost(n, c.Query("host"))
-		}
-	}
-	st := &logStream{kind: store.JobRunLog, id: id, host: host, status: func(ctx context.Context) (string, bool, error) {
+	st := &logStream{kind: store.JobRunLog, id: id, keep: keep, status: func(ctx context.Context) (string, bool, error) {
 		r, err := s.db.GetJobRun(ctx, id)
 		if err != nil {
 			return "", false, err

@@ -250,7 +250,8 @@ func TestJobPagesInBothLanguages(t *testing.T) {
 }
 
 // A run's live log streams over WebSocket as a deployment's does; ?step=&host= keeps one
-// host's lines of one step; a stranger cannot open it.
+// host's lines of one step, ?step= alone a step's, ?host= alone a host's; a stranger cannot
+// open it.
 func TestJobRunLogStream(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		s := newStreamServer(t, db)
@@ -275,13 +276,24 @@ func TestJobRunLogStream(t *testing.T) {
 			t.Errorf("all lines: %q", got)
 		}
 		one := s.mustDial(t, fmt.Sprintf("/api/v1/runs/%d/log/stream?step=1&host=web2", run.ID), s.member)
+		step1 := s.mustDial(t, fmt.Sprintf("/api/v1/runs/%d/log/stream?step=1", run.ID), s.member)
+		web2 := s.mustDial(t, fmt.Sprintf("/api/v1/runs/%d/log/stream?host=web2", run.ID), s.member)
 		writeLines(t, db, store.JobRunLog, run.ID, store.RunLogHost(1, "web1"), "two from web1")
 		writeLines(t, db, store.JobRunLog, run.ID, store.RunLogHost(1, "web2"), "two from web2")
+		writeLines(t, db, store.JobRunLog, run.ID, store.RunLogHost(2, "web2"), "step 2 from web2")
+		writeLines(t, db, store.JobRunLog, run.ID, store.RunLogHost(2, "web1"), "step 2 from web1")
 		if got := readLines(t, one, 2); got[0] != "one from web2" || got[1] != "two from web2" {
 			t.Errorf("web2's lines of step 1: %q", got)
 		}
-		if got := readLines(t, all, 2); got[0] != "two from web1" || got[1] != "two from web2" {
+		if got := readLines(t, all, 4); got[0] != "two from web1" || got[1] != "two from web2" || got[2] != "step 2 from web2" {
 			t.Errorf("live lines: %q", got)
+		}
+		// ?step= alone keeps every host's lines of that step; ?host= alone that host's of every step.
+		if got := readLines(t, step1, 4); strings.Join(got, "|") != "one from web1|one from web2|two from web1|two from web2" {
+			t.Errorf("step 1's lines: %q", got)
+		}
+		if got := readLines(t, web2, 3); strings.Join(got, "|") != "one from web2|two from web2|step 2 from web2" {
+			t.Errorf("web2's lines of every step: %q", got)
 		}
 		if _, resp, err := s.dial(t, fmt.Sprintf("/api/v1/runs/%d/log/stream", run.ID), s.stranger, ""); err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
 			t.Errorf("a stranger opened the stream: %v", err)

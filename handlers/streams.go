@@ -68,9 +68,11 @@ type streamMessage struct {
 
 // logStream is one viewer's stream of one job's log.
 type logStream struct {
-	kind  string
-	id    int64
-	host  string // only this host's lines, when not ""
+	kind string
+	id   int64
+	host string // only this host's lines, when not ""
+	// keep, when set, keeps the lines whose host it accepts (instead of host).
+	keep  func(host string) bool
 	after int64
 	// status returns the job's status and whether it is final.
 	status func(ctx context.Context) (string, bool, error)
@@ -230,7 +232,11 @@ func (s *Server) streamLog(ctx context.Context, st *logStream, out chan<- stream
 		return true
 	}
 	defer sub.Close()
-	p := &producer{ctx: ctx, out: out, last: st.after, host: st.host}
+	p := &producer{ctx: ctx, out: out, last: st.after, keep: st.keep}
+	if p.keep == nil && st.host != "" {
+		host := st.host
+		p.keep = func(h string) bool { return h == host }
+	}
 	final := func() (string, bool) {
 		status, final, err := st.status(ctx)
 		return status, err == nil && final
@@ -284,10 +290,10 @@ type producer struct {
 	ctx  context.Context
 	out  chan<- streamMessage
 	last int64
-	host string
+	keep func(host string) bool // nil: every line
 }
 
-// send queues lines (those of p.host only, when set). It reports false when the viewer is
+// send queues lines (those p.keep accepts, when set). It reports false when the viewer is
 // too slow.
 func (p *producer) send(lines []store.LogLine) bool {
 	for len(lines) > 0 && lines[0].Seq <= p.last {
@@ -297,10 +303,10 @@ func (p *producer) send(lines []store.LogLine) bool {
 		return true
 	}
 	p.last = lines[len(lines)-1].Seq
-	if p.host != "" {
+	if p.keep != nil {
 		kept := make([]store.LogLine, 0, len(lines))
 		for _, l := range lines {
-			if l.Host == p.host {
+			if p.keep(l.Host) {
 				kept = append(kept, l)
 			}
 		}
