@@ -102,8 +102,14 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 	// paused (SIGSTOP) until B holds the build, so that B gets it.
 	var c *server
 	var built store.Build
+	leftover := false // a script of the last B outlived it
 	for i, point := range []string{"killed as soon as B claims it", "killed while its script runs", "stopped cleanly while its script runs"} {
 		b := startServer(t, env(machine1, 1, 0))
+		if leftover {
+			// A ferry starting on the machine ends what a dead one left (its run records).
+			storetest.WaitFor(t, 30*time.Second, "the next ferry on machine 1 ending the script the killed one left", func() bool { return len(scriptPIDs(t)) == 0 })
+			leftover = false
+		}
 		if c != nil {
 			sendSignal(t, c, syscall.SIGSTOP)
 		}
@@ -128,11 +134,22 @@ func TestKilledProcessesWorkIsTakenOver(t *testing.T) {
 		} else {
 			killed = kill9(t, b)
 		}
-		storetest.WaitFor(t, 30*time.Second, "the killed worker's build script gone", func() bool { return len(scriptPIDs(t)) == 0 })
 		storetest.WaitFor(t, time.Minute, "another process on build "+strconv.FormatInt(buildID, 10), func() bool {
 			return holderPID(t, sql, "builds", buildID) == c.cmd.Process.Pid
 		})
 		t.Logf("build %s: taken over %s later", point, time.Since(killed).Round(10*time.Millisecond))
+		// The script dies with B (Pdeathsig on bwrap, --die-with-parent inside). On a loaded
+		// machine, B killed in the very moment bwrap starts has once left bwrap running with
+		// its script (parent 1): then the next ferry on the machine ends it by the run's record
+		// (above), as a restarted ferry (or systemd, KillMode=mixed) does in production.
+		if !storetest.Eventually(10*time.Second, func() bool { return len(scriptPIDs(t)) == 0 }) {
+			n := len(scriptPIDs(t))
+			if i == 2 {
+				t.Fatalf("B stopped cleanly, and its build script still runs 10 s later")
+			}
+			t.Logf("build %s: %d script process(es) outlived B (killed while the sandbox started)", point, n)
+			leftover = true
+		}
 		built = waitBuild(t, api, buildID)
 		if built.Status != store.BuildSuccess || built.Attempts != 2 {
 			t.Fatalf("build %s ended %s after %d attempts (%s), want success on the second\n%s", point, built.Status, built.Attempts, built.Error, c.logs.String())
