@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -135,24 +134,7 @@ func (p *peerBench) wire() int64 {
 }
 
 // cpu is the CPU time used so far by this process, its waited-for children and every host.
-func (p *peerBench) cpu(b *testing.B) time.Duration {
-	var total time.Duration
-	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(who, &ru); err != nil {
-			b.Fatal(err)
-		}
-		total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	for _, h := range p.c.Hosts() {
-		d, err := h.CPU()
-		if err != nil {
-			b.Fatal(err)
-		}
-		total += d
-	}
-	return total
-}
+func (p *peerBench) cpu(b *testing.B) time.Duration { return machineCPU(b, p.c) }
 
 // report prints one table row per tool and reports ferry's and the peers' medians.
 func (p *peerBench) report(b *testing.B, hosts int, size int64) {
