@@ -114,13 +114,7 @@ func listCommand(ctx context.Context, name string, l listing, args []string, env
 		return err
 	}
 	if *asJSON {
-		var out bytes.Buffer
-		if err := json.Indent(&out, raw, "", "  "); err != nil {
-			return err
-		}
-		out.WriteByte('\n')
-		_, err := stdout.Write(out.Bytes())
-		return err
+		return writeIndented(stdout, raw)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, l.header)
@@ -199,4 +193,15 @@ func approvedCount(list []*store.Approval) int {
 		}
 	}
 	return n
+}
+
+// writeIndented prints the API's JSON answer indented, as --json promises.
+func writeIndented(stdout io.Writer, raw json.RawMessage) error {
+	var out bytes.Buffer
+	if err := json.Indent(&out, raw, "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err := stdout.Write(out.Bytes())
+	return err
 }

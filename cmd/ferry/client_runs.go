@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -176,13 +175,7 @@ func listRunsCommand(ctx context.Context, args []string, env func(string) string
 		return err
 	}
 	if *asJSON {
-		var out bytes.Buffer
-		if err := json.Indent(&out, raw, "", "  "); err != nil {
-			return err
-		}
-		out.WriteByte('\n')
-		_, err := stdout.Write(out.Bytes())
-		return err
+		return writeIndented(stdout, raw)
 	}
 	var runs []store.JobRun
 	if err := json.Unmarshal(raw, &runs); err != nil {
