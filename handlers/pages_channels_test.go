@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -139,8 +140,19 @@ func TestBrowserChannels(t *testing.T) {
 	}
 
 	// A global channel from its own page.
+	// The project page has a #new-channel too: wait until the global page has replaced it.
+	c.run("open the global channels page", chromedp.Click(`a[href="/channels"]`))
+	if !storetest.Eventually(15*time.Second, func() bool {
+		loc, err := chromedp.Run(c.ctx, chromedp.Location())
+		if err != nil || !strings.HasSuffix(loc, "/channels") {
+			return false
+		}
+		ready, err := chromedp.Run(c.ctx, chromedp.Evaluate[string](`document.readyState`))
+		return err == nil && ready == "complete"
+	}) {
+		c.fail("open the global channels page", fmt.Errorf("the page at /channels did not load"))
+	}
 	c.run("a global channel",
-		chromedp.Click(`a[href="/channels"]`),
 		chromedp.WaitVisible(`#new-channel`),
 		chromedp.Click(`#new-channel summary`),
 		eval(noReload),
