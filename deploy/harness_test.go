@@ -239,17 +239,14 @@ func assertCurrent(t *testing.T, h *sshtest.Host, version string) {
 	}
 }
 
-// releaseEntries lists what is in a host's releases directory.
+// releaseEntries lists what is in a host's releases directory once the removal of pruned
+// releases ended: a rollout returns when they are out of the releases' namespace, in a trash
+// directory whose removal goes on in the background (see TestPrunedReleasesAreRemovedAfterTheRollout);
+// the listing waits up to 10 s for it, as a user would look again, and shows a trash directory
+// still there.
 func releaseEntries(t *testing.T, h *sshtest.Host) []string {
 	t.Helper()
-	entries, err := os.ReadDir(h.Path("releases"))
-	if err != nil {
-		t.Fatalf("%s: list releases: %v", h.Name, err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
+	names := settledReleaseFiles(t, h)
 	// The recorded sha256 of a release (.<version>.sha256) and its manifest (.<version>.files)
 	// belong to it; one without its release is listed, like any leftover.
 	return slices.DeleteFunc(names, func(name string) bool {
@@ -259,4 +256,33 @@ func releaseEntries(t *testing.T, h *sshtest.Host) []string {
 		}
 		return ok && strings.HasPrefix(name, ".") && slices.Contains(names, v)
 	})
+}
+
+// releaseFiles lists every name in a host's releases directory, sorted.
+func releaseFiles(t *testing.T, h *sshtest.Host) []string {
+	t.Helper()
+	entries, err := os.ReadDir(h.Path("releases"))
+	if err != nil {
+		t.Fatalf("%s: list releases: %v", h.Name, err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// settledReleaseFiles is releaseFiles once no trash directory (.ferry-trash-*) is left, or after
+// 10 s.
+func settledReleaseFiles(t *testing.T, h *sshtest.Host) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		names := releaseFiles(t, h)
+		trash := slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, ".ferry-trash-") })
+		if !trash || time.Now().After(deadline) {
+			return names
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

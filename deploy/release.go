@@ -116,7 +116,7 @@ func (c *Conn) State(ctx context.Context, root string) (HostState, error) {
 	return c.probe(ctx, layout{root: root}, false, "")
 }
 
-// removeRelease is the shell words that remove a release directory and its recorded sha256.
+// removeRelease is the shell words that name a release directory and its record files.
 func (l layout) removeRelease(v string) string {
 	return store.ShellQuote(l.release(v)) + " " + store.ShellQuote(l.shaFile(v)) + " " + store.ShellQuote(l.filesFile(v))
 }
@@ -132,7 +132,14 @@ func (c *Conn) switchCurrent(ctx context.Context, l layout, version string, out 
 
 // prune removes the oldest of kept (most recently deployed first) beyond keep, never current
 // nor previous, in one command when there is anything to remove. It returns the versions left,
-// in kept's order.
+// in kept's order. Deleting a large release takes seconds, which the deployment does not wait
+// for: the command moves each release (its directory, then its record files) out of the
+// release namespace, one rename each, into a trash directory under releases/ whose name starts
+// with a dot (which the probe never lists, so a moved release is at once no kept release), then
+// starts the removal of that directory detached from the session, at the lowest CPU and I/O
+// priority the host offers, and returns. A failed rename is reported, and that release keeps
+// its record files; a removal that never ended (the host rebooted) is taken up by the next
+// deployment's probe (probeScript).
 func (c *Conn) prune(ctx context.Context, l layout, kept []KeptRelease, keep int, current, previous string, log func(string)) ([]string, error) {
 	var remove, left []string
 	for _, r := range kept {
@@ -140,14 +147,60 @@ func (c *Conn) prune(ctx context.Context, l layout, kept []KeptRelease, keep int
 			left = append(left, r.Version)
 			continue
 		}
-		remove = append(remove, l.removeRelease(r.Version))
+		remove = append(remove, r.Version)
 		log(fmt.Sprintf("removing old release %s (keeping %d)", r.Version, keep))
 	}
 	if len(remove) == 0 {
 		return left, nil
 	}
-	if _, err := c.Quick(ctx, "rm -rf -- "+strings.Join(remove, " ")); err != nil {
+	if _, err := c.Quick(ctx, pruneScript(l, remove, nonce())); err != nil {
 		return nil, fmt.Errorf("remove old releases on %s: %w", c.target.label(), err)
 	}
 	return left, nil
+}
+
+// trashPrefix starts the name of a directory under releases/ holding releases being removed.
+const trashPrefix = ".ferry-trash-"
+
+// pruneScript moves the releases named versions into a new trash directory under releases/:
+// their directories with one mv (a rename each: they are on one file system), then with one
+// more the record files of those whose directory is gone, skipping files that are not there.
+// Then it starts the trash's removal (removeTrashDetached). It fails when a move failed.
+func pruneScript(l layout, versions []string, n string) string {
+	var dirs, records strings.Builder
+	for _, v := range versions {
+		dir := store.ShellQuote(l.release(v))
+		fmt.Fprintf(&dirs, " %s", dir)
+		fmt.Fprintf(&records, "[ -e %[1]s ] || [ -L %[1]s ] || for f in %[2]s %[3]s; do [ -e \"$f\" ] && set -- \"$@\" \"$f\"; done\n",
+			dir, store.ShellQuote(l.shaFile(v)), store.ShellQuote(l.filesFile(v)))
+	}
+	return fmt.Sprintf(`t=%s
+mkdir -- "$t" || exit 1
+set --
+for f in%s; do if [ -e "$f" ] || [ -L "$f" ]; then set -- "$@" "$f"; fi; done
+moved=0
+[ $# -eq 0 ] || mv -- "$@" "$t/" || moved=$?
+set --
+%s[ $# -eq 0 ] || mv -- "$@" "$t/" || moved=$?
+set -- "$t"
+%s
+exit $moved
+`, store.ShellQuote(path.Join(l.releases(), trashPrefix+n)), dirs.String(), records.String(), removeTrashDetached())
+}
+
+// trashRemover is the script that removes the directories in its arguments, at the lowest
+// best-effort I/O priority (ionice) and CPU priority (nice) where the host has those
+// commands, so that the removal yields to the service just started. ionice sets the priority
+// of the shell itself (-p), which rm inherits: an ionice refused (in some containers) does not
+// stop the removal.
+var trashRemover = `command -v ionice >/dev/null 2>&1 && ionice -c 2 -n 7 -p $$ >/dev/null 2>&1
+command -v nice >/dev/null 2>&1 && exec nice -n 19 rm -rf -- "$@"
+exec rm -rf -- "$@"`
+
+// removeTrashDetached is the shell lines that start trashRemover on the directories in "$@" in
+// the background, in a session of its own (setsid, else nohup) with stdin, stdout and stderr on
+// /dev/null: the SSH command returns at once, and the removal goes on after its session ends.
+func removeTrashDetached() string {
+	return `if command -v setsid >/dev/null 2>&1; then detach=setsid; else detach=nohup; fi
+$detach sh -c '` + trashRemover + `' ferry-trash "$@" </dev/null >/dev/null 2>&1 &`
 }

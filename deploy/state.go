@@ -21,14 +21,19 @@ import (
 // points, every release directory with its modification time, and every recorded sha256 (the
 // file beside the release, and the legacy one inside it). Each line is "<kind> <field> <name>"
 // with the name last, so a name with spaces stays whole. With prepare, it first creates the
-// releases and shared/logs directories and removes the temp files earlier uploads of version
-// left behind.
+// releases and shared/logs directories, removes the temp files earlier uploads of version
+// left behind, and starts the removal of any trash an earlier prune left (see Conn.prune).
 func probeScript(l layout, prepare bool, version string) string {
 	var b strings.Builder
 	if prepare { // test builtins first: no mkdir or rm process when there is nothing to do
 		dirs := store.ShellQuote(l.releases()) + " " + store.ShellQuote(l.shared()+"/logs")
 		fmt.Fprintf(&b, "for d in %s; do [ -d \"$d\" ] || { mkdir -p -- %s || exit 1; break; }; done\n", dirs, dirs)
 		fmt.Fprintf(&b, "for f in %[1]s; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then rm -rf -- %[1]s || exit 1; break; fi; done\n", l.tempsOf(version))
+		// Trash an earlier prune did not finish removing (the host rebooted, the removal was
+		// killed): removed again, detached, as prune does; a removal still running is not waited
+		// for (two rm -rf of one directory both end, with nothing left).
+		trash := store.ShellQuote(l.releases()) + "/" + trashPrefix + "*"
+		fmt.Fprintf(&b, "for t in %[1]s; do if [ -d \"$t\" ]; then set -- %[1]s\n%[2]s\nbreak; fi; done\n", trash, removeTrashDetached())
 	}
 	fmt.Fprintf(&b, "cd -- %s 2>/dev/null || exit 0\n", store.ShellQuote(l.root))
 	b.WriteString(`if [ -L current ]; then printf 'current - %s\n' "$(readlink current)"; fi
