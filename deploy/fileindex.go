@@ -106,9 +106,18 @@ const maxManifest = 32 << 20
 
 // get returns the index of rel's artifact, reading it on the first call. It fails when the
 // artifact cannot be read, or when its sha256 is not the release's: then the artifact is
-// sent whole and the host refuses it, as it refuses any changed artifact.
+// sent whole and the host refuses it, as it refuses any changed artifact. A release this
+// process read before (Manifests) is not read again: what the host is sent is checked there
+// all the same (a whole artifact against its sha256, an assembled release against the
+// manifest), so an artifact changed on disk since is still refused.
 func (f *FileIndex) get(rel Release) (*fileIndex, error) {
 	f.once.Do(func() {
+		if f.known != nil { // deployed before by this process: not read again
+			if idx := f.known.lookup(rel.SHA256); idx != nil {
+				f.idx = idx
+				return
+			}
+		}
 		f.idx, f.err = indexArtifact(rel)
 		if f.err == nil && f.known != nil {
 			f.idx.known = f.known
