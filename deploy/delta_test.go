@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -238,4 +239,65 @@ func assertSameTree(t *testing.T, tree, release string) {
 		}
 		return err
 	})
+}
+
+// A version this process read before is not read again for the next host (the staging hosts,
+// then production's): its file index is taken from what was kept. That skips no check: when
+// the artifact on ferry's disk changed since, the release assembled from it does not match the
+// manifest, the whole artifact sent then does not match its sha256, and the host keeps
+// running what it ran.
+func TestAVersionReadBeforeIsNotReadAgainAndStillChecked(t *testing.T) {
+	c := sshtest.Start(t, 2, sshtest.Options{})
+	hosts, targets := c.Hosts(), targetsOf(c)
+	spec := testSpec(store.Strategy{})
+	known := deploy.NewManifests()
+	tree := makeTree(t, 100, 2<<20)
+	v1 := packTree(t, tree, "v1")
+	v1.Files = known.Index()
+	for _, res := range deploy.Rollout(context.Background(), targets, deploy.RolloutOptions{Spec: spec, Release: v1}) {
+		if res.Status != deploy.HostSucceeded {
+			t.Fatalf("v1 on %s: %s: %s", res.Host, res.Status, res.Reason)
+		}
+	}
+
+	changed := bytes.Repeat([]byte("v2"), 1000)
+	writeTreeFile(t, tree, filepath.Join("data", "03", "file-0003.bin"), changed)
+	v2 := packTree(t, tree, "v2")
+	deployTo := func(target deploy.Target) (deploy.HostResult, *recorder) {
+		v2.Files = known.Index()
+		rec := newRecorder()
+		res := deploy.Rollout(context.Background(), []deploy.Target{target}, deploy.RolloutOptions{Spec: spec, Release: v2, Events: rec.events})
+		return res[0], rec
+	}
+	if res, _ := deployTo(targets[0]); res.Status != deploy.HostSucceeded {
+		t.Fatalf("v2 on host-1: %s: %s", res.Status, res.Reason)
+	}
+	assertServing(t, hosts[0], "v2")
+
+	// The changed file's bytes in v2's artifact, altered on ferry's disk after host-1 got it.
+	data, err := os.ReadFile(v2.Artifact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(data, changed)
+	if at < 0 {
+		t.Fatal("the changed file is not in v2's artifact")
+	}
+	copy(data[at:], bytes.Repeat([]byte("zz"), 1000))
+	if err := os.WriteFile(v2.Artifact, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, rec := deployTo(targets[1])
+	if res.Status != deploy.HostFailed || !strings.Contains(res.Reason, "sha256 mismatch") {
+		t.Errorf("v2 from a changed artifact on host-2: %s: %s, want failed with a sha256 mismatch", res.Status, res.Reason)
+	}
+	// The index kept from host-1's rollout was used (a new read of the changed artifact would
+	// have failed before any assembling): host-2 assembled v2 from v1, and refused it.
+	if log := rec.log("host-2"); !strings.Contains(log, "does not match its manifest") {
+		t.Errorf("host-2's log does not say the assembled release was refused:\n%s", log)
+	}
+	assertServing(t, hosts[1], "v1")
+	if _, err := os.Stat(hosts[1].Path("releases/v2")); !os.IsNotExist(err) {
+		t.Errorf("host-2 keeps a release v2 (%v), want none", err)
+	}
 }

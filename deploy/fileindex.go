@@ -106,9 +106,18 @@ const maxManifest = 32 << 20
 
 // get returns the index of rel's artifact, reading it on the first call. It fails when the
 // artifact cannot be read, or when its sha256 is not the release's: then the artifact is
-// sent whole and the host refuses it, as it refuses any changed artifact.
+// sent whole and the host refuses it, as it refuses any changed artifact. A release this
+// process read before (Manifests) is not read again: what the host is sent is checked there
+// all the same (a whole artifact against its sha256, an assembled release against the
+// manifest), so an artifact changed on disk since is still refused.
 func (f *FileIndex) get(rel Release) (*fileIndex, error) {
 	f.once.Do(func() {
+		if f.known != nil { // deployed before by this process: not read again
+			if idx := f.known.lookup(rel.SHA256); idx != nil {
+				f.idx = idx
+				return
+			}
+		}
 		f.idx, f.err = indexArtifact(rel)
 		if f.err == nil && f.known != nil {
 			f.idx.known = f.known
@@ -170,9 +179,12 @@ func indexArtifact(rel Release) (*fileIndex, error) {
 		return nil, fmt.Errorf("open the artifact of %s: %w", rel.Version, err)
 	}
 	defer file.Close()
-	whole := sha256.New()
-	tee := io.TeeReader(bufio.NewReaderSize(file, 1<<20), whole)
-	r, err := archiveReader(tee)
+	// The sha256 of the whole artifact is computed beside the index, on another core, from
+	// a reader of its own: the index is on the path of every upload of a new release.
+	whole := make(chan string, 1)
+	go func() { whole <- fileSHA256(rel.Artifact) }()
+	buffered := bufio.NewReaderSize(file, 1<<20)
+	r, err := archiveReader(buffered)
 	if err != nil {
 		return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
 	}
@@ -209,12 +221,10 @@ func indexArtifact(rel Release) (*fileIndex, error) {
 			fmt.Fprintf(sums, "%s  %s\n", f.sha, f.path)
 		}
 	}
-	for _, rest := range []io.Reader{r, tee} { // gzip's trailer, tar's padding
-		if _, err := io.Copy(io.Discard, rest); err != nil {
-			return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
-		}
+	if _, err := io.Copy(io.Discard, r); err != nil { // gzip's trailer, tar's padding
+		return nil, fmt.Errorf("read the artifact of %s: %w", rel.Version, err)
 	}
-	if got := hex.EncodeToString(whole.Sum(nil)); !strings.EqualFold(got, rel.SHA256) {
+	if got := <-whole; !strings.EqualFold(got, rel.SHA256) {
 		return nil, fmt.Errorf("the artifact of %s has sha256 %s, not %s", rel.Version, got, rel.SHA256)
 	}
 	if manifest.Len() < maxManifest {
@@ -224,6 +234,20 @@ func indexArtifact(rel Release) (*fileIndex, error) {
 	}
 	idx.digest = hex.EncodeToString(sums.Sum(nil))
 	return idx, nil
+}
+
+// fileSHA256 returns the hex sha256 of the file at name, or why it could not be read.
+func fileSHA256(name string) string {
+	f, err := os.Open(name)
+	if err != nil {
+		return "unreadable (" + err.Error() + ")"
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.CopyBuffer(sum, f, make([]byte, 1<<20)); err != nil {
+		return "unreadable (" + err.Error() + ")"
+	}
+	return hex.EncodeToString(sum.Sum(nil))
 }
 
 // planHex is how many hex digits of each sha256 the plan holds: 64 bits.

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,12 +74,16 @@ func benchPeers(b *testing.B, hosts int, size int64) {
 	p.knownHosts = p.c.KnownHostsFile(b)
 	mustRollout(b, p.targets, p.spec, makeRelease(b, "base", artifact{}))
 	ansible := newAnsiblePeer(b, p) // nil when not installed
+	// The file indexes of the releases deployed before, kept by the process as the deploy
+	// worker keeps them (deploy.Manifests).
+	known := deploy.NewManifests()
 	for i := 0; b.Loop(); i++ {
 		// New content every round: nothing of it is on the hosts yet.
 		b.StopTimer()
 		p.tree = makeTree(b, benchFiles, size)
 		b.StartTimer()
 		rel := packTree(b, p.tree, fmt.Sprintf("f%d", i))
+		rel.Files = known.Index() // as the deploy worker does: one index per rollout, kept after
 		type step struct {
 			name string
 			run  func()
@@ -110,7 +115,7 @@ func benchPeers(b *testing.B, hosts int, size int64) {
 				p.measure(b, s.name, s.run)
 			}
 		}
-		p.cleanPeers(b, i)
+		p.cleanPeers(b)
 	}
 	p.report(b, hosts, size)
 }
@@ -118,6 +123,11 @@ func benchPeers(b *testing.B, hosts int, size int64) {
 // measure runs deploy once and keeps what it cost under name.
 func (p *peerBench) measure(b *testing.B, name string, deploy func()) {
 	b.Helper()
+	// Nothing the last tool wrote is left to the kernel to write back while this one runs:
+	// with 20 hosts a tool writes gigabytes, and whoever ran next paid for their writeback.
+	b.StopTimer()
+	syscall.Sync()
+	b.StartTimer()
 	wire0, cpu0 := p.wire(), p.cpu(b)
 	start := time.Now()
 	deploy()
@@ -296,15 +306,16 @@ func (p *peerBench) rsyncAndRestart(b *testing.B, dir string) {
 	})
 }
 
-// cleanPeers removes what the peers put on the hosts in round i, so the disk does not fill.
-func (p *peerBench) cleanPeers(b *testing.B, i int) {
+// cleanPeers removes what the peers put on the hosts, so the disk does not fill, but for the
+// release the hosts run (a peer may have deployed last in the round).
+func (p *peerBench) cleanPeers(b *testing.B) {
 	ctx := context.Background()
 	for _, t := range p.targets {
 		conn, err := deploy.Dial(ctx, t, deploy.DialOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		_, err = conn.Output(ctx, fmt.Sprintf("cd %s/releases && rm -rf scp%d scp%db scp%dc", sshtest.DefaultDeployPath, i, i, i), nil)
+		_, err = conn.Output(ctx, fmt.Sprintf(`cd %s/releases && cur=$(basename "$(readlink ../current)") && for d in scp* rsync*; do [ "$d" = "$cur" ] || rm -rf -- "$d"; done`, sshtest.DefaultDeployPath), nil)
 		conn.Close()
 		if err != nil {
 			b.Fatal(err)
