@@ -222,7 +222,10 @@ while (my $line = <STDIN>) {
 
 // assembleScript unpacks the archive of new files on stdin into a temp directory, links the
 // files the kept releases have into it, checks every file against the manifest, and only then
-// records the artifact's sha256 and the manifest beside the release and renames it into place.
+// records the artifact's sha256, the manifest and its files' stat beside the release and
+// renames it into place. A linked file whose inode, size and modification time are still those
+// its kept release recorded when it was checked (layout.statFile) is taken with the sha256 of
+// that release's manifest instead of being read again; every other file is read and hashed.
 // The check: the sha256 of every file the manifest names, in its order, printed as sha256sum
 // prints them, must be exactly what it prints for the artifact's files (the sha256 of that output is the index's digest);
 // the manifest kept beside the release is made of those sha256s.
@@ -244,19 +247,37 @@ if ! tar -xzf - --no-same-owner -C "$tmp"; then
 fi
 perl -e %[5]s "$tmp" < "$links" || { clean; exit %[8]d; }
 sums=%[14]s
-awk '{ p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print p }' "$files" | tr '\n' '\0' |
-  (cd -- "$tmp" && xargs -0 -r $hasher --) | cut -d ' ' -f 1 > "$sums" || { rm -f -- "$sums"; clean; exit %[6]d; }
-[ "$(wc -l < "$sums")" -eq "$(wc -l < "$files")" ] || { echo "some files are missing"; rm -f -- "$sums"; clean; exit %[6]d; }
+now=${sums%%.tmp}.now.tmp tmpl=${sums%%.tmp}.tmpl.tmp hashed=${sums%%.tmp}.hashed.tmp
+clean_sums() { rm -f -- "$sums" "$now" "$tmpl" "$hashed"; }
+(cd -- "$tmp" && %[16]s) > "$now" 2>/dev/null || : > "$now"
+set --
+for f in .*.stat; do [ -f "$f" ] && [ -f "${f%%.stat}.files" ] && set -- "$@" "$f" "${f%%.stat}.files"; done
+awk -v now="$now" -v links="$links" -v tmpl="$tmpl" '
+FILENAME == now { split($0, a, "\t"); st[a[1]] = a[2] " " a[3] " " a[4]; next }
+FILENAME == links { split($0, a, "\t"); src[a[2]] = a[1]; next }
+FILENAME ~ /\.stat$/ { r = substr(FILENAME, 2); sub(/\.stat$/, "", r); split($0, a, "\t"); rec[r "/" a[1]] = a[2] " " a[3] " " a[4]; next }
+FILENAME ~ /\.files$/ { r = substr(FILENAME, 2); sub(/\.files$/, "", r); p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); sha[r "/" p] = $1; next }
+{ p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); s = src[p]
+  if (s != "" && (s in rec) && (s in sha) && (p in st) && rec[s] == st[p]) { print "=" sha[s] > tmpl; next }
+  print "?" > tmpl; print p }
+' "$now" "$links" "$@" "$files" | tr '\n' '\0' |
+  (cd -- "$tmp" && xargs -0 -r $hasher --) | cut -d ' ' -f 1 > "$hashed" || { clean_sums; clean; exit %[6]d; }
+awk -v hashed="$hashed" 'FILENAME == hashed { h[++n] = $1; next } /^=/ { print substr($0, 2); next } { print h[++i] } END { if (i != n) exit 1 }' \
+  "$hashed" "$tmpl" > "$sums" || { echo "some files are missing"; clean_sums; clean; exit %[6]d; }
+rm -f -- "$now" "$tmpl" "$hashed"
+[ "$(wc -l < "$sums")" -eq "$(wc -l < "$files")" ] || { echo "some files are missing"; clean_sums; clean; exit %[6]d; }
 got=$(awk 'NR == FNR { h[FNR] = $1; next } { p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print h[FNR] "  " p }' "$sums" "$files" | $hasher | cut -d ' ' -f 1)
 if [ "$got" != %[13]s ]; then echo "the sha256 of its files is not the release's"; rm -f -- "$sums"; clean; exit %[6]d; fi
 awk 'NR == FNR { h[FNR] = $1; next } { p = $0; sub(/^[^ ]+ [^ ]+ /, "", p); print h[FNR] " " $2 " " p }' "$sums" "$files" > "$sums.files" &&
   mv -- "$sums.files" "$files" && rm -f -- "$sums" || { rm -f -- "$sums" "$sums.files"; clean; exit %[7]d; }
+%[17]s
 printf '%%s\n' %[9]s > %[10]s && mv -- "$files" %[11]s && mv -T -- "$tmp" %[12]s || { clean; exit %[7]d; }
 rm -f -- "$links"
 `, store.ShellQuote(l.releases()), store.ShellQuote(l.unpacking(rel.Version, n)), store.ShellQuote(l.filesTemp(rel.Version, n)),
 		store.ShellQuote(l.linksTemp(rel.Version, n)), store.ShellQuote(linkFiles), exitSHAMismatch, exitUnpack, exitLink,
 		store.ShellQuote(strings.ToLower(rel.SHA256)), store.ShellQuote(l.shaFile(rel.Version)), store.ShellQuote(l.filesFile(rel.Version)),
-		store.ShellQuote(l.release(rel.Version)), store.ShellQuote(digest), store.ShellQuote(l.sumsTemp(rel.Version, n)), prepare)
+		store.ShellQuote(l.release(rel.Version)), store.ShellQuote(digest), store.ShellQuote(l.sumsTemp(rel.Version, n)), prepare,
+		statList, statRecord(`"$tmp"`, store.ShellQuote(l.statTemp(rel.Version, n)), store.ShellQuote(l.statFile(rel.Version))))
 }
 
 // planPrepared is assembleScript's prepare after planScript, which left the files and links.

@@ -301,3 +301,74 @@ func TestAVersionReadBeforeIsNotReadAgainAndStillChecked(t *testing.T) {
 		t.Errorf("host-2 keeps a release v2 (%v), want none", err)
 	}
 }
+
+// Files linked from a kept release are not read again when their inode, size and modification
+// time are those recorded when that release was checked (.<version>.stat), but any write to
+// one is caught: a kept file rewritten in place with as many bytes makes the assembled release
+// fail its check, and the release is sent whole. A kept release without that record (put there
+// by an older ferry) has every file linked from it read and checked, even one whose change
+// kept its size and modification time.
+func TestAKeptFileChangedInPlaceIsCaughtWhenLinked(t *testing.T) {
+	c := sshtest.Start(t, 1, sshtest.Options{})
+	h := c.Hosts()[0]
+	spec := testSpec(store.Strategy{})
+	tree := makeTree(t, 100, 2<<20)
+	v1 := packTree(t, tree, "v1")
+	rollout(t, c, spec, v1, nil, deploy.HostSucceeded)
+	if _, err := os.Stat(h.Path("releases/.v1.stat")); err != nil {
+		t.Fatalf("v1 has no record of its files' stat: %v", err)
+	}
+
+	rewrite := func(name string, keepTime bool) {
+		t.Helper()
+		info, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range data {
+			data[i] ^= 0xff
+		}
+		if err := os.WriteFile(name, data, info.Mode()); err != nil {
+			t.Fatal(err)
+		}
+		if keepTime {
+			if err := os.Chtimes(name, info.ModTime(), info.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deployAndCheck := func(version string, files *deploy.FileIndex) {
+		t.Helper()
+		writeTreeFile(t, tree, "VERSION", []byte(version+"\n"))
+		rel := packTree(t, tree, version)
+		rel.Files = files
+		rec := newRecorder()
+		res := rollout(t, c, spec, rel, rec, deploy.HostSucceeded)
+		if log := rec.log("host-1"); !strings.Contains(log, "does not match its manifest") || !strings.Contains(log, "sending the whole artifact") {
+			t.Errorf("%s: the log does not say the assembled release was refused and the artifact sent whole:\n%s", version, log)
+		}
+		if res[0].BytesSent < rel.Size {
+			t.Errorf("%s sent %d bytes, want the whole artifact (%d)", version, res[0].BytesSent, rel.Size)
+		}
+		assertServing(t, h, version)
+		assertSameTree(t, tree, h.Path("releases/"+version))
+	}
+
+	// Same size, a new modification time: the record no longer matches, the file is read.
+	// (v1 was not read by this process: the host is asked which files it holds.)
+	known := deploy.NewManifests()
+	rewrite(h.Path("releases/v1/data/04/file-0004.bin"), false)
+	deployAndCheck("v2", known.Index())
+
+	// No record: every linked file is read, and a change that kept size and time is caught.
+	if err := os.Remove(h.Path("releases/.v2.stat")); err != nil {
+		t.Fatal(err)
+	}
+	// (v2 was read by this process: the host is sent v3's difference from it.)
+	rewrite(h.Path("releases/v2/data/06/file-0006.bin"), true)
+	deployAndCheck("v3", known.Index())
+}

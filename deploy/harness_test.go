@@ -247,12 +247,16 @@ func assertCurrent(t *testing.T, h *sshtest.Host, version string) {
 func releaseEntries(t *testing.T, h *sshtest.Host) []string {
 	t.Helper()
 	names := settledReleaseFiles(t, h)
-	// The recorded sha256 of a release (.<version>.sha256) and its manifest (.<version>.files)
-	// belong to it; one without its release is listed, like any leftover.
+	// The recorded sha256 of a release (.<version>.sha256), its manifest (.<version>.files) and
+	// the stat of its files (.<version>.stat) belong to it; one without its release is listed,
+	// like any leftover.
 	return slices.DeleteFunc(names, func(name string) bool {
-		v, ok := strings.CutSuffix(strings.TrimPrefix(name, "."), ".sha256")
-		if !ok {
-			v, ok = strings.CutSuffix(strings.TrimPrefix(name, "."), ".files")
+		var v string
+		ok := false
+		for _, suffix := range []string{".sha256", ".files", ".stat"} {
+			if v, ok = strings.CutSuffix(strings.TrimPrefix(name, "."), suffix); ok {
+				break
+			}
 		}
 		return ok && strings.HasPrefix(name, ".") && slices.Contains(names, v)
 	})

@@ -68,7 +68,7 @@ func TestPrunedReleasesAreRemovedAfterTheRollout(t *testing.T) {
 			}
 			var want []string
 			for _, v := range step.kept {
-				want = append(want, v, "."+v+".sha256", "."+v+".files")
+				want = append(want, v, "."+v+".sha256", "."+v+".files", "."+v+".stat")
 			}
 			slices.Sort(want)
 			if got := settledReleaseFiles(t, h); !slices.Equal(got, want) {
@@ -103,7 +103,7 @@ func TestTrashLeftOnAHostIsRemovedByTheNextDeployment(t *testing.T) {
 	if !slices.Equal(results[0].Kept, []string{"v2", "v1"}) {
 		t.Errorf("keeps %v, want [v2 v1]", results[0].Kept)
 	}
-	want := []string{".v1.files", ".v1.sha256", ".v2.files", ".v2.sha256", "v1", "v2"}
+	want := []string{".v1.files", ".v1.sha256", ".v1.stat", ".v2.files", ".v2.sha256", ".v2.stat", "v1", "v2"}
 	if got := settledReleaseFiles(t, h); !slices.Equal(got, want) {
 		t.Errorf("releases/ holds %v after the next deployment, want %v", got, want)
 	}
@@ -150,7 +150,7 @@ func TestTheRolloutDoesNotWaitForTheRemovalOfOldReleases(t *testing.T) {
 			kept = append(kept, name)
 		}
 	}
-	if want := []string{".v2.files", ".v2.sha256", ".v3.files", ".v3.sha256", "v2", "v3"}; !slices.Equal(kept, want) {
+	if want := []string{".v2.files", ".v2.sha256", ".v2.stat", ".v3.files", ".v3.sha256", ".v3.stat", "v2", "v3"}; !slices.Equal(kept, want) {
 		t.Errorf("releases/ holds %v besides the trash, want %v", kept, want)
 	}
 	if len(trash) != 1 {
@@ -164,7 +164,7 @@ func TestTheRolloutDoesNotWaitForTheRemovalOfOldReleases(t *testing.T) {
 	for _, e := range inTrash {
 		names = append(names, e.Name())
 	}
-	if want := []string{".v1.files", ".v1.sha256", "v1"}; !slices.Equal(names, want) {
+	if want := []string{".v1.files", ".v1.sha256", ".v1.stat", "v1"}; !slices.Equal(names, want) {
 		t.Errorf("the trash holds %v while its removal is held, want %v", names, want)
 	}
 	assertServing(t, h, "v3")
@@ -202,7 +202,7 @@ func TestAReleaseThatCannotBeMovedAsideIsReportedAndKeptWhole(t *testing.T) {
 			t.Errorf("the log lacks %q:\n%s", want, log)
 		}
 	}
-	want := []string{".v1.files", ".v1.sha256", ".v2.files", ".v2.sha256", ".v3.files", ".v3.sha256", "v1", "v2", "v3"}
+	want := []string{".v1.files", ".v1.sha256", ".v1.stat", ".v2.files", ".v2.sha256", ".v2.stat", ".v3.files", ".v3.sha256", ".v3.stat", "v1", "v2", "v3"}
 	if got := settledReleaseFiles(t, h); !slices.Equal(got, want) {
 		t.Errorf("releases/ holds %v, want %v", got, want)
 	}

@@ -75,10 +75,32 @@ func (l layout) shaFile(v string) string { return path.Join(l.root, "releases", 
 // from the files it already holds.
 func (l layout) filesFile(v string) string { return path.Join(l.root, "releases", "."+v+".files") }
 
+// statFile records, for every regular file of a release, its inode, size and modification
+// time as they were when the release was checked and put in place: "<path>\t<inode>\t<size>\t
+// <mtime>" (find -printf '%P\t%i\t%s\t%T@'). A file linked from this release into a new one
+// whose inode, size and mtime are still those is not read again to check the new release (see
+// assembleScript), as rsync and git judge a file unchanged; any write to it changes its mtime.
+func (l layout) statFile(v string) string { return path.Join(l.root, "releases", "."+v+".stat") }
+
+// statRecord is the shell line that writes the statFile of the release being put in place
+// from its directory dir (a temp name, before the rename), into statTemp and then statFile. It
+// never fails: without find -printf (busybox) there is no record, and files linked from the
+// release are read to be checked.
+func statRecord(dir, statTemp, statFile string) string {
+	return fmt.Sprintf(`{ (cd -- %[1]s && %[4]s) > %[2]s 2>/dev/null && mv -- %[2]s %[3]s; } || rm -f -- %[2]s %[3]s`,
+		dir, statTemp, statFile, statList)
+}
+
+// statList prints a statFile's lines for the files under the working directory.
+const statList = `find . -type f -printf '%P\t%i\t%s\t%T@\n'`
+
 // filesTemp and linksTemp are an upload's manifest and its list of files to link, until the
 // release is in place.
 func (l layout) filesTemp(v, n string) string {
 	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".files.tmp")
+}
+func (l layout) statTemp(v, n string) string {
+	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".stat.tmp")
 }
 func (l layout) sumsTemp(v, n string) string {
 	return path.Join(l.root, "releases", "."+v+".ferry-"+n+".sums.tmp")
@@ -118,7 +140,7 @@ func (c *Conn) State(ctx context.Context, root string) (HostState, error) {
 
 // removeRelease is the shell words that name a release directory and its record files.
 func (l layout) removeRelease(v string) string {
-	return store.ShellQuote(l.release(v)) + " " + store.ShellQuote(l.shaFile(v)) + " " + store.ShellQuote(l.filesFile(v))
+	return store.ShellQuote(l.release(v)) + " " + store.ShellQuote(l.shaFile(v)) + " " + store.ShellQuote(l.filesFile(v)) + " " + store.ShellQuote(l.statFile(v))
 }
 
 // switchCurrent points current at releases/<version> with one rename over the old link, so
@@ -171,8 +193,8 @@ func pruneScript(l layout, versions []string, n string) string {
 	for _, v := range versions {
 		dir := store.ShellQuote(l.release(v))
 		fmt.Fprintf(&dirs, " %s", dir)
-		fmt.Fprintf(&records, "[ -e %[1]s ] || [ -L %[1]s ] || for f in %[2]s %[3]s; do [ -e \"$f\" ] && set -- \"$@\" \"$f\"; done\n",
-			dir, store.ShellQuote(l.shaFile(v)), store.ShellQuote(l.filesFile(v)))
+		fmt.Fprintf(&records, "[ -e %[1]s ] || [ -L %[1]s ] || for f in %[2]s %[3]s %[4]s; do [ -e \"$f\" ] && set -- \"$@\" \"$f\"; done\n",
+			dir, store.ShellQuote(l.shaFile(v)), store.ShellQuote(l.filesFile(v)), store.ShellQuote(l.statFile(v)))
 	}
 	return fmt.Sprintf(`t=%s
 mkdir -- "$t" || exit 1

@@ -198,8 +198,9 @@ const (
 // is the release put in place; otherwise, and when the stream ends early (cancel, lost
 // connection: there is no seal), every temp file is removed before the script exits.
 func receiveScript(l layout, rel Release, n, seal string, compressed bool, manifestLen int) string {
-	keepManifest, readManifest := "", ""
+	keepManifest, readManifest, record := "", "", "rm -f -- "+store.ShellQuote(l.statFile(rel.Version))
 	if manifestLen > 0 {
+		record = statRecord(`"$tmp"`, store.ShellQuote(l.statTemp(rel.Version, n)), store.ShellQuote(l.statFile(rel.Version)))
 		// The manifest (gzipped) comes first on stdin: dd takes exactly its bytes.
 		readManifest = fmt.Sprintf(`dd bs=%d count=1 iflag=fullblock status=none | gzip -dc > "$files" || { clean; exit %d; }`, manifestLen, exitUnpack)
 		keepManifest = fmt.Sprintf(` && mv -- "$files" %s`, store.ShellQuote(l.filesFile(rel.Version)))
@@ -227,10 +228,10 @@ if [ "$untar" -ne 0 ]; then
   clean; exit %[5]d
 fi
 if [ "$got" != "$want" ]; then echo "$got"; clean; exit %[4]d; fi
-rm -f -- "$seal" && printf '%%s\n' "$want" > %[11]s%[12]s && mv -T -- "$tmp" %[7]s || { clean; exit %[5]d; }
+rm -f -- "$seal" && { %[13]s; } && printf '%%s\n' "$want" > %[11]s%[12]s && mv -T -- "$tmp" %[7]s || { clean; exit %[5]d; }
 `, store.ShellQuote(strings.ToLower(rel.SHA256)), store.ShellQuote(l.unpacking(rel.Version, n)), store.ShellQuote(seal),
 		exitSHAMismatch, exitUnpack, untar, store.ShellQuote(l.release(rel.Version)), store.ShellQuote(l.filesTemp(rel.Version, n)),
-		l.tempsOf(rel.Version), readManifest, store.ShellQuote(l.shaFile(rel.Version)), keepManifest)
+		l.tempsOf(rel.Version), readManifest, store.ShellQuote(l.shaFile(rel.Version)), keepManifest, record)
 }
 
 // receiveError says why receiving an artifact failed: canceled, the connection lost, the disk
