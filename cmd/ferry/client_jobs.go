@@ -418,9 +418,14 @@ func waitingWords(d *store.Deployment) string {
 	return d.Status
 }
 
-// decideCommand approves or rejects a deployment that waits for approval.
+// decideCommand approves or rejects a deployment or a job run that waits for approval:
+// "approve ID" and "approve deployment ID" decide on a deployment, "approve run ID" on a run.
 func decideCommand(ctx context.Context, verb string, args []string, env func(string) string, std streams) error {
-	usage := "ferry " + verb + " DEPLOYMENT_ID [--comment TEXT]"
+	usage := "ferry " + verb + " [deployment|run] ID [--comment TEXT]"
+	subject := "deployment"
+	if len(args) > 0 && (args[0] == "deployment" || args[0] == "run") {
+		subject, args = args[0], args[1:]
+	}
 	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
 	comment := fs.String("comment", "", "why, for the record")
 	pos, err := parseArgs(fs, args, 1, 1, usage)
@@ -435,10 +440,19 @@ func decideCommand(ctx context.Context, verb string, args []string, env func(str
 	if err != nil {
 		return err
 	}
+	done := strings.TrimSuffix(verb, "e") + "ed" // approved, rejected
+	if subject == "run" {
+		var r store.JobRun
+		if err := c.call(ctx, "POST", fmt.Sprintf("/runs/%d/%s", id, verb), map[string]any{"comment": *comment}, &r); err != nil {
+			return err
+		}
+		fmt.Fprintf(std.stdout, "run %d: %s; now %s (job %s of %s)\n", r.ID, done, runState(&r), r.Job, r.Project)
+		return nil
+	}
 	var d store.Deployment
 	if err := c.call(ctx, "POST", fmt.Sprintf("/deployments/%d/%s", id, verb), map[string]any{"comment": *comment}, &d); err != nil {
 		return err
 	}
-	fmt.Fprintf(std.stdout, "deployment %d: %sd; now %s (%s to %s of %s)\n", d.ID, verb, waitingWords(&d), d.Version, d.Environment, d.Project)
+	fmt.Fprintf(std.stdout, "deployment %d: %s; now %s (%s to %s of %s)\n", d.ID, done, waitingWords(&d), d.Version, d.Environment, d.Project)
 	return nil
 }

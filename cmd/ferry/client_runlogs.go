@@ -218,7 +218,7 @@ func runWaitingWords(r *store.JobRun, now time.Time) string {
 		if r.ApprovalExpiresAt != nil {
 			words += " until " + deadlineWords(*r.ApprovalExpiresAt, now)
 		}
-		return words + fmt.Sprintf(" (POST /api/v1/runs/%d/approve, or on its page)", r.ID)
+		return words + fmt.Sprintf(" (ferry approve run %d)", r.ID)
 	case store.RunWaiting:
 		return fmt.Sprintf("waits at a pause (ferry run-continue %d goes on, ferry run-cancel %d stops it)", r.ID, r.ID)
 	}

@@ -106,6 +106,53 @@ func testCommandLineJobs(t *testing.T, s *cliSetup) {
 		}
 	}
 	testRunLogs(t, s, env, api, greet, broken)
+	testRunApprovals(t, s, env, api)
+}
+
+// testRunApprovals has a run into an environment that needs approval refused to the person it
+// acts for, approved by someone else and followed to its end, and another one rejected, all
+// with the command line.
+func testRunApprovals(t *testing.T, s *cliSetup, env []string, api *client) {
+	api.api(http.StatusOK, "PATCH", "/api/v1/projects/orders/environments/staging", map[string]any{"approvals_required": 1}, nil)
+	defer api.api(http.StatusOK, "PATCH", "/api/v1/projects/orders/environments/staging", map[string]any{"approvals_required": 0}, nil)
+	if res := runFerry(t, s.in.env, "", "user", "add", "bob", "--admin"); res.code != 0 {
+		t.Fatalf("ferry user add bob: exit %d: %s", res.code, res.stderr)
+	}
+	bob := runFerry(t, s.in.env, "", "token", "add", "bob")
+	asBob := append(env[:len(env):len(env)], "FERRY_TOKEN="+strings.TrimSpace(bob.stdout))
+
+	res := s.ferryEnv(t, env, 0, "", "run", "orders", "greet")
+	m := regexp.MustCompile(`^run (\d+) of job greet \(orders\) awaits 1 approval\(s\) until [^(]+ \(in [^)]+\) \(ferry approve run (\d+)\)`).FindStringSubmatch(res.stdout)
+	if m == nil || m[1] != m[2] {
+		t.Fatalf("ferry run into an environment that needs approval: %q", res.stdout)
+	}
+	id := m[1]
+	if res := s.ferryEnv(t, env, 1, "", "approve", "run", id); !strings.Contains(res.stderr, "someone else must approve") {
+		t.Errorf("the person the run acts for approving: %q, want the four-eyes refusal", res.stderr)
+	}
+	res = s.ferryEnv(t, asBob, 0, "", "approve", "run", id, "--comment", "fine")
+	if !regexp.MustCompile(`^run ` + id + `: approved; now (queued|running|success) \(job greet of orders\)`).MatchString(res.stdout) {
+		t.Errorf("bob approving the run: %q, want it approved and on its way", res.stdout)
+	}
+	if res := s.ferryEnv(t, asBob, 1, "", "reject", "run", id); res.stderr == "" {
+		t.Error("bob deciding twice: no error")
+	}
+	if res := s.ferryEnv(t, env, 0, "", "logs", "run", id, "-f"); !strings.Contains(res.stdout, "approved by bob") || !strings.Contains(res.stdout, "hello 1 on host-1") {
+		t.Errorf("the approved run's log:\n%s", res.stdout)
+	}
+
+	other := strconv.FormatInt(runIDOf(t, s.ferryEnv(t, env, 0, "", "run", "orders", "greet").stdout), 10)
+	res = s.ferryEnv(t, asBob, 0, "", "reject", "run", other, "--comment", "not now")
+	if want := "run " + other + ": rejected; now canceled (job greet of orders)"; strings.TrimSpace(res.stdout) != want {
+		t.Errorf("bob rejecting a run: %q, want %q", res.stdout, want)
+	}
+	var r store.JobRun
+	api.api(http.StatusOK, "GET", "/api/v1/runs/"+other, nil, &r)
+	if r.Status != store.RunCanceled || !strings.Contains(r.Error, "rejected by bob: not now") {
+		t.Errorf("the rejected run: %s, %q", r.Status, r.Error)
+	}
+	s.ferryEnv(t, env, 2, "", "approve", "run")
+	s.ferryEnv(t, env, 2, "", "reject", "run", "seven")
 }
 
 func runIDOf(t *testing.T, stdout string) int64 {

@@ -70,8 +70,10 @@ client commands (they talk to a ferry server; see docs/cli.md):
                                           STEP/HOST, --step and --host keep one step or host)
   cancel build|deployment ID
   retry build|deployment ID [--follow]
-  approve ID [--comment TEXT]             approve a deployment that waits for approval
-  reject ID [--comment TEXT]              reject it
+  approve [deployment|run] ID [--comment TEXT]
+                                          approve a deployment (the default) or a job run
+                                          that waits for approval
+  reject [deployment|run] ID [--comment TEXT]   reject it
   jobs P [--json]                         a project's jobs (script jobs)
   run P JOB [-p NAME=VALUE]... [--hosts a,b] [--follow]   start a run of a job
   runs P JOB [--limit N] [--json]         a job's runs
