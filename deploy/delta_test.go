@@ -50,12 +50,7 @@ func TestANewVersionSendsOnlyTheFilesTheHostLacks(t *testing.T) {
 	rec = newRecorder()
 	res = rollout(t, c, spec, v3, rec, deploy.HostSucceeded)
 	assertServing(t, h, "v3")
-	if log := rec.log("host-1"); !strings.Contains(log, "does not match its manifest") || !strings.Contains(log, "sending the whole artifact") {
-		t.Errorf("the log does not say the assembled release was refused and the artifact sent whole:\n%s", log)
-	}
-	if res[0].BytesSent < v3.Size {
-		t.Errorf("v3 sent %d bytes, want the whole artifact (%d) after the refused assembly", res[0].BytesSent, v3.Size)
-	}
+	wantAssemblyRefused(t, rec, res[0], v3)
 	assertSameFiles(t, tree, h.Path("releases/v3"), filepath.Join("data", "05", "file-0005.bin"), changed)
 	if got := releaseEntries(t, h); strings.Join(got, " ") != "v1 v2 v3" {
 		t.Errorf("releases %v, want v1 v2 v3 without temp files", got)
@@ -169,12 +164,7 @@ func TestANewVersionIsSentAsItsDifferenceFromAKeptRelease(t *testing.T) {
 	rec = newRecorder()
 	res = rollout(t, c, spec, v3, rec, deploy.HostSucceeded)
 	assertServing(t, h, "v3")
-	if log := rec.log("host-1"); !strings.Contains(log, "does not match its manifest") || !strings.Contains(log, "sending the whole artifact") {
-		t.Errorf("the log does not say the assembled release was refused and the artifact sent whole:\n%s", log)
-	}
-	if res[0].BytesSent < v3.Size {
-		t.Errorf("v3 sent %d bytes, want the whole artifact (%d) after the refused assembly", res[0].BytesSent, v3.Size)
-	}
+	wantAssemblyRefused(t, rec, res[0], v3)
 	assertSameTree(t, tree, h.Path("releases/v3"))
 
 	manifest, err := os.OpenFile(h.Path("releases/.v3.files"), os.O_APPEND|os.O_WRONLY, 0)
@@ -348,12 +338,7 @@ func TestAKeptFileChangedInPlaceIsCaughtWhenLinked(t *testing.T) {
 		rel.Files = files
 		rec := newRecorder()
 		res := rollout(t, c, spec, rel, rec, deploy.HostSucceeded)
-		if log := rec.log("host-1"); !strings.Contains(log, "does not match its manifest") || !strings.Contains(log, "sending the whole artifact") {
-			t.Errorf("%s: the log does not say the assembled release was refused and the artifact sent whole:\n%s", version, log)
-		}
-		if res[0].BytesSent < rel.Size {
-			t.Errorf("%s sent %d bytes, want the whole artifact (%d)", version, res[0].BytesSent, rel.Size)
-		}
+		wantAssemblyRefused(t, rec, res[0], rel)
 		assertServing(t, h, version)
 		assertSameTree(t, tree, h.Path("releases/"+version))
 	}
@@ -371,4 +356,16 @@ func TestAKeptFileChangedInPlaceIsCaughtWhenLinked(t *testing.T) {
 	// (v2 was read by this process: the host is sent v3's difference from it.)
 	rewrite(h.Path("releases/v2/data/06/file-0006.bin"), true)
 	deployAndCheck("v3", known.Index())
+}
+
+// wantAssemblyRefused fails unless the host's log says the release assembled from its kept
+// files did not match the manifest and the whole artifact was sent, and it was.
+func wantAssemblyRefused(t *testing.T, rec *recorder, res deploy.HostResult, rel deploy.Release) {
+	t.Helper()
+	if log := rec.log(res.Host); !strings.Contains(log, "does not match its manifest") || !strings.Contains(log, "sending the whole artifact") {
+		t.Errorf("%s: the log does not say the assembled release was refused and the artifact sent whole:\n%s", rel.Version, log)
+	}
+	if res.BytesSent < rel.Size {
+		t.Errorf("%s sent %d bytes, want the whole artifact (%d) after the refused assembly", rel.Version, res.BytesSent, rel.Size)
+	}
 }
